@@ -1,0 +1,276 @@
+"""Safetensors checkpoints read and written lazily, without torch.
+
+The safetensors format is an 8-byte little-endian header length, a JSON header mapping tensor
+names to ``{dtype, shape, data_offsets}`` (offsets relative to the end of the header), then the raw
+bytes. That is simple enough to read single rows of a tensor with a seek, and to rewrite a shard
+without one of its tensors by writing a new header and copying byte ranges — so memory never
+grows with the shard size, and torch is never imported.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadInput
+
+INDEX_NAME = "model.safetensors.index.json"
+SINGLE_NAME = "model.safetensors"
+_COPY_CHUNK = 16 * 1024 * 1024
+# Header sizes beyond this are refused: a corrupt length would otherwise allocate gigabytes.
+_MAX_HEADER = 100 * 1024 * 1024
+
+ITEMSIZE = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2,
+    "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+    "F8_E4M3": 1, "F8_E5M2": 1,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    start: int  # absolute file offset of the first byte
+    end: int  # absolute file offset one past the last byte
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+
+class SafetensorsFile:
+    """The header of one ``.safetensors`` file, parsed; tensor data stays on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            with path.open("rb") as fh:
+                raw_len = fh.read(8)
+                if len(raw_len) != 8:
+                    raise ValueError("file shorter than 8 bytes")
+                (header_len,) = struct.unpack("<Q", raw_len)
+                if header_len > _MAX_HEADER:
+                    raise ValueError(f"header length {header_len} is implausible")
+                header = json.loads(fh.read(header_len))
+        except (OSError, ValueError) as exc:
+            raise BadInput(
+                f"{path.name} is not a readable safetensors file ({exc}): "
+                "re-download the checkpoint"
+            ) from None
+        data_start = 8 + header_len
+        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+        self.tensors: dict[str, TensorInfo] = {}
+        for name, info in header.items():
+            begin, stop = info["data_offsets"]
+            self.tensors[name] = TensorInfo(
+                name, info["dtype"], tuple(info["shape"]), data_start + begin, data_start + stop
+            )
+
+    def read_rows(self, name: str, rows: Iterable[int]) -> np.ndarray:
+        """Rows of a 2-D tensor as float32, reading only those rows from disk."""
+        info = self.tensors[name]
+        if len(info.shape) != 2:
+            raise BadInput(f"{name} in {self.path.name} has shape {list(info.shape)}, expected 2-D")
+        n_rows, width = info.shape
+        itemsize = ITEMSIZE.get(info.dtype)
+        if info.dtype not in ("F32", "F16", "BF16", "F64") or itemsize is None:
+            raise BadInput(
+                f"{name} is stored as {info.dtype}; only float32/float16/bfloat16 heads are "
+                "supported: convert a non-quantized checkpoint"
+            )
+        row_bytes = width * itemsize
+        out = np.empty((0, width), dtype=np.float32)
+        chunks = []
+        with self.path.open("rb") as fh:
+            for row in rows:
+                if not 0 <= row < n_rows:
+                    raise BadInput(
+                        f"token id {row} is outside {name} ({n_rows} rows): the tokenizer does not "
+                        "match the weights"
+                    )
+                fh.seek(info.start + row * row_bytes)
+                chunks.append(decode_floats(fh.read(row_bytes), info.dtype))
+        if chunks:
+            out = np.stack(chunks)
+        return out
+
+
+def decode_floats(raw: bytes, dtype: str) -> np.ndarray:
+    """Raw little-endian bytes of a float tensor → float32 numpy array."""
+    if dtype == "BF16":
+        bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
+        return bits.view(np.float32)
+    np_dtype = {"F32": "<f4", "F16": "<f2", "F64": "<f8"}[dtype]
+    return np.frombuffer(raw, dtype=np_dtype).astype(np.float32)
+
+
+def encode_floats(values: np.ndarray, dtype: str) -> bytes:
+    """float32 numpy array → raw little-endian bytes in ``dtype`` (bfloat16 rounds to nearest
+    even, as torch does)."""
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    if dtype == "BF16":
+        bits = values.view(np.uint32)
+        rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
+        return ((bits + rounding) >> 16).astype("<u2").tobytes()
+    np_dtype = {"F32": "<f4", "F16": "<f2", "F64": "<f8"}[dtype]
+    return values.astype(np_dtype).tobytes()
+
+
+class Checkpoint:
+    """A directory of safetensors shards, addressed by tensor name."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        index_path = directory / INDEX_NAME
+        if index_path.is_file():
+            try:
+                weight_map: dict[str, str] = json.loads(index_path.read_text())["weight_map"]
+            except (ValueError, KeyError) as exc:
+                raise BadInput(
+                    f"{INDEX_NAME} is not a valid index ({exc.__class__.__name__}): "
+                    "re-download the checkpoint"
+                ) from None
+            shard_names = sorted(set(weight_map.values()))
+        else:
+            shard_names = sorted(p.name for p in directory.glob("*.safetensors"))
+        if not shard_names:
+            raise BadInput(f"no .safetensors weights in {directory}")
+        self.shards: dict[str, SafetensorsFile] = {}
+        for shard in shard_names:
+            path = directory / shard
+            if not path.is_file():
+                raise BadInput(
+                    f"{INDEX_NAME} names {shard}, which is missing: re-download the checkpoint"
+                )
+            self.shards[shard] = SafetensorsFile(path)
+        self.location: dict[str, str] = {}
+        for shard, st in self.shards.items():
+            for name in st.tensors:
+                self.location[name] = shard
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.location
+
+    def tensor(self, name: str) -> TensorInfo:
+        return self.shards[self.location[name]].tensors[name]
+
+    def read_rows(self, name: str, rows: Iterable[int]) -> np.ndarray:
+        return self.shards[self.location[name]].read_rows(name, rows)
+
+    def find(self, suffix: str) -> str | None:
+        """The one tensor whose name ends with ``suffix`` (e.g. ``embed_tokens.weight``)."""
+        hits = sorted(n for n in self.location if n == suffix or n.endswith("." + suffix))
+        return hits[0] if len(hits) == 1 else None
+
+
+def _header_bytes(entries: list[tuple[str, str, tuple[int, ...], int]], metadata: dict) -> bytes:
+    """Serialize a safetensors header for tensors laid out back to back in ``entries`` order."""
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = metadata
+    offset = 0
+    for name, dtype, shape, nbytes in entries:
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)  # the reference writer pads the header to 8 bytes
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def write_shard_without(src: SafetensorsFile, dst: Path, drop: set[str]) -> list[str]:
+    """Write ``src`` minus the tensors in ``drop`` to ``dst``, copying byte ranges in chunks.
+
+    Returns the names of the tensors written. Tensors keep their original order in the file.
+    """
+    kept = sorted((t for t in src.tensors.values() if t.name not in drop), key=lambda t: t.start)
+    entries = [(t.name, t.dtype, t.shape, t.nbytes) for t in kept]
+    with src.path.open("rb") as fin, dst.open("wb") as fout:
+        fout.write(_header_bytes(entries, src.metadata))
+        for tensor in kept:
+            _copy_range(fin, fout, tensor.start, tensor.nbytes)
+    return [t.name for t in kept]
+
+
+def write_shard(dst: Path, tensors: list[tuple[str, str, tuple[int, ...], bytes]]) -> None:
+    """Write a small shard from in-memory tensors ``(name, dtype, shape, raw bytes)``."""
+    entries = [(name, dtype, shape, len(raw)) for name, dtype, shape, raw in tensors]
+    with dst.open("wb") as fout:
+        fout.write(_header_bytes(entries, {"format": "pt"}))
+        for *_, raw in tensors:
+            fout.write(raw)
+
+
+def _copy_range(fin, fout, start: int, length: int) -> None:
+    fin.seek(start)
+    remaining = length
+    while remaining:
+        chunk = fin.read(min(_COPY_CHUNK, remaining))
+        if not chunk:
+            raise BadInput(f"{fin.name} is truncated: re-download the checkpoint")
+        fout.write(chunk)
+        remaining -= len(chunk)
+
+
+def write_index(dst: Path, weight_map: dict[str, str], total_size: int) -> None:
+    index = {"metadata": {"total_size": total_size}, "weight_map": dict(sorted(weight_map.items()))}
+    dst.write_text(json.dumps(index, indent=2) + "\n")
+
+
+_FICLONE = 0x40049409  # ioctl request for a copy-on-write clone (btrfs, xfs, bcachefs)
+
+
+def place_file(src: Path, dst: Path, *, force_copy: bool = False) -> str:
+    """Put ``src`` at ``dst`` as cheaply as the filesystem allows; returns how.
+
+    Order: reflink (copy-on-write clone), hard link, copy. A hard link shares the inode with the
+    source, so nothing in this package ever writes to a placed file afterwards.
+    """
+    src = src.resolve()  # Hub caches hold symlinks to blobs: place the blob itself
+    if force_copy:
+        shutil.copyfile(src, dst)
+        return "copied"
+    if _reflink(src, dst):
+        return "reflinked"
+    try:
+        os.link(src, dst)
+        return "hard-linked"
+    except OSError:
+        shutil.copyfile(src, dst)
+        return "copied"
+
+
+def _reflink(src: Path, dst: Path) -> bool:
+    try:
+        with src.open("rb") as fin, dst.open("wb") as fout:
+            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+        return True
+    except OSError as exc:
+        dst.unlink(missing_ok=True)
+        if exc.errno not in (
+            errno.EOPNOTSUPP,
+            errno.EXDEV,
+            errno.EINVAL,
+            errno.ENOTTY,
+            errno.EPERM,
+        ):
+            raise
+        return False
+
+
+def iter_tensor_names(directory: Path) -> Iterator[str]:
+    yield from Checkpoint(directory).location

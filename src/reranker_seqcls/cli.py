@@ -1,0 +1,200 @@
+"""The ``reranker-seqcls`` command line: parse, call, report. Imports stay lazy so that
+``--help`` does not pay for numpy, tokenizers or torch."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+EXIT_INTERNAL = 4
+
+
+def _log(message: str) -> None:
+    from .redact import redact
+
+    click.echo(redact(message), err=True)
+
+
+def _recipe_options(func):
+    """--preset / custom recipe options shared by convert, check and run."""
+    options = [
+        click.option("--preset", help="Reranker family (see `reranker-seqcls presets`)."),
+        click.option("--tokens", help='Custom classifier tokens as JSON, e.g. \'["no","yes"]\'.'),
+        click.option(
+            "--method",
+            type=click.Choice(["from_2_way_softmax", "no_post_processing"]),
+            help="How the classifier tokens' logits become the score.",
+        ),
+        click.option(
+            "--template",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Scoring chat template (Jinja, roles query/document) for a custom recipe.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _conversion_options(func):
+    options = [
+        click.option("--force", is_flag=True, help="Replace a non-empty OUTPUT."),
+        click.option(
+            "--copy", "force_copy", is_flag=True,
+            help="Write real copies of unchanged shards instead of reflinks/hard links.",
+        ),
+        click.option(
+            "--allow-pickle", is_flag=True,
+            help="Accept a .bin-only checkpoint (loaded with torch weights_only=True).",
+        ),
+        click.option(
+            "--allow-softcapping", is_flag=True,
+            help="Convert despite final_logit_softcapping (scores differ; check reports it).",
+        ),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="reranker-seqcls")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """Convert causal-LM rerankers into *ForSequenceClassification checkpoints that score
+    identically in vLLM, sentence-transformers and transformers.
+
+    \b
+    Exit codes: 0 ok (also "already current"), 1 parity failed, 2 bad input,
+    3 Hub/network error, 4 internal error.
+    """
+
+
+@cli.command()
+def presets() -> None:
+    """List the known reranker families."""
+    from .recipes import PRESETS
+
+    for preset in PRESETS.values():
+        tokens = ", ".join(repr(t) for t in preset.tokens)
+        click.echo(f"{preset.name:<24} tokens [{tokens}]  {preset.method:<20} {preset.description}")
+
+
+@cli.command()
+@click.argument("source", required=False)
+@click.argument("output", required=False, type=click.Path(path_type=Path, file_okay=False))
+@_recipe_options
+@_conversion_options
+@click.option(
+    "--model_name", "model_name", hidden=True, help="Reference-script spelling of SOURCE."
+)
+@click.option("--path", "path_", hidden=True, type=click.Path(path_type=Path), help="= OUTPUT.")
+@click.option(
+    "--classifier_from_tokens", hidden=True, help="Reference-script spelling of --tokens."
+)
+@click.option("--device", hidden=True, help="Accepted for the reference script; unused.")
+def convert(
+    source: str | None,
+    output: Path | None,
+    preset: str | None,
+    tokens: str | None,
+    method: str | None,
+    template: Path | None,
+    force: bool,
+    force_copy: bool,
+    allow_pickle: bool,
+    allow_softcapping: bool,
+    model_name: str | None,
+    path_: Path | None,
+    classifier_from_tokens: str | None,
+    device: str | None,
+) -> None:
+    """Convert the causal-LM reranker SOURCE (a directory) into OUTPUT.
+
+    Also accepts the reference script's flags: --model_name SRC --classifier_from_tokens JSON
+    --method M --path OUT.
+    """
+    from .convert import SourceRef
+    from .convert import convert as run_convert
+    from .errors import BadInput
+    from .recipes import resolve_recipe
+
+    source = _one_of(source, model_name, "SOURCE", "--model_name")
+    output = _one_of(output, path_, "OUTPUT", "--path")
+    tokens = _one_of(tokens, classifier_from_tokens, "--tokens", "--classifier_from_tokens", True)
+    if source is None or output is None:
+        raise BadInput("convert needs SOURCE and OUTPUT: reranker-seqcls convert SOURCE OUTPUT")
+    source_dir = Path(source)
+    if not source_dir.is_dir():
+        raise BadInput(f"source {source} is not a directory: give a local checkpoint directory")
+    recipe = resolve_recipe(
+        source_name=source_dir.resolve().name,
+        preset=preset,
+        tokens_json=tokens,
+        method=method,
+        template_path=template,
+    )
+    run_convert(
+        source_dir,
+        output,
+        recipe,
+        source_ref=SourceRef.local(source_dir),
+        force=force,
+        copy=force_copy,
+        allow_pickle=allow_pickle,
+        allow_softcapping=allow_softcapping,
+        log=_log,
+    )
+
+
+def _one_of(a, b, name_a: str, name_b: str, optional: bool = False):
+    from .errors import BadInput
+
+    if a is not None and b is not None and a != b:
+        raise BadInput(f"give {name_a} or {name_b}, not both")
+    return a if a is not None else b
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors on stderr, the exit codes of the design, no tracebacks."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        code = cli.main(args=args, prog_name="reranker-seqcls", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        _log("error: aborted; nothing was written")
+        code = 130
+    except click.ClickException as exc:
+        _log(f"error: {exc.format_message()} (see reranker-seqcls --help)")
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        _log("error: interrupted; nothing was written")
+        code = 130
+    except Exception as exc:
+        code = _report(exc, debug)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _report(exc: Exception, debug: bool) -> int:
+    from .errors import SeqClsError
+
+    if debug:
+        traceback.print_exc()
+    if isinstance(exc, SeqClsError):
+        _log(f"error: {exc}")
+        return exc.exit_code
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        _log(f"error: {exc.strerror or exc}{where}: check the path, permissions and free space")
+        return 2
+    _log(
+        f"error: internal error {exc.__class__.__name__}: {exc} (rerun with --debug and report it)"
+    )
+    return EXIT_INTERNAL

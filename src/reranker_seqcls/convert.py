@@ -1,0 +1,478 @@
+"""The streaming conversion: causal-LM reranker directory → seq-cls checkpoint directory.
+
+No model is ever instantiated and torch is not imported (except to read a pickle checkpoint the
+user explicitly allowed). Only the classifier rows of the head are read; shards that do not hold
+``lm_head.weight`` are placed by reflink/hard link/copy; the shard that does is rewritten by
+copying byte ranges; ``score.weight`` goes into a small shard of its own.
+
+Everything is validated before the first byte is written, output goes to a temporary directory
+beside OUTPUT and is renamed into place at the end, so an error or Ctrl-C leaves no half-written
+OUTPUT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .architectures import causal_lm_class, known_model_type, seq_cls_class
+from .checkpoint import (
+    INDEX_NAME,
+    SINGLE_NAME,
+    Checkpoint,
+    encode_floats,
+    place_file,
+    write_index,
+    write_shard,
+    write_shard_without,
+)
+from .errors import BadInput
+from .files import CONFIG_FILE, PROVENANCE_FILE, is_copied_verbatim
+from .recipes import Recipe
+from .tokens import ResolvedToken, TokenizerFiles, resolve_pad_id, resolve_tokens
+
+HEAD_NAME = "lm_head.weight"
+SCORE_NAME = "score.weight"
+SCORE_SHARD = "score.safetensors"
+# transformers loads a lone model.safetensors and ignores the index beside it, so a single-file
+# source is placed under a sharded name once score.safetensors joins it.
+SINGLE_FILE_RENAMED = "model-00001-of-00001.safetensors"
+EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight")
+# Keys that make vLLM re-convert from lm_head at load time (which a converted checkpoint lacks),
+# and the deprecated sep/pad switch vLLM reads before use_sep_token.
+VLLM_RECONVERT_KEYS = (
+    "method",
+    "classifier_from_token",
+    "is_original_qwen3_reranker",
+    "use_pad_token",
+)
+LOGIT_SCALE_KEYS = ("logit_scale", "logits_scaling")
+SIGMOID = "torch.nn.modules.activation.Sigmoid"
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Where the source came from, recorded in the provenance file."""
+
+    name: str  # repo id or directory name; also used to detect the preset
+    repo_id: str | None = None
+    revision: str | None = None
+    commit_sha: str | None = None
+
+    @classmethod
+    def local(cls, path: Path) -> SourceRef:
+        return cls(name=path.resolve().name)
+
+    def to_json(self) -> dict[str, str | None]:
+        return {
+            "name": self.name,
+            "repo_id": self.repo_id,
+            "revision": self.revision,
+            "commit_sha": self.commit_sha,
+        }
+
+
+@dataclass
+class Plan:
+    """Everything a conversion will do, decided and validated before anything is written."""
+
+    source: Path
+    recipe: Recipe
+    config: dict[str, Any]
+    architecture: str
+    tokens: list[ResolvedToken]
+    pad_token_id: int
+    head_name: str  # the tensor whose rows become score.weight
+    untied_head: bool  # lm_head.weight exists and must be dropped
+    pickle_files: list[Path] = field(default_factory=list)
+    checkpoint: Checkpoint | None = None
+
+
+@dataclass
+class ConversionResult:
+    output: Path
+    plan: Plan
+    dtype: str
+    placed: dict[str, str]  # output file name → "rewritten" | "hard-linked" | "copied" | ...
+    provenance: dict[str, Any]
+
+
+def convert(
+    source: Path,
+    output: Path,
+    recipe: Recipe,
+    *,
+    source_ref: SourceRef | None = None,
+    force: bool = False,
+    copy: bool = False,
+    allow_pickle: bool = False,
+    allow_softcapping: bool = False,
+    log: Log = _stderr,
+) -> ConversionResult:
+    """Convert ``source`` into ``output``; see the module docstring for the guarantees."""
+    source = Path(source)
+    output = Path(output)
+    _check_output(source, output, force)
+    plan = plan_conversion(
+        source, recipe, allow_pickle=allow_pickle, allow_softcapping=allow_softcapping
+    )
+    log(f"recipe: {recipe.name} ({recipe.method}, tokens {list(recipe.tokens)})")
+    for token in plan.tokens:
+        log(f"classifier token {token.describe()}")
+    ref = source_ref or SourceRef.local(source)
+
+    created = _make_parents(output.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        dtype, placed = _write(plan, tmp, copy=copy, log=log)
+        provenance = build_provenance(plan, ref, dtype)
+        (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+        _move_into_place(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for directory in reversed(created):
+            _rmdir_quiet(directory)
+        raise
+    rewritten = sorted(n for n, how in placed.items() if how == "rewritten")
+    log(
+        f"wrote {output} ({plan.architecture}, {recipe.num_labels} label(s), {dtype}); "
+        f"rewritten shards: {', '.join(rewritten) or 'none'}"
+    )
+    return ConversionResult(output, plan, dtype, placed, provenance)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def plan_conversion(
+    source: Path, recipe: Recipe, *, allow_pickle: bool = False, allow_softcapping: bool = False
+) -> Plan:
+    if not source.is_dir():
+        raise BadInput(
+            f"source {source} is not a directory: give a checkpoint directory or repo id"
+        )
+    config = _read_config(source)
+    architecture = check_architecture(config, allow_softcapping=allow_softcapping)
+    tokenizer = TokenizerFiles(source)
+    tokens = resolve_tokens(tokenizer, recipe.tokens)
+    pad_token_id = resolve_pad_id(tokenizer)
+
+    plan = Plan(source, recipe, config, architecture, tokens, pad_token_id, "", False)
+    if any(source.glob("*.safetensors")):
+        plan.checkpoint = Checkpoint(source)
+        names: set[str] = set(plan.checkpoint.location)
+    else:
+        plan.pickle_files = _pickle_files(source)
+        if not plan.pickle_files:
+            raise BadInput(f"no weights in {source}: expected *.safetensors files")
+        if not allow_pickle:
+            raise BadInput(
+                f"{source} has only pickle weights ({plan.pickle_files[0].name}), which can run "
+                "code when loaded: pass --allow-pickle to load them with torch weights_only=True"
+            )
+        names = set()  # resolved after the pickle files are read into safetensors
+    if plan.checkpoint is not None:
+        plan.head_name, plan.untied_head = _head_tensor(plan.checkpoint, config, names)
+        _check_head_shape(plan.checkpoint, plan.head_name, tokens)
+    return plan
+
+
+def check_architecture(config: dict[str, Any], *, allow_softcapping: bool = False) -> str:
+    """Validate a source config; return the ``*ForSequenceClassification`` class name."""
+    model_type = config.get("model_type")
+    architectures = config.get("architectures") or []
+    if not isinstance(model_type, str) or not model_type:
+        raise BadInput("config.json has no model_type: the source is not a transformers checkpoint")
+    if any(str(a).endswith("ForSequenceClassification") for a in architectures):
+        raise BadInput(
+            f"the source is already a sequence classifier ({architectures[0]}): "
+            "convert the causal-LM reranker it came from"
+        )
+    if not known_model_type(model_type):
+        hint = (
+            " and needs trust_remote_code, which is never enabled" if "auto_map" in config else ""
+        )
+        raise BadInput(
+            f"model type {model_type!r} is unknown to the installed transformers{hint}: "
+            "upgrade transformers or convert a model it supports"
+        )
+    causal = causal_lm_class(model_type)
+    if not architectures or not all(
+        str(a).endswith("ForCausalLM") or a == causal for a in architectures
+    ):
+        raise BadInput(
+            f"config.json architectures {architectures or '(none)'} is not a causal LM: "
+            "the source must be a *ForCausalLM reranker"
+        )
+    target = seq_cls_class(model_type)
+    if target is None:
+        raise BadInput(
+            f"transformers has no sequence-classification class for model type {model_type!r}: "
+            "this architecture cannot be served as a classifier"
+        )
+    softcap = _nested_get(config, "final_logit_softcapping")
+    if softcap is not None and not allow_softcapping:
+        raise BadInput(
+            f"config sets final_logit_softcapping={softcap}: a linear score head cannot apply the "
+            "tanh cap, so scores change; pass --allow-softcapping to convert anyway (the parity "
+            "check reports the difference)"
+        )
+    for key in LOGIT_SCALE_KEYS:
+        value = _nested_get(config, key)
+        if value is not None and float(value) != 1.0:
+            raise BadInput(
+                f"config sets {key}={value}: the causal LM scales its logits after the head and a "
+                "plain conversion would be off by that factor; this model is not supported"
+            )
+    return target
+
+
+def _nested_get(config: dict[str, Any], key: str) -> Any:
+    if config.get(key) is not None:
+        return config[key]
+    text_config = config.get("text_config")
+    return text_config.get(key) if isinstance(text_config, dict) else None
+
+
+def _read_config(source: Path) -> dict[str, Any]:
+    path = source / CONFIG_FILE
+    if not path.is_file():
+        raise BadInput(f"{source} has no config.json: the source must be a transformers checkpoint")
+    try:
+        config = json.loads(path.read_text("utf-8"))
+    except ValueError:
+        raise BadInput(f"{path} is not valid JSON: re-download the checkpoint") from None
+    if not isinstance(config, dict):
+        raise BadInput(f"{path} is not a JSON object: re-download the checkpoint")
+    return config
+
+
+def _head_tensor(ckpt: Checkpoint, config: dict[str, Any], names: set[str]) -> tuple[str, bool]:
+    if HEAD_NAME in names:
+        return HEAD_NAME, True
+    for suffix in EMBEDDING_SUFFIXES:
+        embedding = ckpt.find(suffix)
+        if embedding is not None:
+            break
+    else:
+        raise BadInput(
+            "the checkpoint has neither lm_head.weight nor input embeddings: it is incomplete"
+        )
+    if config.get("tie_word_embeddings") is False:
+        raise BadInput(
+            "config.json says tie_word_embeddings=false but the checkpoint has no lm_head.weight: "
+            "the checkpoint is incomplete, re-download it"
+        )
+    return embedding, False
+
+
+def _check_head_shape(ckpt: Checkpoint, head_name: str, tokens: list[ResolvedToken]) -> None:
+    info = ckpt.tensor(head_name)
+    if len(info.shape) != 2:
+        raise BadInput(f"{head_name} has shape {list(info.shape)}, expected [vocab, hidden]")
+    too_big = [t for t in tokens if t.id >= info.shape[0]]
+    if too_big:
+        raise BadInput(
+            f"classifier token {too_big[0].describe()} is outside {head_name} "
+            f"({info.shape[0]} rows): the tokenizer does not match the weights"
+        )
+
+
+def _pickle_files(source: Path) -> list[Path]:
+    index = source / "pytorch_model.bin.index.json"
+    if index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError):
+            raise BadInput(
+                f"{index.name} is not a valid index: re-download the checkpoint"
+            ) from None
+        return [source / n for n in names]
+    return sorted(source.glob("*.bin"))
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _check_output(source: Path, output: Path, force: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise BadInput(f"output {output} exists and is a file: give a directory path")
+    if output.is_dir() and any(output.iterdir()) and not force:
+        raise BadInput(f"output {output} is not empty: pass --force to replace it")
+    if output.resolve() == source.resolve() or source.resolve() in output.resolve().parents:
+        raise BadInput(f"output {output} is inside the source: choose another directory")
+
+
+def _make_parents(parent: Path) -> list[Path]:
+    missing = []
+    for directory in [parent, *parent.parents]:
+        if directory.exists():
+            break
+        missing.append(directory)
+    parent.mkdir(parents=True, exist_ok=True)
+    return list(reversed(missing))
+
+
+def _rmdir_quiet(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        directory.rmdir()
+
+
+def _move_into_place(tmp: Path, output: Path) -> None:
+    """Rename the finished directory onto OUTPUT; an old OUTPUT is removed only afterwards."""
+    old = None
+    if output.exists():
+        old = output.with_name(f".{output.name}.old-{os.getpid()}")
+        output.rename(old)
+    try:
+        tmp.rename(output)
+    except BaseException:
+        if old is not None:
+            old.rename(output)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write(plan: Plan, out: Path, *, copy: bool, log: Log) -> tuple[str, dict[str, str]]:
+    if plan.checkpoint is None:
+        from .pickle_weights import stage_pickle_weights
+
+        staging = out / ".staging"
+        staging.mkdir()
+        stage_pickle_weights(plan.pickle_files, staging, log=log)
+        plan.checkpoint = Checkpoint(staging)
+        names = set(plan.checkpoint.location)
+        plan.head_name, plan.untied_head = _head_tensor(plan.checkpoint, plan.config, names)
+        _check_head_shape(plan.checkpoint, plan.head_name, plan.tokens)
+        copy = False  # the staged files are ours: linking them is a move
+    else:
+        staging = None
+
+    ckpt = plan.checkpoint
+    score, dtype = compute_score(ckpt, plan.head_name, plan.tokens, plan.recipe)
+    placed: dict[str, str] = {}
+    weight_map: dict[str, str] = {}
+    total = 0
+    head_shard = ckpt.location[plan.head_name] if plan.untied_head else None
+    for source_name, shard in ckpt.shards.items():
+        shard_name = SINGLE_FILE_RENAMED if source_name == SINGLE_NAME else source_name
+        target = out / shard_name
+        if source_name == head_shard:
+            kept = write_shard_without(shard, target, {HEAD_NAME})
+            if not kept:
+                target.unlink()
+                placed[shard_name] = "dropped (held only lm_head)"
+                continue
+            placed[shard_name] = "rewritten"
+        else:
+            kept = list(shard.tensors)
+            placed[shard_name] = place_file(shard.path, target, force_copy=copy)
+        log(f"{shard_name}: {placed[shard_name]}")
+        for name in kept:
+            weight_map[name] = shard_name
+            total += shard.tensors[name].nbytes
+
+    if SCORE_SHARD in ckpt.shards:
+        raise BadInput(f"the source already has a {SCORE_SHARD}: it is not a plain causal LM")
+    raw = encode_floats(score, dtype)
+    write_shard(out / SCORE_SHARD, [(SCORE_NAME, dtype, score.shape, raw)])
+    placed[SCORE_SHARD] = "written"
+    weight_map[SCORE_NAME] = SCORE_SHARD
+    total += len(raw)
+    write_index(out / INDEX_NAME, weight_map, total)
+
+    if staging is not None:
+        shutil.rmtree(staging)
+    (out / CONFIG_FILE).write_text(json.dumps(output_config(plan), indent=2) + "\n")
+    _copy_verbatim(plan.source, out)
+    for name, content in _consumer_files(plan.recipe).items():
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    return dtype, placed
+
+
+def compute_score(
+    ckpt: Checkpoint, head_name: str, tokens: list[ResolvedToken], recipe: Recipe
+) -> tuple[np.ndarray, str]:
+    """The score weight in float32 and the dtype to store it in (the head's own)."""
+    dtype = ckpt.tensor(head_name).dtype
+    rows = ckpt.read_rows(head_name, [t.id for t in tokens])
+    if recipe.method == "from_2_way_softmax":
+        # softmax([l_false, l_true])[true] = sigmoid(l_true - l_false) = sigmoid((W_t - W_f) h)
+        score = (rows[1] - rows[0])[None, :]
+    else:
+        score = rows
+    return score, dtype
+
+
+def output_config(plan: Plan) -> dict[str, Any]:
+    config = {k: v for k, v in plan.config.items() if k not in VLLM_RECONVERT_KEYS}
+    recipe = plan.recipe
+    if recipe.method == "from_2_way_softmax":
+        labels = [f"{recipe.tokens[1]}-vs-{recipe.tokens[0]}"]
+    else:
+        labels = list(recipe.tokens)
+    config["architectures"] = [plan.architecture]
+    config["num_labels"] = len(labels)
+    config["id2label"] = {str(i): label for i, label in enumerate(labels)}
+    config["label2id"] = {label: i for i, label in enumerate(labels)}
+    config["pad_token_id"] = plan.pad_token_id
+    config["use_sep_token"] = False
+    if len(labels) == 1:
+        config["sentence_transformers"] = {"activation_fn": SIGMOID}
+    return config
+
+
+def build_provenance(plan: Plan, ref: SourceRef, dtype: str) -> dict[str, Any]:
+    return {
+        "tool": {"name": "reranker-seqcls", "version": __version__},
+        "source": ref.to_json(),
+        "recipe": plan.recipe.to_json(),
+        "classifier": {
+            "tokens": [t.text for t in plan.tokens],
+            "token_ids": [t.id for t in plan.tokens],
+            "pieces": [t.piece for t in plan.tokens],
+            "method": plan.recipe.method,
+            "num_labels": plan.recipe.num_labels,
+            "score_from": plan.head_name,
+            "dtype": dtype,
+        },
+        "architecture": plan.architecture,
+        "pad_token_id": plan.pad_token_id,
+    }
+
+
+def _copy_verbatim(source: Path, out: Path) -> None:
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source).as_posix()
+        if relative.startswith(".") or "/." in relative or not path.is_file():
+            continue
+        if is_copied_verbatim(relative):
+            target = out / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+
+
+def _consumer_files(recipe: Recipe) -> dict[str, bytes]:
+    from .consumer_files import consumer_files
+
+    return consumer_files(recipe, recipe.num_labels)

@@ -1,0 +1,180 @@
+"""Classifier token → vocabulary id, strictly; and the pad id a classifier needs.
+
+``tokenizer.convert_tokens_to_ids`` silently returns the unknown id (or None) for a string that is
+not one vocabulary entry. Here a token must be exactly one real id: the exact vocabulary entry
+first, else the string encodes to exactly one non-unknown id. The id used is always reported.
+
+Reads ``tokenizer.json`` with the ``tokenizers`` library (milliseconds, no torch); only a
+tokenizer without ``tokenizer.json`` falls back to transformers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import BadInput
+
+
+@dataclass(frozen=True)
+class ResolvedToken:
+    text: str
+    id: int
+    piece: str  # the vocabulary entry the id stands for
+    how: str  # "exact vocabulary entry" | "encodes to one piece"
+
+    def describe(self) -> str:
+        via = "" if self.piece == self.text else f" (piece {self.piece!r})"
+        return f"{self.text!r} -> id {self.id}{via}, {self.how}"
+
+
+class _Vocab(Protocol):
+    def vocab(self) -> dict[str, int]: ...
+    def encode(self, text: str) -> list[int]: ...
+    def id_to_token(self, token_id: int) -> str | None: ...
+
+
+class TokenizerFiles:
+    """The tokenizer of a checkpoint directory, read from its files."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.config: dict[str, Any] = _read_json(directory / "tokenizer_config.json")
+        self.special_map: dict[str, Any] = _read_json(directory / "special_tokens_map.json")
+        tokenizer_json = directory / "tokenizer.json"
+        if tokenizer_json.is_file():
+            from tokenizers import Tokenizer
+
+            try:
+                self._backend: _Vocab = _FastVocab(Tokenizer.from_file(str(tokenizer_json)))
+            except Exception as exc:  # the Rust error types are not importable
+                raise BadInput(
+                    f"tokenizer.json cannot be loaded ({str(exc).splitlines()[0][:120]}): "
+                    "re-download the checkpoint"
+                ) from None
+        elif self.config or any(directory.glob("*.model")) or (directory / "vocab.json").exists():
+            self._backend = _TransformersVocab(directory)
+        else:
+            raise BadInput(
+                f"no tokenizer files in {directory}: the source must carry tokenizer.json or "
+                "tokenizer_config.json"
+            )
+        self._vocab = self._backend.vocab()
+
+    def special_token(self, name: str) -> str | None:
+        """A special token's text from tokenizer_config.json or special_tokens_map.json."""
+        for source in (self.config, self.special_map):
+            value = source.get(name)
+            if isinstance(value, dict):
+                value = value.get("content")
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+    def special_token_id(self, name: str) -> int | None:
+        text = self.special_token(name)
+        return None if text is None else self._vocab.get(text)
+
+    def resolve(self, text: str) -> ResolvedToken:
+        unk_id = self.special_token_id("unk_token")
+        exact = self._vocab.get(text)
+        if exact is not None and exact != unk_id:
+            return ResolvedToken(text, exact, text, "exact vocabulary entry")
+        ids = self._backend.encode(text)
+        if len(ids) == 1 and ids[0] != unk_id:
+            piece = self._backend.id_to_token(ids[0]) or text
+            return ResolvedToken(text, ids[0], piece, "encodes to one piece")
+        near = self._near_misses(text)
+        hint = f"; vocabulary has {', '.join(repr(n) for n in near)}" if near else ""
+        if not ids or all(i == unk_id for i in ids):
+            problem = "is not in the vocabulary (it maps to the unknown token)"
+        else:
+            problem = f"is not one token (it encodes to {len(ids)} pieces)"
+        raise BadInput(
+            f"classifier token {text!r} {problem}{hint}: "
+            "pass the exact vocabulary entry in --tokens"
+        )
+
+    def _near_misses(self, text: str) -> list[str]:
+        stripped = text.strip()
+        candidates = [
+            f"▁{stripped}", f"Ġ{stripped}", stripped, stripped.lower(), stripped.capitalize(),
+        ]  # fmt: skip
+        seen: list[str] = []
+        for cand in candidates:
+            if cand != text and cand in self._vocab and cand not in seen:
+                seen.append(cand)
+        return seen[:3]
+
+
+class _FastVocab:
+    def __init__(self, tokenizer: Any) -> None:
+        self._tok = tokenizer
+
+    def vocab(self) -> dict[str, int]:
+        return self._tok.get_vocab(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False).ids)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self._tok.id_to_token(token_id)
+
+
+class _TransformersVocab:
+    """Fallback for tokenizers shipped only as SentencePiece/vocab files (imports transformers)."""
+
+    def __init__(self, directory: Path) -> None:
+        from transformers import AutoTokenizer
+
+        try:
+            self._tok = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
+        except Exception as exc:
+            raise BadInput(
+                f"the tokenizer in {directory} cannot be loaded ({exc.__class__.__name__}): "
+                "the source must carry a tokenizer transformers can read"
+            ) from None
+
+    def vocab(self) -> dict[str, int]:
+        return dict(self._tok.get_vocab())
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False))
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self._tok.convert_ids_to_tokens(token_id)
+
+
+def resolve_tokens(tokenizer: TokenizerFiles, tokens: tuple[str, ...]) -> list[ResolvedToken]:
+    resolved = [tokenizer.resolve(t) for t in tokens]
+    ids = [r.id for r in resolved]
+    if len(set(ids)) != len(ids):
+        pairs = ", ".join(r.describe() for r in resolved)
+        raise BadInput(f"classifier tokens share an id ({pairs}): give distinct tokens")
+    return resolved
+
+
+def resolve_pad_id(tokenizer: TokenizerFiles) -> int:
+    """The pad id for the classifier's config: the tokenizer's pad token.
+
+    transformers' seq-cls models pool the last non-pad token and refuse batches without one.
+    """
+    pad_id = tokenizer.special_token_id("pad_token")
+    if pad_id is not None:
+        return pad_id
+    raise BadInput(
+        "the tokenizer has no pad_token (tokenizer_config.json / special_tokens_map.json): "
+        "add one that is not used in prompts (e.g. the eos token) to the source tokenizer"
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text("utf-8"))
+    except ValueError:
+        raise BadInput(f"{path.name} is not valid JSON: re-download the checkpoint") from None
+    return value if isinstance(value, dict) else {}
