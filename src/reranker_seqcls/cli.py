@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -152,6 +153,79 @@ def convert(
     )
 
 
+@cli.command()
+@click.argument("source")
+@click.argument("converted", type=click.Path(path_type=Path, file_okay=False))
+@_recipe_options
+@click.option(
+    "--pairs",
+    "pairs_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="JSONL of query/document[/instruction] pairs instead of the built-in set.",
+)
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the full report as JSON.",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    help="Compute dtype (default: the checkpoint's).",
+)
+@click.option(
+    "--allow-softcapping",
+    is_flag=True,
+    help="Pass a softcapped source when rankings agree (logit differences are reported).",
+)
+def check(
+    source: str,
+    converted: Path,
+    preset: str | None,
+    tokens: str | None,
+    method: str | None,
+    template: Path | None,
+    pairs_file: Path | None,
+    report_file: Path | None,
+    dtype: str | None,
+    allow_softcapping: bool,
+) -> int:
+    """Prove that CONVERTED scores like the original reranker SOURCE.
+
+    Scores a set of (query, document) pairs with the original causal LM (the family's official
+    prompt and math), the converted classifier (batched and one by one) and sentence-transformers'
+    CrossEncoder on raw text. Exit code 1 when parity fails.
+    """
+    from .errors import BadInput
+    from .parity import check_parity, write_report
+    from .run import check_recipe, load_check_pairs, resolve_token_ids
+
+    source_dir = Path(source)
+    if not source_dir.is_dir():
+        raise BadInput(f"source {source} is not a directory: give the original checkpoint")
+    if not (converted / "config.json").is_file():
+        raise BadInput(f"{converted} has no config.json: give a converted checkpoint directory")
+    recipe = check_recipe(source_dir, converted, preset, tokens, method, template)
+    report = check_parity(
+        source_dir,
+        converted,
+        recipe,
+        load_check_pairs(recipe, pairs_file),
+        token_ids=resolve_token_ids(source_dir, recipe),
+        dtype=dtype,
+        allow_softcapping=allow_softcapping,
+        log=_log,
+    )
+    click.echo(report.table())
+    if report_file is not None:
+        write_report(report, report_file)
+    if not report.passed:
+        _log(f"error: parity failed: {report.reasons[0]}")
+        return 1
+    return 0
+
+
 def _one_of(a, b, name_a: str, name_b: str, optional: bool = False):
     from .errors import BadInput
 
@@ -164,6 +238,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: one-line errors on stderr, the exit codes of the design, no tracebacks."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    if not sys.stderr.isatty():  # plain line logs, no progress bars, in CI and pipes
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         code = cli.main(args=args, prog_name="reranker-seqcls", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -245,3 +245,31 @@ def _read_template(path: Path) -> str:
     if not text.strip():
         raise BadInput(f"--template {path} is empty: give a Jinja chat template")
     return text
+
+
+def recipe_from_provenance(provenance: dict, template_path: Path | None) -> Recipe | None:
+    """The recipe a conversion recorded (its provenance file), for checks and re-conversions."""
+    recorded = provenance.get("recipe")
+    if not isinstance(recorded, dict):
+        return None
+    name = recorded.get("name")
+    if name in PRESETS and recorded.get("prompt_style") == name:
+        return PRESETS[name]
+    tokens = tuple(recorded.get("tokens") or ())
+    method = recorded.get("method")
+    if not tokens or method not in METHODS:
+        return None
+    template = None
+    if recorded.get("template_sha256") and template_path is not None and template_path.is_file():
+        template = template_path.read_text("utf-8")
+    base = PRESETS.get(str(name))
+    return Recipe(
+        name=str(name),
+        tokens=tokens,
+        method=method,
+        template=template,
+        prepend_bos=bool(recorded.get("prepend_bos")),
+        prompt_style="template",
+        default_instruction=recorded.get("default_instruction")
+        or (base.default_instruction if base else None),
+    )
