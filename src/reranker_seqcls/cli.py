@@ -89,6 +89,7 @@ def presets() -> None:
 @cli.command()
 @click.argument("source", required=False)
 @click.argument("output", required=False, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--revision", help="Branch, tag or commit of a Hub SOURCE.")
 @_recipe_options
 @_conversion_options
 @click.option(
@@ -102,6 +103,7 @@ def presets() -> None:
 def convert(
     source: str | None,
     output: Path | None,
+    revision: str | None,
     preset: str | None,
     tokens: str | None,
     method: str | None,
@@ -115,36 +117,35 @@ def convert(
     classifier_from_tokens: str | None,
     device: str | None,
 ) -> None:
-    """Convert the causal-LM reranker SOURCE (a directory) into OUTPUT.
+    """Convert the causal-LM reranker SOURCE (a directory or Hub repo id) into OUTPUT.
 
     Also accepts the reference script's flags: --model_name SRC --classifier_from_tokens JSON
     --method M --path OUT.
     """
-    from .convert import SourceRef
     from .convert import convert as run_convert
     from .errors import BadInput
     from .recipes import resolve_recipe
+    from .run import locate_source
 
     source = _one_of(source, model_name, "SOURCE", "--model_name")
     output = _one_of(output, path_, "OUTPUT", "--path")
     tokens = _one_of(tokens, classifier_from_tokens, "--tokens", "--classifier_from_tokens", True)
     if source is None or output is None:
         raise BadInput("convert needs SOURCE and OUTPUT: reranker-seqcls convert SOURCE OUTPUT")
-    source_dir = Path(source)
-    if not source_dir.is_dir():
-        raise BadInput(f"source {source} is not a directory: give a local checkpoint directory")
+    source_name = Path(source).resolve().name if Path(source).is_dir() else source
     recipe = resolve_recipe(
-        source_name=source_dir.resolve().name,
+        source_name=source_name,
         preset=preset,
         tokens_json=tokens,
         method=method,
         template_path=template,
     )
+    source_dir, source_ref = locate_source(source, revision, None, _log)
     run_convert(
         source_dir,
         output,
         recipe,
-        source_ref=SourceRef.local(source_dir),
+        source_ref=source_ref,
         force=force,
         copy=force_copy,
         allow_pickle=allow_pickle,
@@ -156,6 +157,7 @@ def convert(
 @cli.command()
 @click.argument("source")
 @click.argument("converted", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--revision", help="Branch, tag or commit of a Hub SOURCE.")
 @_recipe_options
 @click.option(
     "--pairs",
@@ -182,6 +184,7 @@ def convert(
 def check(
     source: str,
     converted: Path,
+    revision: str | None,
     preset: str | None,
     tokens: str | None,
     method: str | None,
@@ -199,13 +202,11 @@ def check(
     """
     from .errors import BadInput
     from .parity import check_parity, write_report
-    from .run import check_recipe, load_check_pairs, resolve_token_ids
+    from .run import check_recipe, load_check_pairs, locate_source, resolve_token_ids
 
-    source_dir = Path(source)
-    if not source_dir.is_dir():
-        raise BadInput(f"source {source} is not a directory: give the original checkpoint")
     if not (converted / "config.json").is_file():
         raise BadInput(f"{converted} has no config.json: give a converted checkpoint directory")
+    source_dir, _ = locate_source(source, revision, None, _log)
     recipe = check_recipe(source_dir, converted, preset, tokens, method, template)
     report = check_parity(
         source_dir,
@@ -224,6 +225,114 @@ def check(
         _log(f"error: parity failed: {report.reasons[0]}")
         return 1
     return 0
+
+
+def _hub_options(func):
+    options = [
+        click.option("--private", is_flag=True, help="Create the target repo as private."),
+        click.option("--create-pr", is_flag=True, help="Open a pull request instead."),
+        click.option("--dry-run", is_flag=True, help="Do everything but push; list what would be."),
+        click.option(
+            "--token", envvar="HF_TOKEN", show_envvar=True,
+            help="Hub token (prefer the HF_TOKEN environment variable).",
+        ),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@cli.command()
+@click.option("--model", required=True, help="Source reranker: Hub repo id or local directory.")
+@click.option("--target", required=True, help="Target Hub repo id (owner/name).")
+@click.option("--revision", help="Branch, tag or commit of the source (default: main).")
+@_recipe_options
+@_hub_options
+@click.option("--force", is_flag=True, help="Convert and push even if the target is current.")
+@click.option(
+    "--output-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Keep the converted checkpoint here (default: a temporary directory).",
+)
+@click.option(
+    "--pairs",
+    "pairs_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="JSONL pairs for the parity check instead of the built-in set.",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    help="Parity-check compute dtype (default: the checkpoint's).",
+)
+@click.option("--allow-pickle", is_flag=True, help="Accept a .bin-only source.")
+@click.option(
+    "--allow-softcapping", is_flag=True, help="Accept a softcapped source when rankings agree."
+)
+@click.option(
+    "--result-json",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write what happened as JSON (also on failure).",
+)
+def run(result_json: Path | None, **kwargs) -> int:
+    """Download SOURCE, convert it, prove parity, and push to TARGET in one commit.
+
+    Idempotent: when the target already holds this source commit converted with the same recipe
+    and tool version, nothing is downloaded or pushed ("already current", exit 0).
+    """
+    from .redact import register_secret
+    from .run import RunOptions, RunOutcome, run_pipeline
+
+    register_secret(kwargs.get("token"))
+    opts = RunOptions(**kwargs)
+    try:
+        outcome = run_pipeline(opts, _log)
+    except Exception as exc:
+        if result_json is not None:
+            from .errors import SeqClsError
+            from .redact import redact
+
+            failed = RunOutcome("failed", opts.target, opts.model)
+            if isinstance(exc, SeqClsError):
+                failed.message = redact(str(exc))
+            else:
+                failed.message = f"{exc.__class__.__name__}: {redact(str(exc))}"
+            _write_result(result_json, failed.to_json())
+        raise
+    if result_json is not None:
+        _write_result(result_json, outcome.to_json())
+    click.echo(outcome.message)
+    if outcome.status == "failed":
+        _log(f"error: {outcome.message}")
+        return 1
+    return 0
+
+
+@cli.command()
+@click.argument("converted", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("target")
+@_hub_options
+def push(converted: Path, target: str, **kwargs) -> int:
+    """Push the converted checkpoint CONVERTED to the Hub repo TARGET in one commit.
+
+    Refuses a checkpoint whose recorded parity check failed. Adds a model card when the
+    directory has none.
+    """
+    from .redact import register_secret
+    from .run import push_converted
+
+    register_secret(kwargs.get("token"))
+    outcome = push_converted(converted, target, log=_log, **kwargs)
+    click.echo(outcome.message)
+    return 0
+
+
+def _write_result(path: Path, data: dict) -> None:
+    import json
+
+    from .redact import redact
+
+    path.write_text(redact(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
 
 
 def _one_of(a, b, name_a: str, name_b: str, optional: bool = False):

@@ -228,5 +228,15 @@ def push(
             parent_commit=parent_commit,
             create_pr=create_pr,
         )
-    log(f"pushed {len(local)} file(s) to {repo_id}" + (f", deleted {len(stale)}" if stale else ""))
+    if info.oid == parent_commit and not create_pr:
+        log(f"{repo_id} already holds identical files: no commit was made")
+    else:
+        deleted = f", deleted {len(stale)}" if stale else ""
+        log(f"pushed {len(local)} file(s) to {repo_id}{deleted}")
     return PushResult(info.oid, info.commit_url, info.pr_url, local, stale)
+
+
+def repo_url(repo_id: str) -> str:
+    from huggingface_hub import constants
+
+    return f"{constants.ENDPOINT.rstrip('/')}/{repo_id}"

@@ -593,3 +593,19 @@ def _consumer_cause(
         f"{t.prob:g}) although its prompt matches: check the activation in "
         "config_sentence_transformers.json"
     )
+
+
+def report_markdown_from_json(data: dict[str, Any]) -> str:
+    """The Markdown table of a report read back from ``--report`` JSON."""
+    report = ParityReport(
+        passed=bool(data["passed"]),
+        dtype=data["dtype"],
+        tolerance=Tolerance(**data["tolerance"]),
+        recipe=data["recipe"],
+        num_pairs=data["num_pairs"],
+        num_groups=data["num_groups"],
+        metrics={k: PathMetrics(**v) for k, v in data["metrics"].items()},
+        reasons=list(data.get("reasons") or []),
+        allowances=list(data.get("allowances") or []),
+    )
+    return report.markdown()
