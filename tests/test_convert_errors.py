@@ -183,3 +183,53 @@ def test_nested_output_parents_removed_on_error(tiny_model, tmp_path):
 def test_debug_shows_traceback(tiny_model, tmp_path):
     result = run_cli("--debug", "convert", tiny_model("qwen3"), tmp_path / "o", "--preset", "nope")
     assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_ctrl_c_leaves_nothing(tiny_model, tmp_path):
+    """SIGINT in the middle of a shard rewrite: exit 130, no OUTPUT, no temporary directory."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from reranker_seqcls.checkpoint import SafetensorsFile, _header_bytes
+
+    source = tmp_path / "big-model"
+    shutil.copytree(tiny_model("qwen3", tied=False, num_shards=2), source)
+    index = json.loads((source / "model.safetensors.index.json").read_text())
+    head_shard = source / index["weight_map"]["lm_head.weight"]
+    # Grow the lm_head shard by a 3 GB all-zero tensor (sparse on disk, slow to copy).
+    shard = SafetensorsFile(head_shard)
+    raw = head_shard.read_bytes()
+    body = raw[min(t.start for t in shard.tensors.values()) :]
+    extra = 3 * 1024**3
+    entries = [
+        (t.name, t.dtype, t.shape, t.nbytes)
+        for t in sorted(shard.tensors.values(), key=lambda t: t.start)
+    ]
+    entries.append(("model.padding.weight", "F32", (extra // 4,), extra))
+    with head_shard.open("wb") as fh:
+        fh.write(_header_bytes(entries, shard.metadata))
+        fh.write(body)
+        fh.truncate(fh.tell() + extra)
+    index["weight_map"]["model.padding.weight"] = head_shard.name
+    (source / "model.safetensors.index.json").write_text(json.dumps(index))
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reranker_seqcls", "convert", str(source), str(out),
+         "--preset", "qwen3-reranker"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(tmp_path.glob(".out.tmp-*")):
+        time.sleep(0.005)
+    assert list(tmp_path.glob(".out.tmp-*")), "the conversion never started writing"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "error: interrupted; nothing was written"
+    assert "Traceback" not in stderr
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big-model"]

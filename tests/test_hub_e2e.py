@@ -78,6 +78,8 @@ def test_run_converts_checks_and_pushes(hub_server, hub_env, upstream, tmp_path)
     assert {"reranker", "sequence-classification", "text-ranking"} <= set(card.data.tags)
     assert upstream in card.text and "| converted (batched) |" in card.text
     assert "vllm serve" in card.text and "CrossEncoder" in card.text
+    for name in files:  # the token is in no pushed file
+        assert TEST_TOKEN.encode() not in hub_server.read_file(TARGET, name), name
 
     # The target loads and scores through the Hub with transformers and sentence-transformers.
     report = json.loads(hub_server.read_file(TARGET, "parity_report.json"))
@@ -207,10 +209,14 @@ def test_fault_mid_upload_leaves_target_unchanged(hub_server, hub_env, upstream,
     assert hub_server.head_sha(TARGET) == head
 
 
-def test_transient_500_on_upload_is_retried(hub_server, hub_env, upstream, tmp_path):
-    fault = hub_server.fail_nth(1, 500, path_contains="/preupload/")
+def test_transient_faults_are_retried(hub_server, hub_env, upstream, tmp_path):
+    faults = [
+        hub_server.fail_nth(1, 500, path_contains="/preupload/"),  # retried by the client
+        hub_server.fail_nth(1, 502, path_contains=f"/api/models/{UPSTREAM}", method="GET"),  # us
+        hub_server.drop_nth(1, path_contains=f"/api/models/{TARGET}", method="GET"),  # by us
+    ]
     result, data = _run(hub_env, tmp_path, "--model", UPSTREAM, "--target", TARGET)
-    assert fault.triggered
+    assert all(f.triggered for f in faults)
     assert result.returncode == 0, result.stderr
     assert data["commit_sha"] == hub_server.head_sha(TARGET)
 

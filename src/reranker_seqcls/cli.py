@@ -354,8 +354,8 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=args, prog_name="reranker-seqcls", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
-        _log("error: aborted; nothing was written")
+    except click.exceptions.Abort:  # click's wrapping of KeyboardInterrupt
+        _log("error: interrupted; nothing was written")
         code = 130
     except click.ClickException as exc:
         _log(f"error: {exc.format_message()} (see reranker-seqcls --help)")

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import BadInput, HubError
 from .files import PROVENANCE_FILE, download_patterns
 from .redact import redact
 
 Log = Callable[[str], None]
+T = TypeVar("T")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # Target files the tool never deletes (the Hub manages them).
 _KEEP_IN_TARGET = {".gitattributes"}
@@ -93,12 +95,43 @@ def hub_errors(what: str) -> Iterator[None]:
             "): check HF_ENDPOINT and the connection"
         ) from None
     except Exception as exc:
-        if type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "h11"):
+        if type(exc).__module__.split(".")[0] in _NETWORK_MODULES:
             raise HubError(
                 f"{what}: network error ({type(exc).__name__}): "
                 "check HF_ENDPOINT and the connection"
             ) from None
         raise
+
+
+RETRY_DELAYS = (1.0, 2.0, 4.0)
+
+
+def with_retries(call: Callable[[], T]) -> T:
+    """Retry an idempotent read on 5xx answers and dropped connections.
+
+    huggingface_hub retries downloads and uploads itself, but not ``model_info`` (the revision
+    and head lookups a run starts with).
+    """
+    from huggingface_hub import errors as hf
+
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            return call()
+        except hf.HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            if delay is None or status is None or status < 500:
+                raise
+        except (ConnectionError, OSError) as exc:
+            if delay is None or isinstance(exc, hf.HfHubHTTPError):
+                raise
+        except Exception as exc:
+            if delay is None or type(exc).__module__.split(".")[0] not in _NETWORK_MODULES:
+                raise
+        time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+_NETWORK_MODULES = ("httpx", "httpx2", "httpcore", "h11")
 
 
 def _api(token: str | None):
@@ -109,7 +142,7 @@ def _api(token: str | None):
 
 def resolve_commit(repo_id: str, revision: str | None, token: str | None) -> str:
     with hub_errors(f"source {repo_id}" + (f"@{revision}" if revision else "")):
-        return _api(token).model_info(repo_id, revision=revision).sha
+        return with_retries(lambda: _api(token).model_info(repo_id, revision=revision).sha)
 
 
 def fetch(
@@ -148,7 +181,7 @@ def target_state(repo_id: str, token: str | None) -> TargetState:
     api = _api(token)
     with hub_errors(f"target {repo_id}"):
         try:
-            head = api.model_info(repo_id).sha
+            head = with_retries(lambda: api.model_info(repo_id).sha)
         except hf.RepositoryNotFoundError:
             return TargetState(False, None, None)
         if head is None:
