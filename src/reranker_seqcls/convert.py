@@ -188,6 +188,8 @@ def plan_conversion(
                 "code when loaded: pass --allow-pickle to load them with torch weights_only=True"
             )
         names = set()  # resolved after the pickle files are read into safetensors
+    if SCORE_NAME in names or (source / SCORE_SHARD).exists():
+        raise BadInput(f"the source already has {SCORE_SHARD}: convert the original causal LM")
     if plan.checkpoint is not None:
         plan.head_name, plan.untied_head = _head_tensor(plan.checkpoint, config, names)
         _check_head_shape(plan.checkpoint, plan.head_name, tokens)
@@ -372,7 +374,9 @@ def _write(plan: Plan, out: Path, *, copy: bool, log: Log) -> tuple[str, dict[st
     weight_map: dict[str, str] = {}
     total = 0
     head_shard = ckpt.location[plan.head_name] if plan.untied_head else None
+    progress = _progress_bar(sum(s.path.stat().st_size for s in ckpt.shards.values()))
     for source_name, shard in ckpt.shards.items():
+        progress.update(shard.path.stat().st_size)
         shard_name = SINGLE_FILE_RENAMED if source_name == SINGLE_NAME else source_name
         target = out / shard_name
         if source_name == head_shard:
@@ -389,9 +393,8 @@ def _write(plan: Plan, out: Path, *, copy: bool, log: Log) -> tuple[str, dict[st
         for name in kept:
             weight_map[name] = shard_name
             total += shard.tensors[name].nbytes
+    progress.close()
 
-    if SCORE_SHARD in ckpt.shards:
-        raise BadInput(f"the source already has a {SCORE_SHARD}: it is not a plain causal LM")
     raw = encode_floats(score, dtype)
     write_shard(out / SCORE_SHARD, [(SCORE_NAME, dtype, score.shape, raw)])
     placed[SCORE_SHARD] = "written"
@@ -408,6 +411,24 @@ def _write(plan: Plan, out: Path, *, copy: bool, log: Log) -> tuple[str, dict[st
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
     return dtype, placed
+
+
+class _NoBar:
+    def update(self, _n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int) -> Any:
+    """A byte progress bar over the shards on a terminal; nothing in logs and pipes (the per-shard
+    log lines say the same)."""
+    if not sys.stderr.isatty() or os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS"):
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc="convert", leave=False)
 
 
 def compute_score(
