@@ -191,7 +191,7 @@ def plan_conversion(
     if SCORE_NAME in names or (source / SCORE_SHARD).exists():
         raise BadInput(f"the source already has {SCORE_SHARD}: convert the original causal LM")
     if plan.checkpoint is not None:
-        plan.head_name, plan.untied_head = _head_tensor(plan.checkpoint, config, names)
+        plan.head_name, plan.untied_head = head_tensor(plan.checkpoint, config, names)
         _check_head_shape(plan.checkpoint, plan.head_name, tokens)
     return plan
 
@@ -266,7 +266,8 @@ def _read_config(source: Path) -> dict[str, Any]:
     return config
 
 
-def _head_tensor(ckpt: Checkpoint, config: dict[str, Any], names: set[str]) -> tuple[str, bool]:
+def head_tensor(ckpt: Checkpoint, config: dict[str, Any], names: set[str]) -> tuple[str, bool]:
+    """The tensor whose rows become score.weight, and whether it is an untied lm_head."""
     if HEAD_NAME in names:
         return HEAD_NAME, True
     for suffix in EMBEDDING_SUFFIXES:
@@ -362,14 +363,16 @@ def _write(plan: Plan, out: Path, *, copy: bool, log: Log) -> tuple[str, dict[st
         stage_pickle_weights(plan.pickle_files, staging, log=log)
         plan.checkpoint = Checkpoint(staging)
         names = set(plan.checkpoint.location)
-        plan.head_name, plan.untied_head = _head_tensor(plan.checkpoint, plan.config, names)
+        plan.head_name, plan.untied_head = head_tensor(plan.checkpoint, plan.config, names)
         _check_head_shape(plan.checkpoint, plan.head_name, plan.tokens)
         copy = False  # the staged files are ours: linking them is a move
     else:
         staging = None
 
     ckpt = plan.checkpoint
-    score, dtype = compute_score(ckpt, plan.head_name, plan.tokens, plan.recipe)
+    score, dtype = compute_score(
+        ckpt, plan.head_name, [t.id for t in plan.tokens], plan.recipe.method
+    )
     placed: dict[str, str] = {}
     weight_map: dict[str, str] = {}
     total = 0
@@ -432,12 +435,12 @@ def _progress_bar(total: int) -> Any:
 
 
 def compute_score(
-    ckpt: Checkpoint, head_name: str, tokens: list[ResolvedToken], recipe: Recipe
+    ckpt: Checkpoint, head_name: str, token_ids: list[int], method: str
 ) -> tuple[np.ndarray, str]:
     """The score weight in float32 and the dtype to store it in (the head's own)."""
     dtype = ckpt.tensor(head_name).dtype
-    rows = ckpt.read_rows(head_name, [t.id for t in tokens])
-    if recipe.method == "from_2_way_softmax":
+    rows = ckpt.read_rows(head_name, token_ids)
+    if method == "from_2_way_softmax":
         # softmax([l_false, l_true])[true] = sigmoid(l_true - l_false) = sigmoid((W_t - W_f) h)
         score = (rows[1] - rows[0])[None, :]
     else:
