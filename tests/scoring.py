@@ -6,20 +6,7 @@ from pathlib import Path
 
 import torch
 
-
-def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt) :] = torch.tensor(prompt)
-        mask[row, width - len(prompt) :] = 1
-    return ids, mask
-
-
-def _positions(mask: torch.Tensor) -> torch.Tensor:
-    # Left padding shifts positions unless they are given: count real tokens only.
-    return (mask.cumsum(-1) - 1).clamp(min=0)
+from reranker_seqcls.parity import left_pad
 
 
 @torch.no_grad()
@@ -33,15 +20,16 @@ def causal_last_logits(
     rows = []
     batches = [prompts] if batched else [[p] for p in prompts]
     for batch in batches:
-        ids, mask = left_pad(batch, pad_id)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).logits
+        ids, mask, positions = left_pad(batch, pad_id)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
         rows.append(logits[:, -1, token_ids].float())
     return torch.cat(rows)
 
 
 @torch.no_grad()
 def seqcls_logits(model_dir: Path, prompts: list[list[int]], *, batched: bool) -> torch.Tensor:
-    """Logits of the converted classifier, float32, shape [n_prompts, num_labels]."""
+    """Logits of the converted classifier, float32, shape [n_prompts, num_labels]; asserts that
+    it loads with no missing and no unexpected weights."""
     from transformers import AutoModelForSequenceClassification
 
     model, info = AutoModelForSequenceClassification.from_pretrained(
@@ -54,6 +42,6 @@ def seqcls_logits(model_dir: Path, prompts: list[list[int]], *, batched: bool) -
     rows = []
     batches = [prompts] if batched else [[p] for p in prompts]
     for batch in batches:
-        ids, mask = left_pad(batch, pad_id)
-        rows.append(model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).logits)
+        ids, mask, positions = left_pad(batch, pad_id)
+        rows.append(model(input_ids=ids, attention_mask=mask, position_ids=positions).logits)
     return torch.cat(rows).float()

@@ -63,6 +63,27 @@ def _conversion_options(func):
     return func
 
 
+def _check_options(func):
+    """Parity-check options shared by check and run."""
+    options = [
+        click.option(
+            "--pairs", "pairs_file", type=click.Path(path_type=Path, dir_okay=False),
+            help="JSONL of query/document[/instruction] pairs instead of the built-in set.",
+        ),
+        click.option(
+            "--dtype", type=click.Choice(["float32", "bfloat16", "float16"]),
+            help="Parity-check compute dtype (default: the checkpoint's).",
+        ),
+        click.option(
+            "--allow-softcapping", is_flag=True,
+            help="Accept a softcapped source when rankings agree (differences are reported).",
+        ),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="reranker-seqcls")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
@@ -159,27 +180,12 @@ def convert(
 @click.argument("converted", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--revision", help="Branch, tag or commit of a Hub SOURCE.")
 @_recipe_options
-@click.option(
-    "--pairs",
-    "pairs_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="JSONL of query/document[/instruction] pairs instead of the built-in set.",
-)
+@_check_options
 @click.option(
     "--report",
     "report_file",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the full report as JSON.",
-)
-@click.option(
-    "--dtype",
-    type=click.Choice(["float32", "bfloat16", "float16"]),
-    help="Compute dtype (default: the checkpoint's).",
-)
-@click.option(
-    "--allow-softcapping",
-    is_flag=True,
-    help="Pass a softcapped source when rankings agree (logit differences are reported).",
 )
 def check(
     source: str,
@@ -254,21 +260,8 @@ def _hub_options(func):
     type=click.Path(path_type=Path, file_okay=False),
     help="Keep the converted checkpoint here (default: a temporary directory).",
 )
-@click.option(
-    "--pairs",
-    "pairs_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="JSONL pairs for the parity check instead of the built-in set.",
-)
-@click.option(
-    "--dtype",
-    type=click.Choice(["float32", "bfloat16", "float16"]),
-    help="Parity-check compute dtype (default: the checkpoint's).",
-)
+@_check_options
 @click.option("--allow-pickle", is_flag=True, help="Accept a .bin-only source.")
-@click.option(
-    "--allow-softcapping", is_flag=True, help="Accept a softcapped source when rankings agree."
-)
 @click.option(
     "--result-json",
     type=click.Path(path_type=Path, dir_okay=False),

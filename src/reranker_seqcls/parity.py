@@ -171,7 +171,9 @@ def _length_batches(prompts: list[list[int]], size: int) -> list[list[int]]:
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
-def _left_pad(prompts: list[list[int]], pad_id: int):
+def left_pad(prompts: list[list[int]], pad_id: int):
+    """Left-padded ids, attention mask and position ids (counting real tokens only, so padding
+    does not shift positions)."""
     import torch
 
     width = max(len(p) for p in prompts)
@@ -202,7 +204,7 @@ def reference_scores(
     scores: list[list[float]] = [[] for _ in prompts]
     with torch.inference_mode():
         for batch in _length_batches(prompts, BATCH_SIZE):
-            ids, mask, positions = _left_pad([prompts[i] for i in batch], pad_id)
+            ids, mask, positions = left_pad([prompts[i] for i in batch], pad_id)
             logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
             picked = logits[:, -1, token_ids].float()
             if recipe.method == "from_2_way_softmax":
@@ -236,7 +238,7 @@ def converted_scores(
     single: list[list[float]] = []
     with torch.inference_mode():
         for batch in _length_batches(prompts, BATCH_SIZE):
-            ids, mask, positions = _left_pad(
+            ids, mask, positions = left_pad(
                 [prompts[i] for i in batch], pad_id if pad_id is not None else 0
             )
             out = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits

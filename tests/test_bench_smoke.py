@@ -1,0 +1,60 @@
+"""The benchmark script runs end to end on a tiny shape.
+
+The benchmark itself (``make bench``) is not part of the suite: it takes minutes and gigabytes.
+This only proves that ``bench/bench_convert.py`` still builds a checkpoint, runs every command it
+times and writes its results file.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "bench" / "bench_convert.py"
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_script_on_tiny_shape(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    proc = subprocess.run(
+        [
+            sys.executable, str(SCRIPT),
+            "--shape", "tiny", "--runs", "1", "--warmup", "0", "--no-check",
+            "--cache", str(tmp_path / "cache"), "--results", str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    text = results.read_text("utf-8")
+    for command in (
+        "`reranker-seqcls convert SRC OUT --preset qwen3-reranker`",
+        "`reranker-seqcls convert SRC OUT --preset qwen3-reranker --copy`",
+        "`python bench/reference_convert.py --model_name SRC",
+        "`cp -r SRC OUT`",
+        "`reranker-seqcls --help`",
+    ):
+        assert f"| tiny | {command}" in text
+    for section in ("## Machine", "load average", ", transformers ", "## Ratios", "## Targets"):
+        assert section in text
+
+    raw = json.loads(results.with_suffix(".json").read_text("utf-8"))
+    (shape,) = raw["shapes"]
+    assert shape["shape"]["name"] == "tiny"
+    for series in shape["series"].values():
+        (sample,) = series["samples"]
+        assert sample["wall_s"] > 0 and sample["rss_bytes"] > 0 and sample["returncode"] == 0
+
+    # Outputs are cleaned up; the cached checkpoint stays for the next run.
+    work = tmp_path / "cache" / "work"
+    assert not any(work.iterdir())
+    assert (tmp_path / "cache" / "checkpoints" / "tiny" / "config.json").is_file()
