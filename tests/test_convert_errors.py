@@ -161,7 +161,7 @@ def test_output_is_a_file(tiny_model, tmp_path):
 
 def test_missing_source(tmp_path):
     result = run_cli("convert", tmp_path / "nope", tmp_path / "out", "--preset", "qwen3-reranker")
-    assert result.returncode == 2 and "is not a directory" in result.stderr
+    assert result.returncode == 2 and "neither a directory nor a Hub repo id" in result.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -20,8 +20,25 @@ def _auto_mappings() -> dict[str, dict[str, str]]:
     spec = importlib.util.find_spec("transformers")
     if spec is None or spec.origin is None:
         return {name: {} for name in _MAPPINGS}
-    source = Path(spec.origin).parent / "models" / "auto" / "modeling_auto.py"
-    tree = ast.parse(source.read_text("utf-8"))
+    text = (Path(spec.origin).parent / "models" / "auto" / "modeling_auto.py").read_text("utf-8")
+    found: dict[str, dict[str, str]] = {}
+    for name in _MAPPINGS:
+        # Parse just the assignment (a few ms), not the whole 2,000-line module.
+        start = text.find(f"\n{name} = ")
+        end = text.find("\n)\n", start)
+        if start < 0 or end < 0:
+            return _imported_mappings()
+        try:
+            tree = ast.parse(text[start + 1 : end + 3])
+        except SyntaxError:
+            return _imported_mappings()
+        found.update(_assignments(tree))
+    if set(found) != set(_MAPPINGS):
+        return _imported_mappings()
+    return found
+
+
+def _assignments(tree: ast.Module) -> dict[str, dict[str, str]]:
     found: dict[str, dict[str, str]] = {}
     for node in tree.body:
         if not isinstance(node, ast.Assign | ast.AnnAssign):
@@ -31,8 +48,6 @@ def _auto_mappings() -> dict[str, dict[str, str]]:
         if not names or names[0] not in _MAPPINGS or node.value is None:
             continue
         found[names[0]] = _literal_mapping(node.value)
-    if set(found) != set(_MAPPINGS):
-        return _imported_mappings()
     return found
 
 

@@ -15,11 +15,11 @@ import json
 import os
 import shutil
 import struct
-from collections.abc import Iterable, Iterator
+import sys
+from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from .errors import BadInput
 
@@ -77,21 +77,19 @@ class SafetensorsFile:
                 name, info["dtype"], tuple(info["shape"]), data_start + begin, data_start + stop
             )
 
-    def read_rows(self, name: str, rows: Iterable[int]) -> np.ndarray:
-        """Rows of a 2-D tensor as float32, reading only those rows from disk."""
+    def read_rows(self, name: str, rows: Iterable[int]) -> list[list[float]]:
+        """Rows of a 2-D float tensor (values exactly as stored), reading only those rows."""
         info = self.tensors[name]
         if len(info.shape) != 2:
             raise BadInput(f"{name} in {self.path.name} has shape {list(info.shape)}, expected 2-D")
         n_rows, width = info.shape
-        itemsize = ITEMSIZE.get(info.dtype)
-        if info.dtype not in ("F32", "F16", "BF16", "F64") or itemsize is None:
+        if info.dtype not in FLOAT_DTYPES:
             raise BadInput(
                 f"{name} is stored as {info.dtype}; only float32/float16/bfloat16 heads are "
                 "supported: convert a non-quantized checkpoint"
             )
-        row_bytes = width * itemsize
-        out = np.empty((0, width), dtype=np.float32)
-        chunks = []
+        row_bytes = width * ITEMSIZE[info.dtype]
+        out = []
         with self.path.open("rb") as fh:
             for row in rows:
                 if not 0 <= row < n_rows:
@@ -100,31 +98,54 @@ class SafetensorsFile:
                         "match the weights"
                     )
                 fh.seek(info.start + row * row_bytes)
-                chunks.append(decode_floats(fh.read(row_bytes), info.dtype))
-        if chunks:
-            out = np.stack(chunks)
+                out.append(decode_floats(fh.read(row_bytes), info.dtype))
         return out
 
 
-def decode_floats(raw: bytes, dtype: str) -> np.ndarray:
-    """Raw little-endian bytes of a float tensor → float32 numpy array."""
-    if dtype == "BF16":
-        bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-        return bits.view(np.float32)
-    np_dtype = {"F32": "<f4", "F16": "<f2", "F64": "<f8"}[dtype]
-    return np.frombuffer(raw, dtype=np_dtype).astype(np.float32)
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 
 
-def encode_floats(values: np.ndarray, dtype: str) -> bytes:
-    """float32 numpy array → raw little-endian bytes in ``dtype`` (bfloat16 rounds to nearest
-    even, as torch does)."""
-    values = np.ascontiguousarray(values, dtype=np.float32)
+def decode_floats(raw: bytes, dtype: str) -> list[float]:
+    """Raw little-endian bytes of a float tensor → Python floats (exact: every float32, float16
+    and bfloat16 value is a double). Pure Python: a row is a few thousand values, and importing
+    numpy would cost more than decoding them."""
     if dtype == "BF16":
-        bits = values.view(np.uint32)
-        rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
-        return ((bits + rounding) >> 16).astype("<u2").tobytes()
-    np_dtype = {"F32": "<f4", "F16": "<f2", "F64": "<f8"}[dtype]
-    return values.astype(np_dtype).tobytes()
+        halves = array("H", raw)
+        if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+            halves.byteswap()
+        return _f32_from_bits(array("I", (h << 16 for h in halves)))
+    if dtype == "F16":
+        return list(struct.unpack(f"<{len(raw) // 2}e", raw))
+    values = array("f" if dtype == "F32" else "d", raw)
+    if sys.byteorder != "little":  # pragma: no cover
+        values.byteswap()
+    return list(values)
+
+
+def _f32_from_bits(bits: array) -> list[float]:
+    return list(array("f", bits.tobytes()))
+
+
+def encode_floats(values: list[list[float]], dtype: str) -> bytes:
+    """Rows of floats → raw little-endian bytes in ``dtype``.
+
+    Values are rounded to float32 first, then to the storage dtype with round-to-nearest-even,
+    which is what ``tensor.float().to(dtype)`` in torch does.
+    """
+    flat = array("f", (v for row in values for v in row))  # rounds each double to float32
+    if sys.byteorder != "little":  # pragma: no cover
+        flat.byteswap()
+    if dtype == "F32":
+        return flat.tobytes()
+    if dtype == "F64":
+        return array("d", flat).tobytes()
+    if dtype == "F16":
+        return struct.pack(f"<{len(flat)}e", *flat)  # each value is float32-exact already
+    if dtype == "BF16":
+        bits = array("I", flat.tobytes())
+        rounded = array("H", (((b + 0x7FFF + ((b >> 16) & 1)) >> 16) & 0xFFFF for b in bits))
+        return rounded.tobytes()
+    raise BadInput(f"cannot store the score in {dtype}")
 
 
 class Checkpoint:
@@ -165,7 +186,7 @@ class Checkpoint:
     def tensor(self, name: str) -> TensorInfo:
         return self.shards[self.location[name]].tensors[name]
 
-    def read_rows(self, name: str, rows: Iterable[int]) -> np.ndarray:
+    def read_rows(self, name: str, rows: Iterable[int]) -> list[list[float]]:
         return self.shards[self.location[name]].read_rows(name, rows)
 
     def find(self, suffix: str) -> str | None:
@@ -216,8 +237,24 @@ def write_shard(dst: Path, tensors: list[tuple[str, str, tuple[int, ...], bytes]
 
 
 def _copy_range(fin, fout, start: int, length: int) -> None:
-    fin.seek(start)
-    remaining = length
+    """Copy ``length`` bytes at ``start`` of ``fin`` to the end of ``fout``, in the kernel where
+    it can (copy_file_range: no user-space buffer), else through a bounded buffer."""
+    fout.flush()
+    offset, remaining = start, length
+    try:
+        while remaining:
+            done = os.copy_file_range(fin.fileno(), fout.fileno(), remaining, offset)
+            if done == 0:
+                raise BadInput(f"{fin.name} is truncated: re-download the checkpoint")
+            offset += done
+            remaining -= done
+        fout.seek(0, os.SEEK_END)
+        return
+    except OSError as exc:  # old kernels, some filesystems: fall back to read/write
+        if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+    fin.seek(offset)
+    fout.seek(0, os.SEEK_END)
     while remaining:
         chunk = fin.read(min(_COPY_CHUNK, remaining))
         if not chunk:
@@ -272,5 +309,3 @@ def _reflink(src: Path, dst: Path) -> bool:
         return False
 
 
-def iter_tensor_names(directory: Path) -> Iterator[str]:
-    yield from Checkpoint(directory).location

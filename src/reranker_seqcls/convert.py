@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import __version__
 from .architectures import causal_lm_class, known_model_type, seq_cls_class
 from .checkpoint import (
@@ -399,7 +397,7 @@ def _write(plan: Plan, out: Path, *, copy: bool, log: Log) -> tuple[str, dict[st
     progress.close()
 
     raw = encode_floats(score, dtype)
-    write_shard(out / SCORE_SHARD, [(SCORE_NAME, dtype, score.shape, raw)])
+    write_shard(out / SCORE_SHARD, [(SCORE_NAME, dtype, (len(score), len(score[0])), raw)])
     placed[SCORE_SHARD] = "written"
     weight_map[SCORE_NAME] = SCORE_SHARD
     total += len(raw)
@@ -436,16 +434,18 @@ def _progress_bar(total: int) -> Any:
 
 def compute_score(
     ckpt: Checkpoint, head_name: str, token_ids: list[int], method: str
-) -> tuple[np.ndarray, str]:
-    """The score weight in float32 and the dtype to store it in (the head's own)."""
+) -> tuple[list[list[float]], str]:
+    """The score weight rows and the dtype to store them in (the head's own).
+
+    The difference of two float32-exact values is exact in double precision, so rounding it
+    once to float32 (in :func:`encode_floats`) gives the float32 subtraction's result.
+    """
     dtype = ckpt.tensor(head_name).dtype
     rows = ckpt.read_rows(head_name, token_ids)
     if method == "from_2_way_softmax":
         # softmax([l_false, l_true])[true] = sigmoid(l_true - l_false) = sigmoid((W_t - W_f) h)
-        score = (rows[1] - rows[0])[None, :]
-    else:
-        score = rows
-    return score, dtype
+        return [[t - f for f, t in zip(rows[0], rows[1], strict=True)]], dtype
+    return rows, dtype
 
 
 def output_config(plan: Plan) -> dict[str, Any]:

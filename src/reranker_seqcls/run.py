@@ -145,7 +145,10 @@ def locate_source(
             raise BadInput(f"--revision applies to Hub repos, but {source} is a local directory")
         return path, SourceRef.local(path)
     if not looks_like_repo_id(source):
-        raise BadInput(f"source {source} is neither a directory nor a Hub repo id (owner/name)")
+        raise BadInput(
+            f"source {source} is neither a directory nor a Hub repo id: give a checkpoint "
+            "directory or owner/name"
+        )
     fetched = fetch(source, revision, token=token, log=log)
     ref = SourceRef(name=source, repo_id=source, revision=revision, commit_sha=fetched.commit_sha)
     return fetched.path, ref

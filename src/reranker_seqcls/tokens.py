@@ -31,7 +31,7 @@ class ResolvedToken:
 
 
 class _Vocab(Protocol):
-    def vocab(self) -> dict[str, int]: ...
+    def token_to_id(self, text: str) -> int | None: ...
     def encode(self, text: str) -> list[int]: ...
     def id_to_token(self, token_id: int) -> str | None: ...
 
@@ -61,7 +61,6 @@ class TokenizerFiles:
                 f"no tokenizer files in {directory}: the source must carry tokenizer.json or "
                 "tokenizer_config.json"
             )
-        self._vocab = self._backend.vocab()
 
     def special_token(self, name: str) -> str | None:
         """A special token's text from tokenizer_config.json or special_tokens_map.json."""
@@ -75,11 +74,11 @@ class TokenizerFiles:
 
     def special_token_id(self, name: str) -> int | None:
         text = self.special_token(name)
-        return None if text is None else self._vocab.get(text)
+        return None if text is None else self._backend.token_to_id(text)
 
     def resolve(self, text: str) -> ResolvedToken:
         unk_id = self.special_token_id("unk_token")
-        exact = self._vocab.get(text)
+        exact = self._backend.token_to_id(text)
         if exact is not None and exact != unk_id:
             return ResolvedToken(text, exact, text, "exact vocabulary entry")
         ids = self._backend.encode(text)
@@ -104,7 +103,7 @@ class TokenizerFiles:
         ]  # fmt: skip
         seen: list[str] = []
         for cand in candidates:
-            if cand != text and cand in self._vocab and cand not in seen:
+            if cand != text and self._backend.token_to_id(cand) is not None and cand not in seen:
                 seen.append(cand)
         return seen[:3]
 
@@ -113,8 +112,8 @@ class _FastVocab:
     def __init__(self, tokenizer: Any) -> None:
         self._tok = tokenizer
 
-    def vocab(self) -> dict[str, int]:
-        return self._tok.get_vocab(with_added_tokens=True)
+    def token_to_id(self, text: str) -> int | None:
+        return self._tok.token_to_id(text)  # the exact entry (added tokens included), or None
 
     def encode(self, text: str) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=False).ids)
@@ -137,8 +136,8 @@ class _TransformersVocab:
                 "the source must carry a tokenizer transformers can read"
             ) from None
 
-    def vocab(self) -> dict[str, int]:
-        return dict(self._tok.get_vocab())
+    def token_to_id(self, text: str) -> int | None:
+        return self._tok.get_vocab().get(text)
 
     def encode(self, text: str) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=False))

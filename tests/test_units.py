@@ -1,0 +1,51 @@
+"""Small pieces whose exactness everything else relies on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reranker_seqcls.architectures import _auto_mappings
+from reranker_seqcls.checkpoint import decode_floats, encode_floats
+from reranker_seqcls.redact import redact, register_secret
+
+DTYPES = [(torch.bfloat16, "BF16"), (torch.float16, "F16"), (torch.float32, "F32")]
+
+
+def _raw(tensor: torch.Tensor) -> bytes:
+    return tensor.contiguous().view(torch.uint8).numpy().tobytes()
+
+
+@pytest.mark.parametrize(("dtype", "name"), DTYPES, ids=[d[1] for d in DTYPES])
+def test_float_codecs_match_torch_bit_for_bit(dtype, name):
+    torch.manual_seed(0)
+    rows = (torch.randn(2, 4096) * torch.logspace(-6, 4, 4096)).to(dtype)
+    decoded = [decode_floats(_raw(rows[i]), name) for i in range(2)]
+    assert decoded[0] == rows[0].float().tolist()
+    # the score of from_2_way_softmax: float32 difference, stored back in the checkpoint dtype
+    expected = (rows[1].float() - rows[0].float()).to(dtype)
+    diff = [[t - f for f, t in zip(decoded[0], decoded[1], strict=True)]]
+    assert encode_floats(diff, name) == _raw(expected)
+
+
+def test_auto_mappings_equal_transformers_own():
+    from transformers.models.auto import modeling_auto
+
+    mappings = _auto_mappings()
+    for name in (
+        "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
+        "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+    ):
+        assert mappings[name] == dict(getattr(modeling_auto, name))
+
+
+def test_redact(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "secret-token-value")
+    register_secret("another-secret")
+    text = (
+        "GET https://hub/x?token=abc123 Authorization: Bearer hf_abcdefghijklmnop "
+        "secret-token-value another-secret"
+    )
+    cleaned = redact(text)
+    for secret in ("abc123", "hf_abcdefghijklmnop", "secret-token-value", "another-secret"):
+        assert secret not in cleaned
