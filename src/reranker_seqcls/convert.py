@@ -138,6 +138,7 @@ def convert(
 
     created = _make_parents(output.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; OUTPUT gets a normal directory mode
     try:
         dtype, placed = _write(plan, tmp, copy=copy, log=log)
         provenance = build_provenance(plan, ref, dtype)
@@ -329,6 +330,12 @@ def _make_parents(parent: Path) -> list[Path]:
         missing.append(directory)
     parent.mkdir(parents=True, exist_ok=True)
     return list(reversed(missing))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _rmdir_quiet(directory: Path) -> None:

@@ -165,10 +165,25 @@ def _torch_dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def _length_batches(prompts: list[list[int]], size: int) -> list[list[int]]:
-    """Index batches of similar-length prompts, so a long document pads few short ones."""
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    return [order[i : i + size] for i in range(0, len(order), size)]
+MAX_BATCH_TOKENS = 2048  # padded positions per batch: bounds activation memory
+
+
+def _length_batches(lengths: list[int], size: int) -> list[list[int]]:
+    """Index batches of similar length, at most ``size`` items and ``MAX_BATCH_TOKENS`` padded
+    positions each, so a long document neither pads many short ones nor inflates memory."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for index in order:
+        current = batches[-1] if batches else None
+        if (
+            current is None
+            or len(current) >= size
+            or (len(current) + 1) * lengths[index] > MAX_BATCH_TOKENS
+        ):
+            batches.append([index])
+        else:
+            current.append(index)
+    return batches
 
 
 def left_pad(prompts: list[list[int]], pad_id: int):
@@ -203,7 +218,7 @@ def reference_scores(
     model = AutoModelForCausalLM.from_pretrained(str(source), dtype=_torch_dtype(dtype)).eval()
     scores: list[list[float]] = [[] for _ in prompts]
     with torch.inference_mode():
-        for batch in _length_batches(prompts, BATCH_SIZE):
+        for batch in _length_batches([len(p) for p in prompts], BATCH_SIZE):
             ids, mask, positions = left_pad([prompts[i] for i in batch], pad_id)
             # logits_to_keep=1: only the last position's vocabulary logits are materialised
             # (all positions would be batch x length x vocab: gigabytes for a long document).
@@ -241,7 +256,7 @@ def converted_scores(
     batched: list[list[float]] = [[] for _ in prompts]
     single: list[list[float]] = []
     with torch.inference_mode():
-        for batch in _length_batches(prompts, BATCH_SIZE):
+        for batch in _length_batches([len(p) for p in prompts], BATCH_SIZE):
             ids, mask, positions = left_pad(
                 [prompts[i] for i in batch], pad_id if pad_id is not None else 0
             )
@@ -257,8 +272,14 @@ def converted_scores(
     return batched, single, config, problems
 
 
-def consumer_scores(converted: Path, pairs: list[Pair], dtype: str) -> list[list[float]]:
-    """``CrossEncoder(converted).predict`` on raw text, instruction passed as the prompt."""
+def consumer_scores(
+    converted: Path, pairs: list[Pair], dtype: str, lengths: list[int] | None = None
+) -> list[list[float]]:
+    """``CrossEncoder(converted).predict`` on raw text, instruction passed as the prompt.
+
+    ``lengths`` (the prompts' token counts) lets pairs be predicted in batches of similar
+    length, as the other two scorings are; sentence-transformers would pad them all together.
+    """
     try:
         from sentence_transformers import CrossEncoder
     except ImportError:
@@ -270,17 +291,20 @@ def consumer_scores(converted: Path, pairs: list[Pair], dtype: str) -> list[list
     by_instruction: dict[str | None, list[int]] = {}
     for index, pair in enumerate(pairs):
         by_instruction.setdefault(pair.instruction, []).append(index)
-    for instruction, indices in by_instruction.items():
+    sizes = lengths or [len(p.query) + len(p.document) for p in pairs]
+    for instruction, group in by_instruction.items():
         kwargs = {"prompt": instruction} if instruction is not None else {}
-        predicted = model.predict(
-            [(pairs[i].query, pairs[i].document) for i in indices],
-            batch_size=BATCH_SIZE,
-            show_progress_bar=False,
-            convert_to_numpy=True,
-            **kwargs,
-        )
-        for i, value in zip(indices, predicted, strict=True):
-            results[i] = [float(v) for v in (value if getattr(value, "ndim", 0) else [value])]
+        for batch in _length_batches([sizes[i] for i in group], BATCH_SIZE):
+            indices = [group[b] for b in batch]
+            predicted = model.predict(
+                [(pairs[i].query, pairs[i].document) for i in indices],
+                batch_size=len(indices),
+                show_progress_bar=False,
+                convert_to_numpy=True,
+                **kwargs,
+            )
+            for i, value in zip(indices, predicted, strict=True):
+                results[i] = [float(v) for v in (value if getattr(value, "ndim", 0) else [value])]
     del model
     gc.collect()
     return [r if r is not None else [] for r in results]
@@ -475,7 +499,7 @@ def check_parity(
     log("parity: scoring the converted classifier (batched and one by one)")
     batched, single, config, load_problems = converted_scores(converted, prompts, dtype)
     log("parity: scoring through sentence-transformers CrossEncoder")
-    consumer = consumer_scores(converted, pairs, dtype)
+    consumer = consumer_scores(converted, pairs, dtype, [len(p) for p in prompts])
 
     num_labels = len(reference[0])
     if any(len(row) != num_labels for row in batched):
