@@ -21,6 +21,13 @@ def _log(message: str) -> None:
     click.echo(redact(message), err=True)
 
 
+def _stack(func, options):
+    """Apply click options so they list in the order given."""
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def _recipe_options(func):
     """--preset / custom recipe options shared by convert, check and run."""
     options = [
@@ -37,9 +44,7 @@ def _recipe_options(func):
             help="Scoring chat template (Jinja, roles query/document) for a custom recipe.",
         ),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return _stack(func, options)
 
 
 def _conversion_options(func):
@@ -58,9 +63,7 @@ def _conversion_options(func):
             help="Convert despite final_logit_softcapping (scores differ; check reports it).",
         ),
     ]  # fmt: skip
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return _stack(func, options)
 
 
 def _check_options(func):
@@ -79,9 +82,7 @@ def _check_options(func):
             help="Accept a softcapped source when rankings agree (differences are reported).",
         ),
     ]  # fmt: skip
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return _stack(func, options)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -243,9 +244,7 @@ def _hub_options(func):
             help="Hub token (prefer the HF_TOKEN environment variable).",
         ),
     ]  # fmt: skip
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return _stack(func, options)
 
 
 @cli.command()

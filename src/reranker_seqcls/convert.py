@@ -190,9 +190,16 @@ def plan_conversion(
     if SCORE_NAME in names or (source / SCORE_SHARD).exists():
         raise BadInput(f"the source already has {SCORE_SHARD}: convert the original causal LM")
     if plan.checkpoint is not None:
-        plan.head_name, plan.untied_head = head_tensor(plan.checkpoint, config, names)
-        _check_head_shape(plan.checkpoint, plan.head_name, tokens)
+        _locate_head(plan)
     return plan
+
+
+def _locate_head(plan: Plan) -> None:
+    """Fill in the head tensor of ``plan.checkpoint`` and check the token ids fit it."""
+    assert plan.checkpoint is not None
+    names = set(plan.checkpoint.location)
+    plan.head_name, plan.untied_head = head_tensor(plan.checkpoint, plan.config, names)
+    _check_head_shape(plan.checkpoint, plan.head_name, plan.tokens)
 
 
 def check_architecture(config: dict[str, Any], *, allow_softcapping: bool = False) -> str:
@@ -228,7 +235,7 @@ def check_architecture(config: dict[str, Any], *, allow_softcapping: bool = Fals
             f"transformers has no sequence-classification class for model type {model_type!r}: "
             "this architecture cannot be served as a classifier"
         )
-    softcap = _nested_get(config, "final_logit_softcapping")
+    softcap = config_value(config, "final_logit_softcapping")
     if softcap is not None and not allow_softcapping:
         raise BadInput(
             f"config sets final_logit_softcapping={softcap}: a linear score head cannot apply the "
@@ -236,7 +243,7 @@ def check_architecture(config: dict[str, Any], *, allow_softcapping: bool = Fals
             "check reports the difference)"
         )
     for key in LOGIT_SCALE_KEYS:
-        value = _nested_get(config, key)
+        value = config_value(config, key)
         if value is not None and float(value) != 1.0:
             raise BadInput(
                 f"config sets {key}={value}: the causal LM scales its logits after the head and a "
@@ -245,7 +252,8 @@ def check_architecture(config: dict[str, Any], *, allow_softcapping: bool = Fals
     return target
 
 
-def _nested_get(config: dict[str, Any], key: str) -> Any:
+def config_value(config: dict[str, Any], key: str) -> Any:
+    """A config key, or the same key of a multimodal config's ``text_config``."""
     if config.get(key) is not None:
         return config[key]
     text_config = config.get("text_config")
@@ -367,9 +375,7 @@ def _write(plan: Plan, out: Path, *, copy: bool, log: Log) -> tuple[str, dict[st
         staging.mkdir()
         stage_pickle_weights(plan.pickle_files, staging, log=log)
         plan.checkpoint = Checkpoint(staging)
-        names = set(plan.checkpoint.location)
-        plan.head_name, plan.untied_head = head_tensor(plan.checkpoint, plan.config, names)
-        _check_head_shape(plan.checkpoint, plan.head_name, plan.tokens)
+        _locate_head(plan)
         copy = False  # the staged files are ours: linking them is a move
     else:
         staging = None

@@ -574,9 +574,9 @@ def _judge(
         _within(report.metrics[name], t)
         for name in ("converted (batched)", "converted (one by one)")
     )
-    softcap = source_config.get("final_logit_softcapping") or (
-        source_config.get("text_config") or {}
-    ).get("final_logit_softcapping")
+    from .convert import config_value
+
+    softcap = config_value(source_config, "final_logit_softcapping")
     if not conv_ok and not structural_failure:
         cause = _converted_cause(config, prompts, reference, batched, single)
         if softcap is not None and cause is None:

@@ -18,6 +18,7 @@ from .recipes import Recipe, recipe_from_provenance, resolve_recipe
 
 if TYPE_CHECKING:
     from .convert import SourceRef
+    from .hub import PushResult
     from .parity import ParityReport
 
 Log = Callable[[str], None]
@@ -84,6 +85,16 @@ class RunOutcome:
     parity: ParityReport | None = None
     message: str = ""
     output_dir: Path | None = None
+
+    def record_push(self, pushed: PushResult, label: str, *, dry_run: bool) -> None:
+        self.status = "dry_run" if dry_run else "pushed"
+        self.commit_sha = pushed.commit_sha
+        self.pr_url = pushed.pr_url
+        self.message = (
+            f"dry run: would commit {len(pushed.added)} file(s) to {self.target_repo}"
+            if dry_run
+            else f"pushed {label} to {self.target_repo} (commit {(pushed.commit_sha or '')[:12]})"
+        )
 
     def to_json(self) -> dict[str, Any]:
         from .hub import repo_url
@@ -257,14 +268,7 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
             dry_run=opts.dry_run,
             log=log,
         )
-    outcome.status = "dry_run" if opts.dry_run else "pushed"
-    outcome.commit_sha = pushed.commit_sha
-    outcome.pr_url = pushed.pr_url
-    outcome.message = (
-        f"dry run: would commit {len(pushed.added)} file(s) to {opts.target}"
-        if opts.dry_run
-        else f"pushed {source_label} to {opts.target} (commit {(pushed.commit_sha or '')[:12]})"
-    )
+    outcome.record_push(pushed, source_label, dry_run=opts.dry_run)
     return outcome
 
 
@@ -368,13 +372,6 @@ def push_converted(
         dry_run=dry_run,
         log=log,
     )
-    outcome = RunOutcome(
-        "dry_run" if dry_run else "pushed", target, label, source.get("commit_sha"),
-        pushed.commit_sha, pushed.pr_url,
-    )  # fmt: skip
-    outcome.message = (
-        f"dry run: would commit {len(pushed.added)} file(s) to {target}"
-        if dry_run
-        else f"pushed {label} to {target} (commit {(pushed.commit_sha or '')[:12]})"
-    )
+    outcome = RunOutcome("failed", target, label, source.get("commit_sha"))
+    outcome.record_push(pushed, label, dry_run=dry_run)
     return outcome
