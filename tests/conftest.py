@@ -66,3 +66,69 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
         return cache[key]
 
     return build
+
+
+# Shape of the real-vocabulary models: tiny, but with head_dim 64 (vLLM's CPU attention refuses
+# head_dim 16) and tied embeddings, so a 151,669-row vocabulary stays ~39 MB in float32.
+REAL_VOCAB_SHAPE = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 1,
+    "num_key_value_heads": 1,
+    "head_dim": 64,
+}
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``qwen_tokenizer_dir("qwen3" | "qwen2")`` → a directory holding the real Qwen tokenizer."""
+    from tests.real_vocab import build_qwen_tokenizer
+
+    cache: dict[str, Path] = {}
+    root = tmp_path_factory.mktemp("real-tokenizers")
+
+    def build(generation: str = "qwen3") -> Path:
+        if generation not in cache:
+            cache[generation] = build_qwen_tokenizer(root / generation, generation=generation)  # type: ignore[arg-type]
+        return cache[generation]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def real_vocab_model(
+    tmp_path_factory: pytest.TempPathFactory, qwen_tokenizer_dir: Callable[[str], Path]
+) -> Callable[..., Path]:
+    """``real_vocab_model(family, tied=..., dtype=..., num_shards=..., name=..., **config)`` → a
+    cached tiny random model of ``family`` ("qwen3" or "qwen2") on the real Qwen vocabulary
+    (Qwen3 layout for qwen3, Qwen2.5 layout for qwen2). Tests must not modify it."""
+    from reranker_seqcls.tiny import build_model
+
+    cache: dict[tuple, Path] = {}
+    root = tmp_path_factory.mktemp("real-vocab-models")
+
+    def build(
+        family: str,
+        *,
+        tied: bool = True,
+        dtype: str = "float32",
+        num_shards: int = 1,
+        name: str | None = None,
+        **config: object,
+    ) -> Path:
+        key = (family, tied, dtype, num_shards, name, tuple(sorted(config.items())))
+        if key not in cache:
+            dirname = name or f"{family}-real-{'tied' if tied else 'untied'}-{dtype}-{num_shards}"
+            cache[key] = build_model(
+                family,  # type: ignore[arg-type]
+                root / dirname,
+                tied=tied,
+                dtype=dtype,  # type: ignore[arg-type]
+                num_shards=num_shards,
+                tokenizer_dir=qwen_tokenizer_dir(family),
+                config_overrides={**REAL_VOCAB_SHAPE, **config},
+            )
+        return cache[key]
+
+    return build
