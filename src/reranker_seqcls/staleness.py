@@ -47,7 +47,7 @@ def why_stale(state: TargetState, expected: dict[str, Any]) -> list[str]:
     elif recorded["source_sha"] != expected["source_sha"]:
         reasons.append(
             f"new upstream commit {expected['source_sha'][:12]} "
-            f"(target has {_shown(recorded['source_sha'], 12)})"
+            f"(target has {_shown(recorded['source_sha'])[:12]})"
         )
     if recorded["recipe"] != expected["recipe"]:
         reasons.append(_recipe_change(recorded["recipe"], expected["recipe"]))
