@@ -341,14 +341,16 @@ def plan(fleet_file: Path, list_all: bool, summary: Path | None, token: str | No
     """
     import json
 
-    from huggingface_hub import constants
-
     from .fleet import load_fleet
     from .plan import exit_code, matrix, plan_fleet, summary_markdown
     from .redact import redact, register_secret
 
     register_secret(token)
-    plans = plan_fleet(load_fleet(fleet_file), token)
+    fleet = load_fleet(fleet_file)
+
+    from huggingface_hub import constants
+
+    plans = plan_fleet(fleet, token)
     table = redact(summary_markdown(plans, constants.ENDPOINT.rstrip("/")))
     if summary is not None:
         with summary.open("a", encoding="utf-8") as handle:

@@ -199,9 +199,10 @@ def _entry(index: int, raw: object, defaults: dict[str, Any], base: Path, where:
     here = f"{where}: entry {index}"
     if not isinstance(raw, dict):
         raise BadInput(f"{here}: must be a mapping with model and target, not {_kind(raw)}")
+    if isinstance(raw.get("target"), str) and _REPO_ID.fullmatch(raw["target"]):
+        here = f"{here} ({raw['target']})"  # name the entry by its target where it has one
     _refuse_unknown(raw, ENTRY_KEYS, here)
     target = _repo_id(raw, "target", here)
-    here = f"{here} ({target})"
     model = _repo_id(raw, "model", here)
     if model.casefold() == target.casefold():
         raise BadInput(f"{here}: target: is the model itself: give a separate repo to push to")
