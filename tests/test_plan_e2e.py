@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import sys
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import run_cli
-from tests.loopback_hub.fixtures import TEST_TOKEN, TEST_USER
+from tests.loopback_hub.fixtures import TEST_TOKEN, TEST_USER, run_python
 
 UPSTREAM = "qwen-team/Qwen3-Reranker-tiny"
 UPSTREAM_B = "qwen-team/Qwen3-Reranker-tiny-b"
@@ -222,11 +223,50 @@ def test_plan_of_twenty_entries_is_fast_and_imports_no_torch(hub_server, hub_env
     data = json.loads(result.stdout)
     assert {item["target_repo"] for item in data["include"]} == expected_stale
     assert len(expected_stale) == 10
-    imported = set(re.findall(r"^import time:.*\|\s+([\w.]+)$", result.stderr, re.M))
+    imported = _imports(result.stderr) - _imports(
+        run_python("pass", {**hub_env, "PYTHONPROFILEIMPORTTIME": "1"}).stderr
+    )  # less what the interpreter's startup imports (site hooks)
     assert "reranker_seqcls.plan" in imported and "huggingface_hub" in imported
     heavy = {m for m in imported if m.split(".")[0] in HEAVY_MODULES}
     assert not heavy, sorted(heavy)[:5]
+    # Everything it imports comes with click, huggingface_hub and PyYAML: the plan action's
+    # `pip install --no-deps` of the package plus those three is enough.
+    lean = _dependency_closure(["click", "huggingface_hub", "PyYAML"]) | {"reranker-seqcls"}
+    owners = importlib.metadata.packages_distributions()
+    outside = {
+        (module, dist)
+        for module in {m.split(".")[0] for m in imported}
+        for dist in owners.get(module, [])
+        if _canonical(dist) not in lean
+    }
+    assert not outside, sorted(outside)
     assert elapsed < 5, f"plan of 20 entries took {elapsed:.2f} s"
+
+
+def _imports(importtime_log: str) -> set[str]:
+    return set(re.findall(r"^import time:.*\|\s+([\w.]+)$", importtime_log, re.M))
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _dependency_closure(names: list[str]) -> set[str]:
+    """The installed distributions ``pip install NAMES`` brings (no extras), canonical names."""
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if _canonical(name) in seen:
+            continue
+        seen.add(_canonical(name))
+        for line in importlib.metadata.requires(name) or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return seen
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="GitHub's Linux runner layout")
