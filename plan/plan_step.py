@@ -54,6 +54,11 @@ def _read_matrix(stdout: str) -> dict[str, list[object]]:
     return EMPTY_MATRIX
 
 
+def _one_line(matrix: Mapping[str, object]) -> str:
+    """JSON without line breaks (escaped inside strings), so it is one ``name=value`` line."""
+    return json.dumps(matrix, ensure_ascii=True, separators=(",", ":"))
+
+
 def _write_outputs(env: Mapping[str, str], outputs: Mapping[str, str]) -> None:
     path = env.get("GITHUB_OUTPUT")
     if path:
@@ -69,7 +74,7 @@ def plan(env: Mapping[str, str]) -> int:
     fleet = _input(env, "fleet") or "rerankers.yml"
     include_all = _input(env, "all").lower()
     if include_all not in TRUE_WORDS | FALSE_WORDS:
-        _write_outputs(env, {"matrix": json.dumps(EMPTY_MATRIX), "count": "0", "exit_code": "2"})
+        _write_outputs(env, {"matrix": _one_line(EMPTY_MATRIX), "count": "0", "exit_code": "2"})
         _command("error", "input 'all' must be true or false", title=f"{TITLE}: bad input")
         return 2
 
@@ -100,7 +105,7 @@ def plan(env: Mapping[str, str]) -> int:
         print(f"::{stop}::", flush=True)
 
     matrix = _read_matrix(stdout)
-    text = json.dumps(matrix, ensure_ascii=True, separators=(",", ":"))
+    text = _one_line(matrix)
     if token:
         text = text.replace(token, "***")
     count = len(matrix["include"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -269,49 +270,96 @@ def _dependency_closure(names: list[str]) -> set[str]:
     return seen
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="GitHub's Linux runner layout")
+PLAN_STEP = Path(__file__).resolve().parents[1] / "plan" / "plan_step.py"
+
+
+def _plan_step(hub_env, tmp_path: Path, **inputs: str) -> tuple[int, list[str], dict[str, str]]:
+    """Run the plan action's step as the runner does; its exit code, its log (stdout and stderr
+    in one stream, in order) and what it wrote to $GITHUB_OUTPUT."""
+    outputs = tmp_path / "github_output"
+    outputs.write_text("")
+    env = {
+        **hub_env,
+        "HF_TOKEN": "",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_OUTPUT": str(outputs),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
+    }
+    done = subprocess.run(
+        [sys.executable, str(PLAN_STEP)], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    written = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    return done.returncode, done.stdout.splitlines(), written
+
+
+def _outside_window(log: list[str]) -> list[str]:
+    """The log lines the runner would act on: all but those inside ::stop-commands::."""
+    outside, resume = [], None
+    for line in log:
+        if resume is None and line.startswith("::stop-commands::"):
+            resume = f"::{line.removeprefix('::stop-commands::')}::"
+        elif line == resume:
+            resume = None
+        elif resume is None:
+            outside.append(line)
+    assert resume is None, "the window was never closed"
+    return outside
+
+
 def test_plan_action_step_writes_outputs_and_summary(hub_server, hub_env, tmp_path):
     """The composite action's plan step: matrix and count outputs, the table in the summary,
     the token masked, every line the fleet or Hub could shape inside a stop-commands window."""
     hub_server.seed_repo(UPSTREAM, {"config.json": b"{}"})
+    sha = hub_server.seed_repo(UPSTREAM_B, {"config.json": b"{}"})
+    hostile = {  # a target's provenance is Hub text: whoever can write the repo shapes it
+        "tool": {"version": "1\n::add-mask::injected"},
+        "source": {"repo_id": UPSTREAM_B, "commit_sha": sha},
+    }
+    hub_server.seed_repo(_target("c-seq-cls"), {"reranker_seqcls.json": json.dumps(hostile)})
     fleet = _write_fleet(
         tmp_path / "rerankers.yml",
         [
             {"model": UPSTREAM, "target": _target("a-seq-cls")},
             {"model": MISSING, "target": _target("b-seq-cls")},
+            {"model": UPSTREAM_B, "target": _target("c-seq-cls")},
         ],
     )
-    outputs, summary = tmp_path / "outputs", tmp_path / "summary.md"
-    outputs.touch()
-    env = {
-        **hub_env,
-        "HF_TOKEN": "",
-        "INPUT_FLEET": str(fleet),
-        "INPUT_ALL": "false",
-        "INPUT_HF_TOKEN": TEST_TOKEN,
-        "GITHUB_OUTPUT": str(outputs),
-        "GITHUB_STEP_SUMMARY": str(summary),
-        "GITHUB_ACTIONS": "true",
-    }
-    step = Path(__file__).resolve().parents[1] / "plan" / "plan_step.py"
-    import subprocess
-
-    result = subprocess.run(
-        [sys.executable, str(step)], env=env, capture_output=True, text=True, timeout=120
+    code, log, written = _plan_step(
+        hub_env, tmp_path, fleet=fleet.name, all="false", hf_token=TEST_TOKEN
     )
-    assert result.returncode == 2, result.stderr
-    written = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
-    assert written["count"] == "1" and written["exit_code"] == "2"
-    assert [i["target_repo"] for i in json.loads(written["matrix"])["include"]] == [
-        _target("a-seq-cls")
-    ]
-    assert "| error |" in summary.read_text() and "| stale |" in summary.read_text()
-    stdout = result.stdout.splitlines()
-    assert stdout[0] == f"::add-mask::{TEST_TOKEN}"
-    assert TEST_TOKEN not in "\n".join(stdout[1:]) + result.stderr
-    commands = [line for line in stdout if line.startswith("::")]
-    stop = commands[1]
-    assert stop.startswith("::stop-commands::")
-    assert commands[2] == f"::{stop.removeprefix('::stop-commands::')}::"
-    assert commands[3].startswith("::error title=reranker-seqcls plan")
-    assert len(commands) == 4
+    assert code == 2, log
+    assert written["count"] == "2" and written["exit_code"] == "2"
+    matrix = json.loads(written["matrix"])["include"]
+    assert [i["target_repo"] for i in matrix] == [_target("a-seq-cls"), _target("c-seq-cls")]
+    assert "tool version 1?::add-mask::injected -> " in matrix[1]["reason"]
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.count("| error |") == 1 and summary.count("| stale |") == 2
+    assert log[0] == f"::add-mask::{TEST_TOKEN}"
+    assert TEST_TOKEN not in "\n".join(log[1:])
+    assert any("injected" in line for line in log)  # shown, inside the window only:
+    assert not any(line.startswith("::add-mask::injected") for line in log)
+    outside = _outside_window(log[1:])
+    assert not any("injected" in line for line in outside)
+    assert outside[0] == "2 fleet entries to convert"
+    assert outside[1].startswith("::error title=reranker-seqcls plan%3A bad input (exit 2)::")
+    assert len(outside) == 2
+
+
+@pytest.mark.parametrize(
+    ("inputs", "fragment"),
+    [
+        ({"fleet": "missing.yml"}, "missing.yml does not exist"),
+        ({"fleet": "--help"}, "--help does not exist"),  # a path, never an option
+        ({"all": "maybe"}, None),
+    ],
+)
+def test_plan_action_step_bad_input(hub_env, tmp_path, inputs, fragment):
+    code, log, written = _plan_step(hub_env, tmp_path, **inputs)
+    assert code == 2
+    assert written == {"matrix": '{"include":[]}', "count": "0", "exit_code": "2"}
+    outside = _outside_window(log)
+    assert outside[-1].startswith("::error title=reranker-seqcls plan%3A bad input")
+    if fragment is not None:
+        assert any(fragment in line for line in log if line not in outside)

@@ -96,7 +96,7 @@ def summary_markdown(plans: list[EntryPlan], endpoint: str) -> str:
     if errors:
         headline += f", {errors} could not be planned"
     if errors == len(plans):
-        headline = f"no entry could be planned ({errors} errors)"
+        headline = "no entry could be planned"
     lines = [
         f"## reranker-seqcls plan: {headline}",
         "",
