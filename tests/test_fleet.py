@@ -128,6 +128,7 @@ BAD_FILES: list[tuple[str, str | bytes, str]] = [
         "template: 'nope.jinja' is not a file next to the fleet file",
     ),
     ("defaults not a mapping", "defaults: [1]\nrerankers: []\n", "defaults: must be a mapping"),
+    ("bad default", "defaults: {private: maybe}\nrerankers: []\n", "defaults: private: must be"),
     (
         "defaults with model",
         f"defaults: {{model: {QWEN}}}\nrerankers: []\n",

@@ -107,6 +107,7 @@ def load_fleet(path: Path) -> Fleet:
         if not isinstance(defaults, dict):
             raise BadInput(f"{where}: defaults: must be a mapping of {', '.join(RECIPE_KEYS)}")
         _refuse_unknown(defaults, RECIPE_KEYS, f"{where}: defaults")
+        _check_values(defaults, f"{where}: defaults", path.parent)
         entries = document["rerankers"]
     elif isinstance(document, list):
         defaults, entries = {}, document
@@ -253,6 +254,16 @@ def _entry(index: int, raw: object, defaults: dict[str, Any], base: Path, where:
         create_pr=create_pr,
         recipe=recipe,
     )
+
+
+def _check_values(values: dict[str, Any], here: str, base: Path) -> None:
+    """Type-check the recipe options of ``values`` (so a bad default is reported as one)."""
+    _choice(values, "preset", here, tuple(PRESETS))
+    _choice(values, "method", here, METHODS)
+    _tokens(values, here)
+    _template(values, here, base)
+    _flag(values, "private", here)
+    _flag(values, "create_pr", here)
 
 
 def _refuse_unknown(mapping: dict[Any, Any], allowed: tuple[str, ...], here: str) -> None:
