@@ -334,6 +334,9 @@ def push(converted: Path, target: str, **kwargs) -> int:
 def plan(fleet_file: Path, list_all: bool, summary: Path | None, token: str | None) -> int:
     """Print a JSON matrix of the FLEET_FILE entries whose target is not current.
 
+    FLEET_FILE is YAML: a `rerankers:` list of entries, each with model, target, optional
+    revision and the recipe options of `run` (see the README).
+
     Reads Hub metadata only (upstream commit, the target's recorded provenance): no weights, no
     torch. Stdout is {"include": [...]} for a GitHub Actions strategy.matrix, one item per
     entry that needs a run, with its reason; stderr gets a table of every entry. An entry whose
