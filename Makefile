@@ -27,8 +27,8 @@ test-fast: venv
 	$(BIN)/python -m pytest -q -m "not docker and not slow"
 
 lint: venv
-	$(BIN)/ruff check src tests bench entrypoint
-	$(BIN)/ruff format --check src tests bench entrypoint
+	$(BIN)/ruff check src tests bench plan entrypoint
+	$(BIN)/ruff format --check src tests bench plan entrypoint
 
 bench: venv
 	$(BIN)/python bench/bench_convert.py

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run every linter CI runs, installing the missing ones first (pinned versions, outside the tree):
 #   - hadolint: the Dockerfile
-#   - action-validator: action.yml and .github/workflows/*.yml (schemas)
-#   - zizmor: .github/workflows and action.yml (security audit, offline)
+#   - action-validator: action.yml, plan/action.yml and .github/workflows/*.yml (schemas)
+#   - zizmor: .github/workflows, action.yml and plan/action.yml (security audit, offline)
 #   - ShellCheck: every shell script (scripts/*.sh, .ci/run)
 #   - ruff: the Python sources, tests and the entrypoint script
 # Exits non-zero if any linter reports anything; runs them all either way.
@@ -91,10 +91,11 @@ if [[ -f .ci/run ]] && head -n 1 .ci/run | grep -qE '^#!.*\b(ba)?sh\b'; then
 fi
 
 check hadolint "$venv/bin/hadolint" Dockerfile
-for file in action.yml "${workflows[@]}"; do  # it takes one file per call
+for file in action.yml plan/action.yml "${workflows[@]}"; do  # it takes one file per call
     check "action-validator $file" "$node_dir/node_modules/.bin/action-validator" "$file"
 done
-check zizmor "$venv/bin/zizmor" --offline --no-progress action.yml "${workflows[@]}"
+check zizmor "$venv/bin/zizmor" --offline --no-progress action.yml plan/action.yml \
+    "${workflows[@]}"
 check shellcheck shellcheck "${shell_scripts[@]}"
 check ruff "$(ruff_bin)" check . entrypoint
 

@@ -171,8 +171,9 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     from .card import render_card, source_license, write_card
     from .consumer_files import TEMPLATE_FILE_NAME
     from .convert import SourceRef, convert
-    from .hub import fetch, identity, looks_like_repo_id, push, resolve_commit, target_state
+    from .hub import fetch, looks_like_repo_id, push, resolve_commit, target_state
     from .parity import check_parity, write_report
+    from .staleness import expected_identity, why_stale
 
     if not looks_like_repo_id(opts.target):
         raise BadInput(f"target {opts.target!r} is not a Hub repo id: give owner/name")
@@ -196,13 +197,8 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     else:
         sha = resolve_commit(opts.model, opts.revision, opts.token)
         outcome.source_sha = sha
-        expected = {
-            "tool_version": __version__,
-            "source_repo": opts.model,
-            "source_sha": sha,
-            "recipe": recipe.to_json(),
-        }
-        if state.provenance is not None and identity(state.provenance) == expected:
+        stale = why_stale(state, expected_identity(opts.model, sha, recipe))
+        if not stale:
             if not opts.force:
                 outcome.status = "skipped"
                 outcome.message = (
@@ -212,6 +208,8 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
                 log(outcome.message)
                 return outcome
             log("target is current, converting anyway (--force)")
+        else:
+            log(f"converting: {'; '.join(stale)}")
         fetched = fetch(opts.model, opts.revision, token=opts.token, log=log, commit_sha=sha)
         source_dir = fetched.path
         ref = SourceRef(opts.model, opts.model, opts.revision, sha)
