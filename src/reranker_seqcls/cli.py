@@ -11,14 +11,22 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .interrupt import Interrupted, raise_on_stop_signals
 
 EXIT_INTERNAL = 4
 
 
-def _log(message: str) -> None:
+def _say(message: str, *, err: bool = False) -> None:
+    """Print one message as one line: tokens redacted, control characters escaped (a newline in
+    a repo id or a shard name cannot start a line of its own, e.g. a workflow command)."""
     from .redact import redact
+    from .safe_text import one_line
 
-    click.echo(redact(message), err=True)
+    click.echo(one_line(redact(message)), err=err)
+
+
+def _log(message: str) -> None:
+    _say(message, err=True)
 
 
 def _stack(func, options):
@@ -225,7 +233,8 @@ def check(
         allow_softcapping=allow_softcapping,
         log=_log,
     )
-    click.echo(report.table())
+    for row in report.table_rows():
+        _say(row)
     if report_file is not None:
         write_report(report, report_file)
     if not report.passed:
@@ -279,13 +288,15 @@ def run(result_json: Path | None, **kwargs) -> int:
     opts = RunOptions(**kwargs)
     try:
         outcome = run_pipeline(opts, _log)
-    except Exception as exc:
+    except (Exception, Interrupted) as exc:
         if result_json is not None:
             from .errors import SeqClsError
             from .redact import redact
 
             failed = RunOutcome("failed", opts.target, opts.model)
-            if isinstance(exc, SeqClsError):
+            if isinstance(exc, Interrupted):
+                failed.message = f"interrupted by {exc.signal_name} before the run finished"
+            elif isinstance(exc, SeqClsError):
                 failed.message = redact(str(exc))
             else:
                 failed.message = f"{exc.__class__.__name__}: {redact(str(exc))}"
@@ -293,7 +304,7 @@ def run(result_json: Path | None, **kwargs) -> int:
         raise
     if result_json is not None:
         _write_result(result_json, outcome.to_json())
-    click.echo(outcome.message)
+    _say(outcome.message)
     if outcome.status == "failed":
         _log(f"error: {outcome.message}")
         return 1
@@ -315,7 +326,7 @@ def push(converted: Path, target: str, **kwargs) -> int:
 
     register_secret(kwargs.get("token"))
     outcome = push_converted(converted, target, log=_log, **kwargs)
-    click.echo(outcome.message)
+    _say(outcome.message)
     return 0
 
 
@@ -342,18 +353,22 @@ def main(argv: list[str] | None = None) -> None:
     if not sys.stderr.isatty():  # plain line logs, no progress bars, in CI and pipes
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    raise_on_stop_signals()
     try:
         code = cli.main(args=args, prog_name="reranker-seqcls", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:  # click's wrapping of KeyboardInterrupt
-        _log("error: interrupted; nothing was written")
+    except Interrupted as exc:
+        _log(f"error: interrupted by {exc.signal_name}; partial output was removed")
+        code = exc.exit_code
+    except click.exceptions.Abort:  # click's wrapping of KeyboardInterrupt (and EOF)
+        _log("error: interrupted; partial output was removed")
         code = 130
     except click.ClickException as exc:
         _log(f"error: {exc.format_message()} (see reranker-seqcls --help)")
         code = exc.exit_code
     except KeyboardInterrupt:
-        _log("error: interrupted; nothing was written")
+        _log("error: interrupted; partial output was removed")
         code = 130
     except Exception as exc:
         code = _report(exc, debug)

@@ -105,6 +105,10 @@ class ParityReport:
 
     def table(self) -> str:
         """A compact human table."""
+        return "\n".join(self.table_rows())
+
+    def table_rows(self) -> list[str]:
+        """The rows of :meth:`table`, for a log that prints (and escapes) each on its own."""
         t = self.tolerance
         rows = [
             f"parity: {self.verdict}  ({self.dtype}, recipe {self.recipe}, "
@@ -121,7 +125,7 @@ class ParityReport:
         )
         rows += [f"  why: {reason}" for reason in self.reasons]
         rows += [f"  allowed: {allowance}" for allowance in self.allowances]
-        return "\n".join(rows)
+        return rows
 
     def markdown(self) -> str:
         t = self.tolerance

@@ -4,6 +4,7 @@ download → convert → check → push run."""
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -240,7 +241,8 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
         )
         outcome.parity = report
         write_report(report, out / PARITY_REPORT_FILE)
-        log(report.table())
+        for row in report.table_rows():
+            log(row)
         if not report.passed:
             outcome.message = f"parity failed: {report.reasons[0]}; nothing was pushed"
             return outcome
@@ -286,7 +288,12 @@ def _commit_description(ref: SourceRef, recipe: Recipe, report: ParityReport) ->
 
 @contextmanager
 def _output_dir(requested: Path | None) -> Iterator[Path]:
-    """``--output-dir`` (kept afterwards), or a temporary directory removed at the end."""
+    """``--output-dir`` (kept afterwards), or a temporary directory removed at the end.
+
+    A run stopped by a signal removes the ``--output-dir`` it created (with any parents it
+    created): what a stopped run leaves there is no finished, checked conversion."""
+    from .interrupt import Interrupted
+
     if requested is not None:
         holds_other = requested.exists() and any(requested.iterdir())
         if holds_other and not (requested / PROVENANCE_FILE).is_file():
@@ -294,10 +301,26 @@ def _output_dir(requested: Path | None) -> Iterator[Path]:
                 f"--output-dir {requested} is not empty and holds no earlier conversion: "
                 "give an empty or new directory"
             )
-        yield requested
+        created = _outermost_missing(requested)
+        try:
+            yield requested
+        except Interrupted:
+            if created is not None:
+                shutil.rmtree(created, ignore_errors=True)
+            raise
         return
     with tempfile.TemporaryDirectory(prefix="reranker-seqcls-") as tmp:
         yield Path(tmp) / "converted"
+
+
+def _outermost_missing(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist yet (None: ``path`` does)."""
+    missing = None
+    for directory in [path, *path.absolute().parents]:
+        if directory.exists():
+            return missing
+        missing = directory
+    return missing
 
 
 def push_converted(
