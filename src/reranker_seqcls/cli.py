@@ -155,22 +155,22 @@ def convert(
     from .convert import convert as run_convert
     from .errors import BadInput
     from .recipes import resolve_recipe
-    from .run import locate_source
+    from .run import locate_source, source_commit, source_name
 
     source = _one_of(source, model_name, "SOURCE", "--model_name")
     output = _one_of(output, path_, "OUTPUT", "--path")
     tokens = _one_of(tokens, classifier_from_tokens, "--tokens", "--classifier_from_tokens", True)
     if source is None or output is None:
         raise BadInput("convert needs SOURCE and OUTPUT: reranker-seqcls convert SOURCE OUTPUT")
-    source_name = Path(source).resolve().name if Path(source).is_dir() else source
+    commit_sha = source_commit(source, revision, None)  # a missing repo says so, first
     recipe = resolve_recipe(
-        source_name=source_name,
+        source_name=source_name(source),
         preset=preset,
         tokens_json=tokens,
         method=method,
         template_path=template,
     )
-    source_dir, source_ref = locate_source(source, revision, None, _log)
+    source_dir, source_ref = locate_source(source, revision, None, _log, commit_sha)
     run_convert(
         source_dir,
         output,
@@ -217,12 +217,12 @@ def check(
     """
     from .errors import BadInput
     from .parity import check_parity, write_report
-    from .run import check_recipe, load_check_pairs, locate_source, resolve_token_ids
+    from .run import check_recipe, load_check_pairs, locate_source, resolve_token_ids, source_name
 
     if not (converted / "config.json").is_file():
         raise BadInput(f"{converted} has no config.json: give a converted checkpoint directory")
     source_dir, _ = locate_source(source, revision, None, _log)
-    recipe = check_recipe(source_dir, converted, preset, tokens, method, template)
+    recipe = check_recipe(source_name(source), converted, preset, tokens, method, template)
     report = check_parity(
         source_dir,
         converted,
