@@ -45,12 +45,15 @@ def looks_like_repo_id(text: str) -> bool:
     return True
 
 
-def require_repo_id(text: str, role: str, fix: str = "give owner/name") -> None:
-    """Refuse (exit 2, one line) a ``role`` ("target", "source") that is no Hub repo id."""
+def require_repo_id(text: str, role: str, *, or_directory: bool = False) -> None:
+    """Refuse (exit 2, one line) a ``role`` ("target", "source") that is no Hub repo id; with
+    ``or_directory`` the text was no local directory either."""
     if not looks_like_repo_id(text):
+        what = "neither a directory nor a Hub repo id" if or_directory else "not a Hub repo id"
+        fix = "give a checkpoint directory or owner/name" if or_directory else "give owner/name"
         raise BadInput(
-            f"{role} {text!r} is not a Hub repo id (ASCII letters, digits, '-', '_', '.'; at "
-            f"most 96 characters a part): {fix}"
+            f"{role} {text!r} is {what} (ASCII letters, digits, '-', '_', '.'; at most 96 "
+            f"characters a part): {fix}"
         )
 
 

@@ -172,7 +172,7 @@ def source_commit(source: str, revision: str | None, token: str | None) -> str |
         if revision is not None:
             raise BadInput(f"--revision applies to Hub repos, but {source} is a local directory")
         return None
-    require_repo_id(source, "source", "give a checkpoint directory or owner/name")
+    require_repo_id(source, "source", or_directory=True)
     return resolve_commit(source, revision, token)
 
 
