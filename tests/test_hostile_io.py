@@ -180,7 +180,7 @@ def test_item4_hostile_names_cannot_forge_commands_cli_hub_and_action(
         assert "forged" not in commands[0] + commands[-2]
         assert "\x1b" not in proc.stdout + proc.stderr
         outputs = (tmp_path / "github_output").read_text()
-        assert "\nexit_code=2\n" in outputs and "\x1b" not in outputs
+        assert "exit_code=2" in outputs.splitlines() and "\x1b" not in outputs
         assert not hub_server.repo_exists(TARGET)
 
 
@@ -281,8 +281,8 @@ def test_item5_action_passes_signals_on_and_leaves_nothing(
     assert f"error: interrupted by {sig.name}; partial output was removed" in stderr
     errors = [c for c in runner_commands(stdout) if c.startswith("::error")]
     assert len(errors) == 1 and f"interrupted by {sig.name}" in errors[0], errors
-    outputs = (tmp_path / "github_output").read_text()
-    assert f"\nexit_code={128 + sig}\n" in outputs and "\nstatus=failed\n" in outputs
+    outputs = (tmp_path / "github_output").read_text().splitlines()
+    assert f"exit_code={128 + sig}" in outputs and "status=failed" in outputs
 
 
 # --------------------------------------------------------------------------- item 7
