@@ -102,7 +102,7 @@ def cli(debug: bool) -> None:
 
     \b
     Exit codes: 0 ok (also "already current"), 1 parity failed, 2 bad input,
-    3 Hub/network error, 4 internal error.
+    3 Hub/network error, 4 internal error, 128+N stopped by signal N (143: SIGTERM).
     """
 
 
