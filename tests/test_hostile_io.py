@@ -398,10 +398,11 @@ def test_item8_push_of_identical_files_says_so_on_both_streams(
     again = run_cli("push", converted, target, env=hub_env)
     assert again.returncode == 0, again.stderr
     assert "no commit was made" in again.stderr
+    label = tiny_model("qwen3").name
     assert again.stdout.strip() == (
-        f"already current: {target} already holds these files (commit {head[:12]}); "
-        "no commit was made"
+        f"{target} already holds {label} (commit {head[:12]}): no commit was made"
     )
+    assert not again.stdout.startswith("pushed")
     assert hub_server.head_sha(target) == head
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
+from typing import TextIO
 
 import click
 
@@ -354,6 +356,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     raise_on_stop_signals()
+    warnings.showwarning = _show_warning  # library warnings can quote a source's text
     try:
         code = cli.main(args=args, prog_name="reranker-seqcls", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -373,6 +376,18 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         code = _report(exc, debug)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Python warnings as one sanitized line each, like every other line the CLI prints."""
+    _log(f"warning: {category.__name__}: {message}")
 
 
 def _report(exc: Exception, debug: bool) -> int:

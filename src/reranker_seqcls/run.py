@@ -105,11 +105,10 @@ class RunOutcome:
             self.message = (
                 f"dry run: would commit {len(pushed.added)} file(s) to {self.target_repo}"
             )
-        elif not pushed.committed:
-            self.status = "skipped"
+        elif not pushed.committed:  # the target holds this conversion: the push's aim is met
+            self.status = "pushed"
             self.message = (
-                f"already current: {self.target_repo} already holds these files (commit {sha}); "
-                "no commit was made"
+                f"{self.target_repo} already holds {label} (commit {sha}): no commit was made"
             )
         else:
             self.status = "pushed"
