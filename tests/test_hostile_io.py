@@ -431,6 +431,16 @@ def test_item10_push_renders_the_parity_table_from_the_json_report(
     (broken / "parity_report.json").write_text(json.dumps({"passed": True, "metrics": []}))
     result = run_cli("push", broken, f"{TEST_USER}/broken", env=hub_env)
     assert_one_clean_error(result, 2, "is not a parity report written by reranker-seqcls")
+    (broken / "parity_report.json").write_text(json.dumps({"passed": False, "reasons": {}}))
+    result = run_cli("push", broken, f"{TEST_USER}/broken", env=hub_env)
+    assert_one_clean_error(result, 2, "failed its parity check (see the report)")
+    (broken / "parity_report.json").unlink()
+    provenance = json.loads((broken / "reranker_seqcls.json").read_text())
+    for bad_source in (["a list"], {"repo_id": 7}):
+        provenance["source"] = bad_source
+        (broken / "reranker_seqcls.json").write_text(json.dumps(provenance))
+        result = run_cli("push", broken, f"{TEST_USER}/broken", env=hub_env)
+        assert_one_clean_error(result, 2, "is no provenance record of reranker-seqcls")
     assert not hub_server.repo_exists(f"{TEST_USER}/broken")
 
 

@@ -386,16 +386,23 @@ def push_converted(
             "reranker-seqcls convert"
         )
     provenance = _read_json_object(provenance_path)
+    source = provenance.get("source")
+    if not isinstance(source, dict) or not all(
+        isinstance(source.get(key), str | None) for key in ("repo_id", "name", "commit_sha")
+    ):
+        raise BadInput(
+            f"{provenance_path} is no provenance record of reranker-seqcls ('source' is not a "
+            "map of names): convert the checkpoint again"
+        )
     parity_md = None
     report_path = converted / PARITY_REPORT_FILE
     report: dict[str, Any] = {}
     if report_path.is_file():
         report = _read_json_object(report_path)
         if not report.get("passed"):
-            reasons = report.get("reasons") or ["see the report"]
-            raise BadInput(
-                f"{converted} failed its parity check ({reasons[0]}): nothing was pushed"
-            )
+            reasons = report.get("reasons")
+            reason = reasons[0] if isinstance(reasons, list) and reasons else "see the report"
+            raise BadInput(f"{converted} failed its parity check ({reason}): nothing was pushed")
     else:
         log(f"warning: {converted} has no {PARITY_REPORT_FILE}; run `reranker-seqcls check` first")
     if not (converted / "README.md").is_file():
@@ -403,9 +410,8 @@ def push_converted(
             from .parity import ParityReport
 
             parity_md = ParityReport.from_json(report, report_path).markdown()
-        write_card(
-            converted,
-            render_card(
+        try:
+            card = render_card(
                 target_repo=target,
                 provenance=provenance,
                 parity_markdown=parity_md,
@@ -414,10 +420,14 @@ def push_converted(
                 template_file=(
                     TEMPLATE_FILE_NAME if (converted / TEMPLATE_FILE_NAME).is_file() else None
                 ),
-            ),
-        )
+            )
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:  # a hand-edited record
+            raise BadInput(
+                f"{provenance_path} is no provenance record of reranker-seqcls ({exc!r}): "
+                "convert the checkpoint again"
+            ) from None
+        write_card(converted, card)
     state = target_state(target, token)
-    source = provenance.get("source") or {}
     label = source.get("repo_id") or source.get("name") or "checkpoint"
     if source.get("commit_sha"):
         label += f"@{source['commit_sha'][:12]}"
