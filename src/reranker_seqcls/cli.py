@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -362,16 +363,17 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except Interrupted as exc:
-        _log(f"error: interrupted by {exc.signal_name}; partial output was removed")
+        by = "" if exc.signum == signal.SIGINT else f" by {exc.signal_name}"
+        _log(f"error: interrupted{by}; nothing was written")
         code = exc.exit_code
     except click.exceptions.Abort:  # click's wrapping of KeyboardInterrupt (and EOF)
-        _log("error: interrupted; partial output was removed")
+        _log("error: interrupted; nothing was written")
         code = 130
     except click.ClickException as exc:
         _log(f"error: {exc.format_message()} (see reranker-seqcls --help)")
         code = exc.exit_code
     except KeyboardInterrupt:
-        _log("error: interrupted; partial output was removed")
+        _log("error: interrupted; nothing was written")
         code = 130
     except Exception as exc:
         code = _report(exc, debug)
