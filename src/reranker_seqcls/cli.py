@@ -4,21 +4,32 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
+import warnings
 from pathlib import Path
+from typing import TextIO
 
 import click
 
 from . import __version__
+from .interrupt import Interrupted, raise_on_stop_signals
 
 EXIT_INTERNAL = 4
 
 
-def _log(message: str) -> None:
+def _say(message: str, *, err: bool = False) -> None:
+    """Print one message as one line: tokens redacted, control characters escaped (a newline in
+    a repo id or a shard name cannot start a line of its own, e.g. a workflow command)."""
     from .redact import redact
+    from .safe_text import one_line
 
-    click.echo(redact(message), err=True)
+    click.echo(one_line(redact(message)), err=err)
+
+
+def _log(message: str) -> None:
+    _say(message, err=True)
 
 
 def _stack(func, options):
@@ -94,7 +105,7 @@ def cli(debug: bool) -> None:
 
     \b
     Exit codes: 0 ok (also "already current"), 1 parity failed, 2 bad input,
-    3 Hub/network error, 4 internal error.
+    3 Hub/network error, 4 internal error, 128+N stopped by signal N (143: SIGTERM).
     """
 
 
@@ -147,22 +158,22 @@ def convert(
     from .convert import convert as run_convert
     from .errors import BadInput
     from .recipes import resolve_recipe
-    from .run import locate_source
+    from .run import locate_source, source_commit, source_name
 
     source = _one_of(source, model_name, "SOURCE", "--model_name")
     output = _one_of(output, path_, "OUTPUT", "--path")
     tokens = _one_of(tokens, classifier_from_tokens, "--tokens", "--classifier_from_tokens", True)
     if source is None or output is None:
         raise BadInput("convert needs SOURCE and OUTPUT: reranker-seqcls convert SOURCE OUTPUT")
-    source_name = Path(source).resolve().name if Path(source).is_dir() else source
+    commit_sha = source_commit(source, revision, None)  # a missing repo says so, first
     recipe = resolve_recipe(
-        source_name=source_name,
+        source_name=source_name(source),
         preset=preset,
         tokens_json=tokens,
         method=method,
         template_path=template,
     )
-    source_dir, source_ref = locate_source(source, revision, None, _log)
+    source_dir, source_ref = locate_source(source, revision, None, _log, commit_sha)
     run_convert(
         source_dir,
         output,
@@ -209,12 +220,12 @@ def check(
     """
     from .errors import BadInput
     from .parity import check_parity, write_report
-    from .run import check_recipe, load_check_pairs, locate_source, resolve_token_ids
+    from .run import check_recipe, load_check_pairs, locate_source, resolve_token_ids, source_name
 
     if not (converted / "config.json").is_file():
         raise BadInput(f"{converted} has no config.json: give a converted checkpoint directory")
     source_dir, _ = locate_source(source, revision, None, _log)
-    recipe = check_recipe(source_dir, converted, preset, tokens, method, template)
+    recipe = check_recipe(source_name(source), converted, preset, tokens, method, template)
     report = check_parity(
         source_dir,
         converted,
@@ -225,7 +236,8 @@ def check(
         allow_softcapping=allow_softcapping,
         log=_log,
     )
-    click.echo(report.table())
+    for row in report.table_rows():
+        _say(row)
     if report_file is not None:
         write_report(report, report_file)
     if not report.passed:
@@ -279,13 +291,15 @@ def run(result_json: Path | None, **kwargs) -> int:
     opts = RunOptions(**kwargs)
     try:
         outcome = run_pipeline(opts, _log)
-    except Exception as exc:
+    except (Exception, Interrupted) as exc:
         if result_json is not None:
             from .errors import SeqClsError
             from .redact import redact
 
             failed = RunOutcome("failed", opts.target, opts.model)
-            if isinstance(exc, SeqClsError):
+            if isinstance(exc, Interrupted):
+                failed.message = f"interrupted by {exc.signal_name} before the run finished"
+            elif isinstance(exc, SeqClsError):
                 failed.message = redact(str(exc))
             else:
                 failed.message = f"{exc.__class__.__name__}: {redact(str(exc))}"
@@ -293,7 +307,7 @@ def run(result_json: Path | None, **kwargs) -> int:
         raise
     if result_json is not None:
         _write_result(result_json, outcome.to_json())
-    click.echo(outcome.message)
+    _say(outcome.message)
     if outcome.status == "failed":
         _log(f"error: {outcome.message}")
         return 1
@@ -315,7 +329,7 @@ def push(converted: Path, target: str, **kwargs) -> int:
 
     register_secret(kwargs.get("token"))
     outcome = push_converted(converted, target, log=_log, **kwargs)
-    click.echo(outcome.message)
+    _say(outcome.message)
     return 0
 
 
@@ -388,11 +402,17 @@ def main(argv: list[str] | None = None) -> None:
     if not sys.stderr.isatty():  # plain line logs, no progress bars, in CI and pipes
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    raise_on_stop_signals()
+    warnings.showwarning = _show_warning  # library warnings can quote a source's text
     try:
         code = cli.main(args=args, prog_name="reranker-seqcls", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:  # click's wrapping of KeyboardInterrupt
+    except Interrupted as exc:
+        by = "" if exc.signum == signal.SIGINT else f" by {exc.signal_name}"
+        _log(f"error: interrupted{by}; nothing was written")
+        code = exc.exit_code
+    except click.exceptions.Abort:  # click's wrapping of KeyboardInterrupt (and EOF)
         _log("error: interrupted; nothing was written")
         code = 130
     except click.ClickException as exc:
@@ -404,6 +424,18 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         code = _report(exc, debug)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Python warnings as one sanitized line each, like every other line the CLI prints."""
+    _log(f"warning: {category.__name__}: {message}")
 
 
 def _report(exc: Exception, debug: bool) -> int:

@@ -71,6 +71,42 @@ class ParityReport:
     allowances: list[str] = field(default_factory=list)
     scores: list[dict[str, Any]] = field(default_factory=list)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: Path | str = "parity report") -> ParityReport:
+        """The report :meth:`to_json` wrote (``parity_report.json``), for its Markdown; the
+        per-pair scores are not read back. Exit 2 when ``data`` is no such report."""
+        try:
+            tolerance = Tolerance(**{k: float(v) for k, v in data["tolerance"].items()})
+            metrics = {
+                str(name): PathMetrics(
+                    max_abs_logit=(
+                        None if m["max_abs_logit"] is None else float(m["max_abs_logit"])
+                    ),
+                    max_abs_prob=float(m["max_abs_prob"]),
+                    spearman=float(m["spearman"]),
+                    top1=float(m["top1"]),
+                )
+                for name, m in data["metrics"].items()
+            }
+            if not metrics:
+                raise ValueError("no metrics")
+            return cls(
+                passed=data["passed"] is True,
+                dtype=str(data["dtype"]),
+                tolerance=tolerance,
+                recipe=str(data["recipe"]),
+                num_pairs=int(data["num_pairs"]),
+                num_groups=int(data["num_groups"]),
+                metrics=metrics,
+                reasons=[str(r) for r in data.get("reasons") or []],
+                allowances=[str(a) for a in data.get("allowances") or []],
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BadInput(
+                f"{path} is not a parity report written by reranker-seqcls ({exc!r}): run "
+                "`reranker-seqcls check` again"
+            ) from None
+
     @property
     def verdict(self) -> str:
         if not self.passed:
@@ -105,6 +141,10 @@ class ParityReport:
 
     def table(self) -> str:
         """A compact human table."""
+        return "\n".join(self.table_rows())
+
+    def table_rows(self) -> list[str]:
+        """The rows of :meth:`table`, for a log that prints (and escapes) each on its own."""
         t = self.tolerance
         rows = [
             f"parity: {self.verdict}  ({self.dtype}, recipe {self.recipe}, "
@@ -121,7 +161,7 @@ class ParityReport:
         )
         rows += [f"  why: {reason}" for reason in self.reasons]
         rows += [f"  allowed: {allowance}" for allowance in self.allowances]
-        return "\n".join(rows)
+        return rows
 
     def markdown(self) -> str:
         t = self.tolerance

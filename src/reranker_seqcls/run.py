@@ -4,6 +4,7 @@ download → convert → check → push run."""
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ Log = Callable[[str], None]
 
 
 def check_recipe(
-    source: Path,
+    source_name: str,
     converted: Path,
     preset: str | None,
     tokens: str | None,
@@ -33,10 +34,13 @@ def check_recipe(
     template: Path | None,
 ) -> Recipe:
     """The recipe the original is scored with: explicit options, else the one the conversion
-    recorded, else the family detected from the source's name."""
+    recorded, else the family detected from the source's name.
+
+    ``source_name`` is what the user named (see :func:`source_name`), never the directory a Hub
+    snapshot was downloaded to (a commit sha), so ``check`` detects what ``convert`` detects."""
     if preset or tokens or method or template:
         return resolve_recipe(
-            source_name=source.resolve().name,
+            source_name=source_name,
             preset=preset,
             tokens_json=tokens,
             method=method,
@@ -51,7 +55,13 @@ def check_recipe(
         )
         if recorded is not None:
             return recorded
-    return resolve_recipe(source_name=source.resolve().name)
+    return resolve_recipe(source_name=source_name)
+
+
+def source_name(source: str) -> str:
+    """The name a recipe is detected from: a local directory's own name, else the repo id."""
+    path = Path(source)
+    return path.resolve().name if path.is_dir() else source
 
 
 def load_check_pairs(recipe: Recipe, pairs_file: Path | None) -> list[Pair]:
@@ -87,14 +97,22 @@ class RunOutcome:
     output_dir: Path | None = None
 
     def record_push(self, pushed: PushResult, label: str, *, dry_run: bool) -> None:
-        self.status = "dry_run" if dry_run else "pushed"
         self.commit_sha = pushed.commit_sha
         self.pr_url = pushed.pr_url
-        self.message = (
-            f"dry run: would commit {len(pushed.added)} file(s) to {self.target_repo}"
-            if dry_run
-            else f"pushed {label} to {self.target_repo} (commit {(pushed.commit_sha or '')[:12]})"
-        )
+        sha = (pushed.commit_sha or "")[:12]
+        if dry_run:
+            self.status = "dry_run"
+            self.message = (
+                f"dry run: would commit {len(pushed.added)} file(s) to {self.target_repo}"
+            )
+        elif not pushed.committed:  # the target holds this conversion: the push's aim is met
+            self.status = "pushed"
+            self.message = (
+                f"{self.target_repo} already holds {label} (commit {sha}): no commit was made"
+            )
+        else:
+            self.status = "pushed"
+            self.message = f"pushed {label} to {self.target_repo} (commit {sha})"
 
     def to_json(self) -> dict[str, Any]:
         from .hub import repo_url
@@ -143,24 +161,34 @@ class RunOptions:
     dtype: str | None = None
 
 
-def locate_source(
-    source: str, revision: str | None, token: str | None, log: Log
-) -> tuple[Path, SourceRef]:
-    """A local checkpoint directory as is, or a Hub repo id downloaded at an exact commit."""
-    from .convert import SourceRef
-    from .hub import fetch, looks_like_repo_id
+def source_commit(source: str, revision: str | None, token: str | None) -> str | None:
+    """None for a local checkpoint directory; for a Hub repo id, the exact commit ``revision``
+    names. Called before the recipe is chosen, so a missing repo is reported as missing (not
+    as a name the family cannot be told from) and nothing is downloaded for a bad recipe."""
+    from .hub import require_repo_id, resolve_commit
 
-    path = Path(source)
-    if path.is_dir():
+    if Path(source).is_dir():
         if revision is not None:
             raise BadInput(f"--revision applies to Hub repos, but {source} is a local directory")
+        return None
+    require_repo_id(source, "source", or_directory=True)
+    return resolve_commit(source, revision, token)
+
+
+def locate_source(
+    source: str, revision: str | None, token: str | None, log: Log, commit_sha: str | None = None
+) -> tuple[Path, SourceRef]:
+    """A local checkpoint directory as is, or a Hub repo id downloaded at an exact commit
+    (``commit_sha`` when :func:`source_commit` resolved it already)."""
+    from .convert import SourceRef
+    from .hub import fetch
+
+    if commit_sha is None:
+        commit_sha = source_commit(source, revision, token)
+    if commit_sha is None:
+        path = Path(source)
         return path, SourceRef.local(path)
-    if not looks_like_repo_id(source):
-        raise BadInput(
-            f"source {source} is neither a directory nor a Hub repo id: give a checkpoint "
-            "directory or owner/name"
-        )
-    fetched = fetch(source, revision, token=token, log=log)
+    fetched = fetch(source, revision, token=token, log=log, commit_sha=commit_sha)
     ref = SourceRef(name=source, repo_id=source, revision=revision, commit_sha=fetched.commit_sha)
     return fetched.path, ref
 
@@ -171,15 +199,15 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     from .card import render_card, source_license, write_card
     from .consumer_files import TEMPLATE_FILE_NAME
     from .convert import SourceRef, convert
-    from .hub import fetch, looks_like_repo_id, push, resolve_commit, target_state
+    from .hub import fetch, push, require_repo_id, target_state
     from .parity import check_parity, write_report
     from .staleness import expected_identity, why_stale
 
-    if not looks_like_repo_id(opts.target):
-        raise BadInput(f"target {opts.target!r} is not a Hub repo id: give owner/name")
+    require_repo_id(opts.target, "target")
     local = Path(opts.model).is_dir()
+    sha = source_commit(opts.model, opts.revision, opts.token)
     recipe = resolve_recipe(
-        source_name=Path(opts.model).resolve().name if local else opts.model,
+        source_name=source_name(opts.model),
         preset=opts.preset,
         tokens_json=opts.tokens,
         method=opts.method,
@@ -195,7 +223,7 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     if local:
         source_dir, ref = locate_source(opts.model, opts.revision, opts.token, log)
     else:
-        sha = resolve_commit(opts.model, opts.revision, opts.token)
+        assert sha is not None
         outcome.source_sha = sha
         stale = why_stale(state, expected_identity(opts.model, sha, recipe))
         if not stale:
@@ -238,7 +266,8 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
         )
         outcome.parity = report
         write_report(report, out / PARITY_REPORT_FILE)
-        log(report.table())
+        for row in report.table_rows():
+            log(row)
         if not report.passed:
             outcome.message = f"parity failed: {report.reasons[0]}; nothing was pushed"
             return outcome
@@ -284,7 +313,12 @@ def _commit_description(ref: SourceRef, recipe: Recipe, report: ParityReport) ->
 
 @contextmanager
 def _output_dir(requested: Path | None) -> Iterator[Path]:
-    """``--output-dir`` (kept afterwards), or a temporary directory removed at the end."""
+    """``--output-dir`` (kept afterwards), or a temporary directory removed at the end.
+
+    A run stopped by a signal removes the ``--output-dir`` it created (with any parents it
+    created): what a stopped run leaves there is no finished, checked conversion."""
+    from .interrupt import Interrupted
+
     if requested is not None:
         holds_other = requested.exists() and any(requested.iterdir())
         if holds_other and not (requested / PROVENANCE_FILE).is_file():
@@ -292,10 +326,39 @@ def _output_dir(requested: Path | None) -> Iterator[Path]:
                 f"--output-dir {requested} is not empty and holds no earlier conversion: "
                 "give an empty or new directory"
             )
-        yield requested
+        created = _outermost_missing(requested)
+        try:
+            yield requested
+        except Interrupted:
+            if created is not None:
+                shutil.rmtree(created, ignore_errors=True)
+            raise
         return
     with tempfile.TemporaryDirectory(prefix="reranker-seqcls-") as tmp:
         yield Path(tmp) / "converted"
+
+
+def _outermost_missing(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist yet (None: ``path`` does)."""
+    missing = None
+    for directory in [path, *path.absolute().parents]:
+        if directory.exists():
+            return missing
+        missing = directory
+    return missing
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object file the tool wrote (exit 2, one line, when it is not one)."""
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadInput(
+            f"{path} is not readable JSON ({exc}): convert the checkpoint again"
+        ) from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{path} holds no JSON object: convert the checkpoint again")
+    return data
 
 
 def push_converted(
@@ -311,36 +374,42 @@ def push_converted(
     """``push``: one commit of a converted directory, refusing a failed parity report."""
     from .card import render_card, write_card
     from .consumer_files import TEMPLATE_FILE_NAME
-    from .hub import looks_like_repo_id, push, target_state
+    from .hub import push, require_repo_id, target_state
 
-    if not looks_like_repo_id(target):
-        raise BadInput(f"target {target!r} is not a Hub repo id: give owner/name")
+    require_repo_id(target, "target")
     provenance_path = converted / PROVENANCE_FILE
     if not provenance_path.is_file():
         raise BadInput(
             f"{converted} has no {PROVENANCE_FILE}: push a directory written by "
             "reranker-seqcls convert"
         )
-    provenance = json.loads(provenance_path.read_text())
+    provenance = _read_json_object(provenance_path)
+    source = provenance.get("source")
+    if not isinstance(source, dict) or not all(
+        isinstance(source.get(key), str | None) for key in ("repo_id", "name", "commit_sha")
+    ):
+        raise BadInput(
+            f"{provenance_path} is no provenance record of reranker-seqcls ('source' is not a "
+            "map of names): convert the checkpoint again"
+        )
     parity_md = None
     report_path = converted / PARITY_REPORT_FILE
+    report: dict[str, Any] = {}
     if report_path.is_file():
-        report = json.loads(report_path.read_text())
+        report = _read_json_object(report_path)
         if not report.get("passed"):
-            reasons = report.get("reasons") or ["see the report"]
-            raise BadInput(
-                f"{converted} failed its parity check ({reasons[0]}): nothing was pushed"
-            )
+            reasons = report.get("reasons")
+            reason = reasons[0] if isinstance(reasons, list) and reasons else "see the report"
+            raise BadInput(f"{converted} failed its parity check ({reason}): nothing was pushed")
     else:
         log(f"warning: {converted} has no {PARITY_REPORT_FILE}; run `reranker-seqcls check` first")
     if not (converted / "README.md").is_file():
-        if report_path.is_file():
-            from .parity import report_markdown_from_json
+        if report:
+            from .parity import ParityReport
 
-            parity_md = report_markdown_from_json(json.loads(report_path.read_text()))
-        write_card(
-            converted,
-            render_card(
+            parity_md = ParityReport.from_json(report, report_path).markdown()
+        try:
+            card = render_card(
                 target_repo=target,
                 provenance=provenance,
                 parity_markdown=parity_md,
@@ -349,10 +418,14 @@ def push_converted(
                 template_file=(
                     TEMPLATE_FILE_NAME if (converted / TEMPLATE_FILE_NAME).is_file() else None
                 ),
-            ),
-        )
+            )
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:  # a hand-edited record
+            raise BadInput(
+                f"{provenance_path} is no provenance record of reranker-seqcls ({exc!r}): "
+                "convert the checkpoint again"
+            ) from None
+        write_card(converted, card)
     state = target_state(target, token)
-    source = provenance.get("source") or {}
     label = source.get("repo_id") or source.get("name") or "checkpoint"
     if source.get("commit_sha"):
         label += f"@{source['commit_sha'][:12]}"
