@@ -113,6 +113,7 @@ class Plan:
     pickle_files: list[Path] = field(default_factory=list)
     checkpoint: Checkpoint | None = None
     files: Source | None = None  # the trusted view of ``source``
+    verbatim: list[str] = field(default_factory=list)  # tokenizer and license files to copy
 
 
 @dataclass
@@ -185,6 +186,7 @@ def plan_conversion(
 
     plan = Plan(source, recipe, config, architecture, tokens, pad_token_id, "", False)
     plan.files = files
+    plan.verbatim = files.listing((*TOKENIZER_PATTERNS, *LICENSE_PATTERNS))
     if files.has(INDEX_NAME) or files.listing(["*.safetensors"]):
         plan.checkpoint = Checkpoint(files)
         _check_output_names(plan.checkpoint)
@@ -537,7 +539,7 @@ def _write(plan: Plan, out: Path, *, copy: bool, log: Log) -> tuple[str, dict[st
         shutil.rmtree(staging)
     (out / CONFIG_FILE).write_text(json.dumps(output_config(plan), indent=2) + "\n")
     assert plan.files is not None
-    _copy_verbatim(plan.files, out, log)
+    _copy_verbatim(plan.files, plan.verbatim, out, log)
     for name, content in _consumer_files(plan.recipe).items():
         target = out / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -617,12 +619,14 @@ def build_provenance(plan: Plan, ref: SourceRef, dtype: str) -> dict[str, Any]:
     }
 
 
-def _copy_verbatim(source: Source, out: Path, log: Log) -> None:
-    """Tokenizer and license files, byte for byte (checked by :class:`Source`: no file outside
-    the source is ever copied); a tokenizer config loses its remote-code pointers."""
-    for relative in source.listing((*TOKENIZER_PATTERNS, *LICENSE_PATTERNS)):
+def _copy_verbatim(source: Source, names: list[str], out: Path, log: Log) -> None:
+    """Tokenizer and license files, byte for byte (listed and checked by :class:`Source` when
+    planning: no file outside the source is ever copied); a tokenizer config loses its
+    remote-code pointers."""
+    for relative in names:
         path = source.file(relative)
-        assert path is not None  # listing() returns existing regular files only
+        if path is None:
+            raise BadInput(f"{relative!r} disappeared from the source during the conversion")
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         if relative == TOKENIZER_CONFIG_FILE:
