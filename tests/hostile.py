@@ -17,25 +17,46 @@ INDEX = "model.safetensors.index.json"
 def tree_state(root: Path, *, skip: Path | None = None) -> dict[str, tuple]:
     """Everything observable about a tree without following links: type, mode, target, bytes.
 
-    ``skip`` (e.g. OUTPUT) is left out. Hashing contents catches a file truncated in place
-    through a hard link, which an mtime check alone could miss.
+    ``skip`` (e.g. OUTPUT) is left out. Contents are hashed, which catches a file truncated in
+    place through a hard link; a hash is reused only while the inode, size, mtime and ctime are
+    unchanged (any write changes ctime), so static files are read once per session.
     """
     state: dict[str, tuple] = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            if skip is not None and (path == skip or skip in path.parents):
-                continue
-            info = path.lstat()
-            relative = path.relative_to(root).as_posix()
-            if stat.S_ISLNK(info.st_mode):
-                state[relative] = ("link", os.readlink(path))
-            elif stat.S_ISREG(info.st_mode):
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                state[relative] = ("file", stat.S_IMODE(info.st_mode), digest)
-            else:
-                state[relative] = ("other", stat.S_IFMT(info.st_mode))
+    skipped = os.fspath(skip) if skip is not None else None
+    prefix = len(os.fspath(root)) + 1
+    stack = [os.fspath(root)]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if skipped is not None and entry.path == skipped:
+                    continue
+                info = entry.stat(follow_symlinks=False)
+                relative = entry.path[prefix:]
+                if stat.S_ISLNK(info.st_mode):
+                    state[relative] = ("link", os.readlink(entry.path))
+                elif stat.S_ISREG(info.st_mode):
+                    state[relative] = (
+                        "file",
+                        stat.S_IMODE(info.st_mode),
+                        _digest(entry.path, info),
+                    )
+                elif stat.S_ISDIR(info.st_mode):
+                    state[relative] = ("dir", stat.S_IMODE(info.st_mode))
+                    stack.append(entry.path)
+                else:
+                    state[relative] = ("other", stat.S_IFMT(info.st_mode))
     return state
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def _digest(path: str, info: os.stat_result) -> str:
+    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    if key not in _DIGESTS:
+        with open(path, "rb") as fh:
+            _DIGESTS[key] = hashlib.file_digest(fh, "sha256").hexdigest()
+    return _DIGESTS[key]
 
 
 def read_header(path: Path) -> tuple[dict[str, Any], bytes]:

@@ -149,7 +149,7 @@ def parse_tokens(tokens_json: str) -> tuple[str, ...]:
     """Parse ``--tokens`` (a JSON list of strings), refusing empty lists and duplicates."""
     try:
         value = json.loads(tokens_json)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         raise BadInput(
             f"--tokens {tokens_json!r} is not a JSON list of strings: "
             'write it like \'["no", "yes"]\''
