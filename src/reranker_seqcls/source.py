@@ -94,6 +94,7 @@ class Source:
             )
         self.real_root = self.directory.resolve()
         self.blobs = hub_blobs_dir(self.real_root)
+        self._names: list[str] | None = None
 
     @property
     def tree(self) -> Path:
@@ -142,17 +143,24 @@ class Source:
         into; every listed file is checked with :meth:`file`.
         """
         patterns = tuple(patterns)
-        found: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(self.directory, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            base = Path(dirpath).relative_to(self.directory).as_posix()
-            for filename in filenames:
-                if filename.startswith("."):
-                    continue
-                relative = filename if base == "." else f"{base}/{filename}"
-                if any(fnmatch(relative, pat) for pat in patterns) and self.file(relative):
-                    found.append(relative)
-        return sorted(found)
+        return [
+            name
+            for name in self._walk()
+            if any(fnmatch(name, pat) for pat in patterns) and self.file(name)
+        ]
+
+    def _walk(self) -> list[str]:
+        """Every non-hidden entry that is not a directory, walked once per source."""
+        if self._names is None:
+            names: list[str] = []
+            for dirpath, dirnames, filenames in os.walk(self.directory, followlinks=False):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                base = Path(dirpath).relative_to(self.directory).as_posix()
+                names += [
+                    f if base == "." else f"{base}/{f}" for f in filenames if not f.startswith(".")
+                ]
+            self._names = sorted(names)
+        return self._names
 
     def read_json(self, name: str, *, what: str | None = None) -> Any:
         """The parsed JSON file ``name`` (None when absent), bounded in size and nesting."""
