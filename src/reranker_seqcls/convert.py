@@ -442,8 +442,10 @@ def _check_output(source: Source, output: Path, force: bool) -> None:
     if not output.name:
         raise BadInput(f"output {output} has no name to create: give a directory path")
     check_no_overlap(source, output)
-    if output.is_symlink() or (output.exists() and not output.is_dir()):
-        raise BadInput(f"output {output} exists and is not a directory: give a directory path")
+    if output.is_symlink():
+        raise BadInput(f"output {output} is a symlink: give the real directory path")
+    if output.exists() and not output.is_dir():
+        raise BadInput(f"output {output} exists and is a file: give a directory path")
     if output.is_dir() and any(output.iterdir()) and not force:
         raise BadInput(f"output {output} is not empty: pass --force to replace it")
 
