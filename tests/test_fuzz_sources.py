@@ -214,6 +214,7 @@ json_scalars = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.integers()
     | st.floats(allow_nan=False)
     | st.text(max_size=12)
 )

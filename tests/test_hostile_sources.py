@@ -457,6 +457,7 @@ def test_item9_remote_code_pointers_are_dropped_from_the_output(tmp_path, source
         ("model_type", ["qwen3"], 'model_type is ["qwen3"], expected a string'),
         ("final_logit_softcapping", "30", 'final_logit_softcapping is "30"'),
         ("text_config", {"logit_scale": [2]}, "text_config.logit_scale is [2]"),
+        pytest.param("logit_scale", 10**400, "logit_scale is 1000000000", id="huge-logit_scale"),
     ],
 )
 def test_item9_config_value_types_are_checked_by_key(tmp_path, source, key, value, fragment):

@@ -291,8 +291,10 @@ def check_config_types(config: dict[str, Any]) -> None:
         for key, types in CONFIG_TYPES.items():
             value = scope.get(key)
             wrong_bool = isinstance(value, bool) and bool not in types
-            if value is not None and (wrong_bool or not isinstance(value, types)):
-                expected = " or ".join(_JSON_TYPE_NAMES[t] for t in types)
+            if value is not None and (
+                wrong_bool or not isinstance(value, types) or not _representable(value)
+            ):
+                expected = " or ".join(dict.fromkeys(_JSON_TYPE_NAMES[t] for t in types))
                 raise BadInput(
                     f"config.json {prefix}{key} is {_describe(value)}, expected {expected}: "
                     "fix the source config"
@@ -306,6 +308,13 @@ def check_config_types(config: dict[str, Any]) -> None:
     vocab_size = config_value(config, "vocab_size")
     if vocab_size is not None and vocab_size <= 0:
         raise BadInput(f"config.json vocab_size is {vocab_size}: fix the source config")
+
+
+def _representable(value: Any) -> bool:
+    """JSON integers are unbounded; one too large for a float cannot be a scale or a size."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value.bit_length() <= 64
+    return True
 
 
 _JSON_TYPE_NAMES = {
@@ -404,10 +413,15 @@ def _check_output_names(ckpt: Checkpoint) -> None:
     seen: set[str] = set()
     for source_name in ckpt.shards:
         name = SINGLE_FILE_RENAMED if source_name == SINGLE_NAME else source_name
-        if name in seen or name in reserved:
+        if name in reserved:
             raise BadInput(
-                f"the source has both {SINGLE_NAME} and {name!r} (or a shard named like an "
-                "output file): remove the stray file or add a model.safetensors.index.json"
+                f"the source has a shard named {name!r}, a file the conversion writes: "
+                "convert the original causal LM"
+            )
+        if name in seen:
+            raise BadInput(
+                f"the source has both {SINGLE_NAME} and {name!r}: remove the stray file or add "
+                "a model.safetensors.index.json"
             )
         seen.add(name)
 
@@ -632,10 +646,11 @@ def _copy_verbatim(source: Source, names: list[str], out: Path, log: Log) -> Non
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         if relative == TOKENIZER_CONFIG_FILE:
-            tokenizer_config = read_json_object(source, relative) or {}
-            remote = [k for k in REMOTE_CODE_KEYS if k in tokenizer_config]
+            tokenizer_config = source.read_json(relative)  # parsed once already by TokenizerFiles
+            present = tokenizer_config if isinstance(tokenizer_config, dict) else {}
+            remote = [k for k in REMOTE_CODE_KEYS if k in present]
             if remote:
-                kept = {k: v for k, v in tokenizer_config.items() if k not in remote}
+                kept = {k: v for k, v in present.items() if k not in remote}
                 target.write_text(json.dumps(kept, indent=2, ensure_ascii=False) + "\n")
                 log(f"{relative}: dropped {', '.join(remote)} (remote code is never published)")
                 continue
