@@ -470,3 +470,32 @@ def test_header_length_field_past_the_file_is_refused(tmp_path, source):
     raw = path.read_bytes()
     path.write_bytes(struct.pack("<Q", len(raw)) + raw[8:])
     refused(tmp_path, source, fragment="not a readable safetensors file")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("model.safetensors", "model.safetensors"),
+        ("./model.safetensors", "model.safetensors"),
+        ("sub//model.safetensors", "sub/model.safetensors"),
+        ("/etc/passwd", None),
+        ("../x.safetensors", None),
+        ("a/../../x.safetensors", None),
+        ("a\\..\\x.safetensors", None),
+        ("x\n.safetensors", None),
+        ("x\x9b.safetensors", None),  # C1 CSI: a terminal escape
+        ("x\u202e.safetensors", None),  # bidi override: shows another name
+        ("", None),
+        (".", None),
+        (5, None),
+    ],
+)
+def test_item1_safe_name_rules(name, expected):
+    from reranker_seqcls.errors import BadInput
+    from reranker_seqcls.source import safe_name
+
+    if expected is None:
+        with pytest.raises(BadInput):
+            safe_name(name, what="index")
+    else:
+        assert safe_name(name, what="index") == expected

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import unicodedata
 from collections.abc import Iterable
 from fnmatch import fnmatch
 from pathlib import Path
@@ -32,6 +33,9 @@ from .errors import BadInput
 # JSON files of a checkpoint (config, index, tokenizer config) are small; a bound keeps a
 # hostile multi-GB "config.json" from being read into memory.
 MAX_JSON_BYTES = 64 * 1024 * 1024
+# Control characters (C0, DEL, C1: a terminal acts on them), format characters (bidi overrides,
+# zero-width marks: the name shown is not the name used) and line/paragraph separators.
+_UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp"}
 
 
 def safe_name(name: object, *, what: str) -> str:
@@ -40,7 +44,7 @@ def safe_name(name: object, *, what: str) -> str:
         raise BadInput(
             f"{what} names {name!r}, which is not a file name: re-download the checkpoint"
         )
-    if any(ord(c) < 32 or ord(c) == 127 for c in name) or "\\" in name:
+    if any(unicodedata.category(c) in _UNPRINTABLE for c in name) or "\\" in name:
         raise BadInput(
             f"{what} names {name!r}, which holds control characters or a backslash: "
             "the checkpoint is not usable"
