@@ -499,3 +499,19 @@ def test_item1_safe_name_rules(name, expected):
             safe_name(name, what="index")
     else:
         assert safe_name(name, what="index") == expected
+
+
+def test_item6_index_naming_a_tensor_its_shard_lacks_is_refused(tmp_path, source):
+    """Found by the fuzz suite: a shard whose header was emptied converted with exit 0 and an
+    output missing every tensor the index put in it."""
+    write_header(source / OTHER_SHARD, {}, b"")
+    refused(tmp_path, source, fragment="which does not hold it")
+
+
+def test_empty_shard_without_an_index_is_not_placed(tmp_path, tiny_model):
+    src = copy_source(tiny_model("qwen3", tied=True), tmp_path / "some-model")
+    write_header(src / "model-extra.safetensors", {}, b"")
+    out = tmp_path / "out"
+    log = converts(src, out)
+    assert "model-extra.safetensors: dropped (holds no tensors)" in log
+    assert not (out / "model-extra.safetensors").exists()

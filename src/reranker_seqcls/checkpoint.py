@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BadInput
-from .source import Source, unique_names
+from .source import Source, safe_name, unique_names
 
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
@@ -196,7 +196,8 @@ class Checkpoint:
         source = directory if isinstance(directory, Source) else Source(directory)
         self.directory = source.directory
         self.shards: dict[str, SafetensorsFile] = {}
-        for shard in shard_names(source):
+        names, weight_map = shard_names(source)
+        for shard in names:
             path = source.file(shard, what=INDEX_NAME)
             if path is None:
                 raise BadInput(
@@ -212,6 +213,15 @@ class Checkpoint:
                         f"tensor {name!r} is in both {other!r} and {shard!r}: the checkpoint is "
                         "inconsistent, re-download it"
                     )
+        for name, shard in weight_map.items():
+            # A tied model's index may still list lm_head.weight that no shard holds (the tie
+            # makes it the embedding); every other entry must be in the shard it names.
+            stale_tied_head = name == "lm_head.weight" and name not in self.location
+            if self.location.get(name) != shard and not stale_tied_head:
+                raise BadInput(
+                    f"{INDEX_NAME} puts tensor {name!r} in {shard!r}, which does not hold it: "
+                    "the index and the shards disagree, re-download the checkpoint"
+                )
 
     def __contains__(self, name: str) -> bool:
         return name in self.location
@@ -228,22 +238,25 @@ class Checkpoint:
         return hits[0] if len(hits) == 1 else None
 
 
-def shard_names(source: Source) -> list[str]:
-    """The shard names of a checkpoint: the index's weight_map values, else ``*.safetensors``."""
+def shard_names(source: Source) -> tuple[list[str], dict[str, str]]:
+    """The shard names of a checkpoint — the index's weight_map values, else the top-level
+    ``*.safetensors`` — and the weight map with normalized shard names (empty without index)."""
     index = source.read_json(INDEX_NAME)
+    weight_map: dict[str, str] = {}
     if index is None:
         names = source.listing(["*.safetensors"])
         names = [n for n in names if "/" not in n]
     else:
-        weight_map = index.get("weight_map") if isinstance(index, dict) else None
-        if not isinstance(weight_map, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
+        raw_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(raw_map, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in raw_map.items()
         ):
             raise BadInput(
                 f"{INDEX_NAME} has no weight_map of tensor name → shard file name: "
                 "re-download the checkpoint"
             )
-        names = unique_names(weight_map.values(), what=INDEX_NAME)
+        names = unique_names(raw_map.values(), what=INDEX_NAME)
+        weight_map = {k: safe_name(v, what=INDEX_NAME) for k, v in raw_map.items()}
         not_safetensors = [n for n in names if not n.endswith(".safetensors")]
         if not_safetensors:
             raise BadInput(
@@ -252,7 +265,7 @@ def shard_names(source: Source) -> list[str]:
             )
     if not names:
         raise BadInput(f"no .safetensors weights in {source.directory}")
-    return names
+    return names, weight_map
 
 
 _PAGE = 4096

@@ -535,6 +535,10 @@ def _write(plan: Plan, out: Path, *, copy: bool, log: Log) -> tuple[str, dict[st
                 placed[shard_name] = "dropped (held only lm_head)"
                 continue
             placed[shard_name] = "rewritten"
+        elif not shard.tensors:  # a valid but empty shard: the index could not name it
+            placed[shard_name] = "dropped (holds no tensors)"
+            log(f"{shard_name}: {placed[shard_name]}")
+            continue
         else:
             kept = list(shard.tensors)
             placed[shard_name] = place_file(shard.path, target, force_copy=copy)
