@@ -515,3 +515,22 @@ def test_empty_shard_without_an_index_is_not_placed(tmp_path, tiny_model):
     log = converts(src, out)
     assert "model-extra.safetensors: dropped (holds no tensors)" in log
     assert not (out / "model-extra.safetensors").exists()
+
+
+def test_library_header_validation_keeps_convert_torch_free(tmp_path, source):
+    """The safetensors reader validates headers without torch: convert never imports it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from reranker_seqcls.cli import main\n"
+        "try:\n"
+        f"    main(['convert', {str(source)!r}, {str(tmp_path / 'out')!r}, *{list(QWEN)!r}])\n"
+        "except SystemExit as exc:\n"
+        "    print('exit', exc.code, 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.stdout.split() == ["exit", "0", "False"], result.stderr
