@@ -17,6 +17,10 @@ from typing import Any, Protocol
 from .errors import BadInput
 from .source import Source, read_json_file
 
+# The largest real tokenizer.json files are ~35 MB; the bound keeps a hostile one from being read
+# into memory whole.
+MAX_TOKENIZER_BYTES = 1 << 30
+
 
 @dataclass(frozen=True)
 class ResolvedToken:
@@ -48,12 +52,17 @@ class TokenizerFiles:
         if tokenizer_json is not None:
             from tokenizers import Tokenizer
 
+            if tokenizer_json.stat().st_size > MAX_TOKENIZER_BYTES:
+                raise BadInput(
+                    f"tokenizer.json is larger than {MAX_TOKENIZER_BYTES >> 30} GiB: it is not a "
+                    "tokenizer, re-download the checkpoint"
+                )
             try:
                 self._backend: _Vocab = _FastVocab(Tokenizer.from_file(str(tokenizer_json)))
             except Exception as exc:  # the Rust error types are not importable
+                first = (str(exc).splitlines() or [exc.__class__.__name__])[0][:120]
                 raise BadInput(
-                    f"tokenizer.json cannot be loaded ({str(exc).splitlines()[0][:120]}): "
-                    "re-download the checkpoint"
+                    f"tokenizer.json cannot be loaded ({first}): re-download the checkpoint"
                 ) from None
         elif self.config or source.listing(["*.model", "vocab.json"]):
             source.listing(["*"])  # transformers reads more files: none may leave the source
