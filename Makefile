@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONSTRAINTS := $(wildcard constraints.txt)
 
-.PHONY: venv demo test test-fast lint bench clean
+.PHONY: venv demo test test-fast fuzz-deep lint bench clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,10 @@ test: venv
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not docker and not slow"
+
+# The hostile-source fuzz suite with ten times the examples of `make test` (see docs/design.md).
+fuzz-deep: venv
+	HYPOTHESIS_PROFILE=deep $(BIN)/python -m pytest -q tests/test_fuzz_sources.py
 
 lint: venv
 	$(BIN)/ruff check src tests bench plan entrypoint

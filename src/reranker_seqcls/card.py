@@ -13,15 +13,22 @@ from typing import Any
 TAGS = ["reranker", "sequence-classification", "text-ranking", "reranker-seqcls"]
 
 
+_MAX_CARD_BYTES = 4 * 1024 * 1024
+
+
 def source_license(source_dir: Path) -> tuple[str | None, dict[str, Any]]:
     """The license (and license_name/link for "other") from the source's model card."""
-    readme = source_dir / "README.md"
-    if not readme.is_file():
+    from .source import Source
+
+    readme = Source(source_dir).file("README.md")  # never a link out of the source
+    if readme is None:
         return None, {}
     from huggingface_hub import ModelCard
 
     try:
-        data = ModelCard(readme.read_text("utf-8", errors="replace")).data.to_dict()
+        with readme.open("rb") as fh:
+            text = fh.read(_MAX_CARD_BYTES).decode("utf-8", errors="replace")
+        data = ModelCard(text).data.to_dict()
     except Exception:  # a malformed source card must not stop the conversion
         return None, {}
     extra = {k: data[k] for k in ("license_name", "license_link") if data.get(k)}

@@ -13,7 +13,6 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import struct
 import sys
 from array import array
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BadInput
+from .source import Source, safe_name, unique_names
 
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
@@ -52,8 +52,9 @@ class TensorInfo:
 class SafetensorsFile:
     """The header of one ``.safetensors`` file, parsed; tensor data stays on disk."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, label: str | None = None) -> None:
         self.path = path
+        label = label or path.name
         try:
             with path.open("rb") as fh:
                 raw_len = fh.read(8)
@@ -62,10 +63,12 @@ class SafetensorsFile:
                 (header_len,) = struct.unpack("<Q", raw_len)
                 if header_len > _MAX_HEADER:
                     raise ValueError(f"header length {header_len} is implausible")
-                header = json.loads(fh.read(header_len))
-        except (OSError, ValueError) as exc:
+                raw_header = fh.read(header_len)
+            _validate_with_library(path)
+            header = json.loads(raw_header, object_pairs_hook=_refuse_duplicate_keys)
+        except (OSError, ValueError, RecursionError) as exc:
             raise BadInput(
-                f"{path.name} is not a readable safetensors file ({exc}): "
+                f"{label!r} is not a readable safetensors file ({_first_line(exc)}): "
                 "re-download the checkpoint"
             ) from None
         data_start = 8 + header_len
@@ -100,6 +103,39 @@ class SafetensorsFile:
                 fh.seek(info.start + row * row_bytes)
                 out.append(decode_floats(fh.read(row_bytes), info.dtype))
         return out
+
+
+def _validate_with_library(path: Path) -> None:
+    """Let the safetensors library's own reader check the file; raises ValueError if it refuses.
+
+    It refuses (verified against safetensors 0.8): a header that is not a JSON object, unknown
+    dtypes, a ``__metadata__`` that is not a string→string map, offsets that are negative, not
+    contiguous from 0, overlapping or past the end, trailing bytes, dtype × shape that does not
+    match the byte length, and shapes that overflow. It maps the file instead of reading it
+    (a 4 GB shard opens in milliseconds) and never imports torch; opening imports numpy once.
+    Duplicate tensor names it accepts silently: :func:`_refuse_duplicate_keys` catches those.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            handle.keys()
+    except SafetensorError as exc:
+        raise ValueError(str(exc).removeprefix("Error while deserializing header: ")) from None
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result: dict[str, object] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"tensor name {key!r} appears twice in the header")
+        result[key] = value
+    return result
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    return text[:160]
 
 
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
@@ -149,36 +185,43 @@ def encode_floats(values: list[list[float]], dtype: str) -> bytes:
 
 
 class Checkpoint:
-    """A directory of safetensors shards, addressed by tensor name."""
+    """A directory of safetensors shards, addressed by tensor name.
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        index_path = directory / INDEX_NAME
-        if index_path.is_file():
-            try:
-                weight_map: dict[str, str] = json.loads(index_path.read_text())["weight_map"]
-            except (ValueError, KeyError) as exc:
-                raise BadInput(
-                    f"{INDEX_NAME} is not a valid index ({exc.__class__.__name__}): "
-                    "re-download the checkpoint"
-                ) from None
-            shard_names = sorted(set(weight_map.values()))
-        else:
-            shard_names = sorted(p.name for p in directory.glob("*.safetensors"))
-        if not shard_names:
-            raise BadInput(f"no .safetensors weights in {directory}")
+    Shard names come from the index (or the directory listing) and go through
+    :class:`~reranker_seqcls.source.Source`: safe, unique, regular files inside the source.
+    A tensor name held by two shards is refused.
+    """
+
+    def __init__(self, directory: Path | Source) -> None:
+        source = directory if isinstance(directory, Source) else Source(directory)
+        self.directory = source.directory
         self.shards: dict[str, SafetensorsFile] = {}
-        for shard in shard_names:
-            path = directory / shard
-            if not path.is_file():
+        names, weight_map = shard_names(source)
+        for shard in names:
+            path = source.file(shard, what=INDEX_NAME)
+            if path is None:
                 raise BadInput(
-                    f"{INDEX_NAME} names {shard}, which is missing: re-download the checkpoint"
+                    f"{INDEX_NAME} names {shard!r}, which is missing: re-download the checkpoint"
                 )
-            self.shards[shard] = SafetensorsFile(path)
+            self.shards[shard] = SafetensorsFile(path, label=shard)
         self.location: dict[str, str] = {}
         for shard, st in self.shards.items():
             for name in st.tensors:
-                self.location[name] = shard
+                other = self.location.setdefault(name, shard)
+                if other != shard:
+                    raise BadInput(
+                        f"tensor {name!r} is in both {other!r} and {shard!r}: the checkpoint is "
+                        "inconsistent, re-download it"
+                    )
+        for name, shard in weight_map.items():
+            # A tied model's index may still list lm_head.weight that no shard holds (the tie
+            # makes it the embedding); every other entry must be in the shard it names.
+            stale_tied_head = name == "lm_head.weight" and name not in self.location
+            if self.location.get(name) != shard and not stale_tied_head:
+                raise BadInput(
+                    f"{INDEX_NAME} puts tensor {name!r} in {shard!r}, which does not hold it: "
+                    "the index and the shards disagree, re-download the checkpoint"
+                )
 
     def __contains__(self, name: str) -> bool:
         return name in self.location
@@ -193,6 +236,36 @@ class Checkpoint:
         """The one tensor whose name ends with ``suffix`` (e.g. ``embed_tokens.weight``)."""
         hits = sorted(n for n in self.location if n == suffix or n.endswith("." + suffix))
         return hits[0] if len(hits) == 1 else None
+
+
+def shard_names(source: Source) -> tuple[list[str], dict[str, str]]:
+    """The shard names of a checkpoint — the index's weight_map values, else the top-level
+    ``*.safetensors`` — and the weight map with normalized shard names (empty without index)."""
+    index = source.read_json(INDEX_NAME)
+    weight_map: dict[str, str] = {}
+    if index is None:
+        names = source.listing(["*.safetensors"])
+        names = [n for n in names if "/" not in n]
+    else:
+        raw_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(raw_map, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in raw_map.items()
+        ):
+            raise BadInput(
+                f"{INDEX_NAME} has no weight_map of tensor name → shard file name: "
+                "re-download the checkpoint"
+            )
+        names = unique_names(raw_map.values(), what=INDEX_NAME)
+        weight_map = {k: safe_name(v, what=INDEX_NAME) for k, v in raw_map.items()}
+        not_safetensors = [n for n in names if not n.endswith(".safetensors")]
+        if not_safetensors:
+            raise BadInput(
+                f"{INDEX_NAME} names {not_safetensors[0]!r}, which is not a .safetensors file: "
+                "re-download the checkpoint"
+            )
+    if not names:
+        raise BadInput(f"no .safetensors weights in {source.directory}")
+    return names, weight_map
 
 
 _PAGE = 4096
@@ -244,7 +317,7 @@ def write_shard_without(src: SafetensorsFile, dst: Path, drop: set[str]) -> list
         else:
             runs.append([tensor.start, tensor.nbytes])
     align = kept[0].start % _PAGE if kept else None
-    with src.path.open("rb") as fin, dst.open("wb") as fout:
+    with src.path.open("rb") as fin, dst.open("xb") as fout:
         fout.write(_header_bytes(entries, src.metadata, data_start_mod=align))
         for start, length in runs:
             _copy_range(fin, fout, start, length)
@@ -254,7 +327,7 @@ def write_shard_without(src: SafetensorsFile, dst: Path, drop: set[str]) -> list
 def write_shard(dst: Path, tensors: list[tuple[str, str, tuple[int, ...], bytes]]) -> None:
     """Write a small shard from in-memory tensors ``(name, dtype, shape, raw bytes)``."""
     entries = [(name, dtype, shape, len(raw)) for name, dtype, shape, raw in tensors]
-    with dst.open("wb") as fout:
+    with dst.open("xb") as fout:
         fout.write(_header_bytes(entries, {"format": "pt"}))
         for *_, raw in tensors:
             fout.write(raw)
@@ -299,35 +372,48 @@ def place_file(src: Path, dst: Path, *, force_copy: bool = False) -> str:
     """Put ``src`` at ``dst`` as cheaply as the filesystem allows; returns how.
 
     Order: reflink (copy-on-write clone), hard link, copy. A hard link shares the inode with the
-    source, so nothing in this package ever writes to a placed file afterwards.
+    source, so nothing in this package ever writes to a placed file afterwards, and ``dst`` must
+    not exist: every open here is exclusive (``"xb"``), so a name placed twice fails instead of
+    writing through a hard link into the source (or a Hub cache blob).
     """
     src = src.resolve()  # Hub caches hold symlinks to blobs: place the blob itself
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, "refusing to overwrite", str(dst))
     if force_copy:
-        shutil.copyfile(src, dst)
+        copy_new_file(src, dst)
         return "copied"
     if _reflink(src, dst):
         return "reflinked"
     try:
         os.link(src, dst)
         return "hard-linked"
-    except OSError:
-        shutil.copyfile(src, dst)
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:
+            raise
+        copy_new_file(src, dst)
         return "copied"
+
+
+def copy_new_file(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst``, which must not exist yet (never writes through a link)."""
+    with src.open("rb") as fin, dst.open("xb") as fout:
+        _copy_range(fin, fout, 0, os.fstat(fin.fileno()).st_size)
+
+
+_NO_REFLINK = (errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EPERM)
 
 
 def _reflink(src: Path, dst: Path) -> bool:
     try:
-        with src.open("rb") as fin, dst.open("wb") as fout:
-            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+        with src.open("rb") as fin, dst.open("xb") as fout:
+            try:
+                fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+            except OSError:
+                fout.close()
+                dst.unlink()  # created by this call's exclusive open, never a pre-existing file
+                raise
         return True
     except OSError as exc:
-        dst.unlink(missing_ok=True)
-        if exc.errno not in (
-            errno.EOPNOTSUPP,
-            errno.EXDEV,
-            errno.EINVAL,
-            errno.ENOTTY,
-            errno.EPERM,
-        ):
+        if exc.errno not in _NO_REFLINK:
             raise
         return False

@@ -29,6 +29,7 @@ from .checkpoint import (
     INDEX_NAME,
     SINGLE_NAME,
     Checkpoint,
+    copy_new_file,
     encode_floats,
     place_file,
     write_index,
@@ -36,8 +37,15 @@ from .checkpoint import (
     write_shard_without,
 )
 from .errors import BadInput
-from .files import CONFIG_FILE, PROVENANCE_FILE, is_copied_verbatim
+from .files import (
+    CONFIG_FILE,
+    LICENSE_PATTERNS,
+    PROVENANCE_FILE,
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_PATTERNS,
+)
 from .recipes import Recipe
+from .source import Source, check_no_overlap, read_json_object, unique_names
 from .tokens import ResolvedToken, TokenizerFiles, resolve_pad_id, resolve_tokens
 
 HEAD_NAME = "lm_head.weight"
@@ -55,6 +63,9 @@ VLLM_RECONVERT_KEYS = (
     "is_original_qwen3_reranker",
     "use_pad_token",
 )
+# Pointers to code outside transformers: a converted checkpoint published under the user's name
+# must load with stock classes, never with code from the source (or another repo it names).
+REMOTE_CODE_KEYS = ("auto_map", "custom_pipelines", "trust_remote_code")
 LOGIT_SCALE_KEYS = ("logit_scale", "logits_scaling")
 SIGMOID = "torch.nn.modules.activation.Sigmoid"
 
@@ -101,6 +112,8 @@ class Plan:
     untied_head: bool  # lm_head.weight exists and must be dropped
     pickle_files: list[Path] = field(default_factory=list)
     checkpoint: Checkpoint | None = None
+    files: Source | None = None  # the trusted view of ``source``
+    verbatim: list[str] = field(default_factory=list)  # tokenizer and license files to copy
 
 
 @dataclass
@@ -126,8 +139,8 @@ def convert(
 ) -> ConversionResult:
     """Convert ``source`` into ``output``; see the module docstring for the guarantees."""
     source = Path(source)
-    output = Path(output)
-    _check_output(source, output, force)
+    output = Path(os.path.abspath(output))  # "." and "dir/.." get a real name to rename onto
+    _check_output(Source(source), output, force)
     plan = plan_conversion(
         source, recipe, allow_pickle=allow_pickle, allow_softcapping=allow_softcapping
     )
@@ -163,22 +176,23 @@ def convert(
 def plan_conversion(
     source: Path, recipe: Recipe, *, allow_pickle: bool = False, allow_softcapping: bool = False
 ) -> Plan:
-    if not source.is_dir():
-        raise BadInput(
-            f"source {source} is not a directory: give a checkpoint directory or repo id"
-        )
-    config = _read_config(source)
+    files = Source(source)
+    config = _read_config(files)
     architecture = check_architecture(config, allow_softcapping=allow_softcapping)
-    tokenizer = TokenizerFiles(source)
+    tokenizer = TokenizerFiles(files)
     tokens = resolve_tokens(tokenizer, recipe.tokens)
     pad_token_id = resolve_pad_id(tokenizer)
+    _check_vocab_size(config, tokens, pad_token_id)
 
     plan = Plan(source, recipe, config, architecture, tokens, pad_token_id, "", False)
-    if any(source.glob("*.safetensors")):
-        plan.checkpoint = Checkpoint(source)
+    plan.files = files
+    plan.verbatim = files.listing((*TOKENIZER_PATTERNS, *LICENSE_PATTERNS))
+    if files.has(INDEX_NAME) or files.listing(["*.safetensors"]):
+        plan.checkpoint = Checkpoint(files)
+        _check_output_names(plan.checkpoint)
         names: set[str] = set(plan.checkpoint.location)
     else:
-        plan.pickle_files = _pickle_files(source)
+        plan.pickle_files = _pickle_files(files)
         if not plan.pickle_files:
             raise BadInput(f"no weights in {source}: expected *.safetensors files")
         if not allow_pickle:
@@ -187,7 +201,7 @@ def plan_conversion(
                 "code when loaded: pass --allow-pickle to load them with torch weights_only=True"
             )
         names = set()  # resolved after the pickle files are read into safetensors
-    if SCORE_NAME in names or (source / SCORE_SHARD).exists():
+    if SCORE_NAME in names or os.path.lexists(source / SCORE_SHARD):
         raise BadInput(f"the source already has {SCORE_SHARD}: convert the original causal LM")
     if plan.checkpoint is not None:
         _locate_head(plan)
@@ -200,10 +214,12 @@ def _locate_head(plan: Plan) -> None:
     names = set(plan.checkpoint.location)
     plan.head_name, plan.untied_head = head_tensor(plan.checkpoint, plan.config, names)
     _check_head_shape(plan.checkpoint, plan.head_name, plan.tokens)
+    _check_pad_id(plan.checkpoint, plan.head_name, plan.pad_token_id)
 
 
 def check_architecture(config: dict[str, Any], *, allow_softcapping: bool = False) -> str:
     """Validate a source config; return the ``*ForSequenceClassification`` class name."""
+    check_config_types(config)
     model_type = config.get("model_type")
     architectures = config.get("architectures") or []
     if not isinstance(model_type, str) or not model_type:
@@ -252,6 +268,85 @@ def check_architecture(config: dict[str, Any], *, allow_softcapping: bool = Fals
     return target
 
 
+# The config keys the tool reads, and the JSON types each may have (null always allowed).
+_NUMBER = (int, float)
+CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "model_type": (str,),
+    "architectures": (list,),
+    "text_config": (dict,),
+    "final_logit_softcapping": _NUMBER,
+    "logit_scale": _NUMBER,
+    "logits_scaling": _NUMBER,
+    "tie_word_embeddings": (bool,),
+    "vocab_size": (int,),
+}
+
+
+def check_config_types(config: dict[str, Any]) -> None:
+    """Refuse a config whose keys the tool uses have the wrong JSON type, naming the key."""
+    scopes = [("", config)]
+    if isinstance(config.get("text_config"), dict):
+        scopes.append(("text_config.", config["text_config"]))
+    for prefix, scope in scopes:
+        for key, types in CONFIG_TYPES.items():
+            value = scope.get(key)
+            wrong_bool = isinstance(value, bool) and bool not in types
+            if value is not None and (
+                wrong_bool or not isinstance(value, types) or not _representable(value)
+            ):
+                expected = " or ".join(dict.fromkeys(_JSON_TYPE_NAMES[t] for t in types))
+                raise BadInput(
+                    f"config.json {prefix}{key} is {_describe(value)}, expected {expected}: "
+                    "fix the source config"
+                )
+    architectures = config.get("architectures") or []
+    if not all(isinstance(a, str) for a in architectures):
+        raise BadInput(
+            "config.json architectures holds a non-string entry, expected class names: "
+            "fix the source config"
+        )
+    vocab_size = config_value(config, "vocab_size")
+    if vocab_size is not None and vocab_size <= 0:
+        raise BadInput(f"config.json vocab_size is {vocab_size}: fix the source config")
+
+
+def _representable(value: Any) -> bool:
+    """JSON integers are unbounded; one too large for a float cannot be a scale or a size."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value.bit_length() <= 64
+    return True
+
+
+_JSON_TYPE_NAMES = {
+    str: "a string",
+    list: "a list",
+    dict: "an object",
+    int: "a number",
+    float: "a number",
+    bool: "true/false",
+}
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_vocab_size(
+    config: dict[str, Any], tokens: list[ResolvedToken], pad_token_id: int
+) -> None:
+    vocab_size = config_value(config, "vocab_size")
+    if vocab_size is None:
+        return
+    named = [(f"classifier token {t.describe()}", t.id) for t in tokens]
+    for what, token_id in [*named, (f"the pad token id {pad_token_id}", pad_token_id)]:
+        if token_id >= vocab_size:
+            raise BadInput(
+                f"{what} is not below the config's vocab_size {vocab_size}: the tokenizer does "
+                "not match the model"
+            )
+
+
 def config_value(config: dict[str, Any], key: str) -> Any:
     """A config key, or the same key of a multimodal config's ``text_config``."""
     if config.get(key) is not None:
@@ -260,16 +355,12 @@ def config_value(config: dict[str, Any], key: str) -> Any:
     return text_config.get(key) if isinstance(text_config, dict) else None
 
 
-def _read_config(source: Path) -> dict[str, Any]:
-    path = source / CONFIG_FILE
-    if not path.is_file():
-        raise BadInput(f"{source} has no config.json: the source must be a transformers checkpoint")
-    try:
-        config = json.loads(path.read_text("utf-8"))
-    except ValueError:
-        raise BadInput(f"{path} is not valid JSON: re-download the checkpoint") from None
-    if not isinstance(config, dict):
-        raise BadInput(f"{path} is not a JSON object: re-download the checkpoint")
+def _read_config(source: Source) -> dict[str, Any]:
+    config = read_json_object(source, CONFIG_FILE)
+    if config is None:
+        raise BadInput(
+            f"{source.directory} has no config.json: the source must be a transformers checkpoint"
+        )
     return config
 
 
@@ -305,29 +396,72 @@ def _check_head_shape(ckpt: Checkpoint, head_name: str, tokens: list[ResolvedTok
         )
 
 
-def _pickle_files(source: Path) -> list[Path]:
-    index = source / "pytorch_model.bin.index.json"
-    if index.is_file():
-        try:
-            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (ValueError, KeyError):
+def _check_pad_id(ckpt: Checkpoint, head_name: str, pad_token_id: int) -> None:
+    """The classifier pools at the last non-pad token: the pad id must be a real embedding row."""
+    embedding = next((e for s in EMBEDDING_SUFFIXES if (e := ckpt.find(s))), None)
+    info = ckpt.tensor(embedding or head_name)
+    if len(info.shape) == 2 and not 0 <= pad_token_id < info.shape[0]:
+        raise BadInput(
+            f"the pad token id {pad_token_id} is outside {info.name} ({info.shape[0]} rows): "
+            "the tokenizer does not match the weights"
+        )
+
+
+def _check_output_names(ckpt: Checkpoint) -> None:
+    """The names the shards get in OUTPUT are distinct and never one of the files written."""
+    reserved = {SCORE_SHARD, INDEX_NAME, CONFIG_FILE, PROVENANCE_FILE}
+    seen: set[str] = set()
+    for source_name in ckpt.shards:
+        name = SINGLE_FILE_RENAMED if source_name == SINGLE_NAME else source_name
+        if name in reserved:
             raise BadInput(
-                f"{index.name} is not a valid index: re-download the checkpoint"
-            ) from None
-        return [source / n for n in names]
-    return sorted(source.glob("*.bin"))
+                f"the source has a shard named {name!r}, a file the conversion writes: "
+                "convert the original causal LM"
+            )
+        if name in seen:
+            raise BadInput(
+                f"the source has both {SINGLE_NAME} and {name!r}: remove the stray file or add "
+                "a model.safetensors.index.json"
+            )
+        seen.add(name)
+
+
+PICKLE_INDEX = "pytorch_model.bin.index.json"
+
+
+def _pickle_files(source: Source) -> list[Path]:
+    index = read_json_object(source, PICKLE_INDEX)
+    if index is None:
+        names = [n for n in source.listing(["*.bin"]) if "/" not in n]
+    else:
+        weight_map = index.get("weight_map")
+        if not isinstance(weight_map, dict) or not all(
+            isinstance(v, str) for v in weight_map.values()
+        ):
+            raise BadInput(f"{PICKLE_INDEX} is not a valid index: re-download the checkpoint")
+        names = unique_names(weight_map.values(), what=PICKLE_INDEX)
+    files = []
+    for name in names:
+        path = source.file(name, what=PICKLE_INDEX)
+        if path is None:
+            raise BadInput(f"{PICKLE_INDEX} names {name!r}, which is missing: re-download it")
+        files.append(path)
+    return files
 
 
 # --------------------------------------------------------------------------- output
 
 
-def _check_output(source: Path, output: Path, force: bool) -> None:
+def _check_output(source: Source, output: Path, force: bool) -> None:
+    if not output.name:
+        raise BadInput(f"output {output} has no name to create: give a directory path")
+    check_no_overlap(source, output)
+    if output.is_symlink():
+        raise BadInput(f"output {output} is a symlink: give the real directory path")
     if output.exists() and not output.is_dir():
         raise BadInput(f"output {output} exists and is a file: give a directory path")
     if output.is_dir() and any(output.iterdir()) and not force:
         raise BadInput(f"output {output} is not empty: pass --force to replace it")
-    if output.resolve() == source.resolve() or source.resolve() in output.resolve().parents:
-        raise BadInput(f"output {output} is inside the source: choose another directory")
 
 
 def _make_parents(parent: Path) -> list[Path]:
@@ -393,6 +527,7 @@ def _write(plan: Plan, out: Path, *, copy: bool, log: Log) -> tuple[str, dict[st
         progress.update(shard.path.stat().st_size)
         shard_name = SINGLE_FILE_RENAMED if source_name == SINGLE_NAME else source_name
         target = out / shard_name
+        target.parent.mkdir(parents=True, exist_ok=True)
         if source_name == head_shard:
             kept = write_shard_without(shard, target, {HEAD_NAME})
             if not kept:
@@ -400,6 +535,10 @@ def _write(plan: Plan, out: Path, *, copy: bool, log: Log) -> tuple[str, dict[st
                 placed[shard_name] = "dropped (held only lm_head)"
                 continue
             placed[shard_name] = "rewritten"
+        elif not shard.tensors:  # a valid but empty shard: the index could not name it
+            placed[shard_name] = "dropped (holds no tensors)"
+            log(f"{shard_name}: {placed[shard_name]}")
+            continue
         else:
             kept = list(shard.tensors)
             placed[shard_name] = place_file(shard.path, target, force_copy=copy)
@@ -419,7 +558,8 @@ def _write(plan: Plan, out: Path, *, copy: bool, log: Log) -> tuple[str, dict[st
     if staging is not None:
         shutil.rmtree(staging)
     (out / CONFIG_FILE).write_text(json.dumps(output_config(plan), indent=2) + "\n")
-    _copy_verbatim(plan.source, out)
+    assert plan.files is not None
+    _copy_verbatim(plan.files, plan.verbatim, out, log)
     for name, content in _consumer_files(plan.recipe).items():
         target = out / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -462,7 +602,8 @@ def compute_score(
 
 
 def output_config(plan: Plan) -> dict[str, Any]:
-    config = {k: v for k, v in plan.config.items() if k not in VLLM_RECONVERT_KEYS}
+    dropped = (*VLLM_RECONVERT_KEYS, *REMOTE_CODE_KEYS)
+    config = {k: v for k, v in plan.config.items() if k not in dropped}
     recipe = plan.recipe
     if recipe.method == "from_2_way_softmax":
         labels = [f"{recipe.tokens[1]}-vs-{recipe.tokens[0]}"]
@@ -498,15 +639,26 @@ def build_provenance(plan: Plan, ref: SourceRef, dtype: str) -> dict[str, Any]:
     }
 
 
-def _copy_verbatim(source: Path, out: Path) -> None:
-    for path in sorted(source.rglob("*")):
-        relative = path.relative_to(source).as_posix()
-        if relative.startswith(".") or "/." in relative or not path.is_file():
-            continue
-        if is_copied_verbatim(relative):
-            target = out / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+def _copy_verbatim(source: Source, names: list[str], out: Path, log: Log) -> None:
+    """Tokenizer and license files, byte for byte (listed and checked by :class:`Source` when
+    planning: no file outside the source is ever copied); a tokenizer config loses its
+    remote-code pointers."""
+    for relative in names:
+        path = source.file(relative)
+        if path is None:
+            raise BadInput(f"{relative!r} disappeared from the source during the conversion")
+        target = out / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if relative == TOKENIZER_CONFIG_FILE:
+            tokenizer_config = source.read_json(relative)  # parsed once already by TokenizerFiles
+            present = tokenizer_config if isinstance(tokenizer_config, dict) else {}
+            remote = [k for k in REMOTE_CODE_KEYS if k in present]
+            if remote:
+                kept = {k: v for k, v in present.items() if k not in remote}
+                target.write_text(json.dumps(kept, indent=2, ensure_ascii=False) + "\n")
+                log(f"{relative}: dropped {', '.join(remote)} (remote code is never published)")
+                continue
+        copy_new_file(path, target)
 
 
 def _consumer_files(recipe: Recipe) -> dict[str, bytes]:

@@ -6,9 +6,8 @@ two cannot drift apart.
 
 from __future__ import annotations
 
-from fnmatch import fnmatch
-
 CONFIG_FILE = "config.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 PROVENANCE_FILE = "reranker_seqcls.json"
 
 WEIGHT_PATTERNS = ("*.safetensors", "model.safetensors.index.json")
@@ -41,7 +40,3 @@ def download_patterns(*, include_pickle: bool) -> list[str]:
     if include_pickle:
         patterns += PICKLE_PATTERNS
     return patterns
-
-
-def is_copied_verbatim(relative_path: str) -> bool:
-    return any(fnmatch(relative_path, pat) for pat in (*TOKENIZER_PATTERNS, *LICENSE_PATTERNS))

@@ -7,7 +7,9 @@ template the family was trained with, and whether the prompt starts with the tok
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -147,7 +149,7 @@ def parse_tokens(tokens_json: str) -> tuple[str, ...]:
     """Parse ``--tokens`` (a JSON list of strings), refusing empty lists and duplicates."""
     try:
         value = json.loads(tokens_json)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         raise BadInput(
             f"--tokens {tokens_json!r} is not a JSON list of strings: "
             'write it like \'["no", "yes"]\''
@@ -235,13 +237,22 @@ def _with_template(recipe: Recipe, template: str | None) -> Recipe:
     return replace(recipe, template=template, prompt_style="template")
 
 
+MAX_TEMPLATE_BYTES = 1024 * 1024  # chat templates are a few KB; /dev/zero never ends
+
+
 def _read_template(path: Path) -> str:
     try:
-        text = path.read_text("utf-8")
+        with path.open("rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise BadInput(f"--template {path} is not a regular file: give a Jinja file")
+            raw = fh.read(MAX_TEMPLATE_BYTES + 1)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise BadInput(f"--template {path} does not exist: give the path of a Jinja file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"--template {path} cannot be read ({exc.__class__.__name__})") from None
+    if len(raw) > MAX_TEMPLATE_BYTES:
+        raise BadInput(f"--template {path} is larger than 1 MiB: give a Jinja chat template")
     if not text.strip():
         raise BadInput(f"--template {path} is empty: give a Jinja chat template")
     return text

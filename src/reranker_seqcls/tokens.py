@@ -10,12 +10,16 @@ tokenizer without ``tokenizer.json`` falls back to transformers.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import BadInput
+from .source import Source, read_json_file
+
+# The largest real tokenizer.json files are ~35 MB; the bound keeps a hostile one from being read
+# into memory whole.
+MAX_TOKENIZER_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -39,22 +43,29 @@ class _Vocab(Protocol):
 class TokenizerFiles:
     """The tokenizer of a checkpoint directory, read from its files."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.config: dict[str, Any] = _read_json(directory / "tokenizer_config.json")
-        self.special_map: dict[str, Any] = _read_json(directory / "special_tokens_map.json")
-        tokenizer_json = directory / "tokenizer.json"
-        if tokenizer_json.is_file():
+    def __init__(self, directory: Path | Source) -> None:
+        source = directory if isinstance(directory, Source) else Source(directory)
+        self.directory = directory = source.directory
+        self.config: dict[str, Any] = _read_json(source, "tokenizer_config.json")
+        self.special_map: dict[str, Any] = _read_json(source, "special_tokens_map.json")
+        tokenizer_json = source.file("tokenizer.json")
+        if tokenizer_json is not None:
             from tokenizers import Tokenizer
 
+            if tokenizer_json.stat().st_size > MAX_TOKENIZER_BYTES:
+                raise BadInput(
+                    f"tokenizer.json is larger than {MAX_TOKENIZER_BYTES >> 30} GiB: it is not a "
+                    "tokenizer, re-download the checkpoint"
+                )
             try:
                 self._backend: _Vocab = _FastVocab(Tokenizer.from_file(str(tokenizer_json)))
             except Exception as exc:  # the Rust error types are not importable
+                first = (str(exc).splitlines() or [exc.__class__.__name__])[0][:120]
                 raise BadInput(
-                    f"tokenizer.json cannot be loaded ({str(exc).splitlines()[0][:120]}): "
-                    "re-download the checkpoint"
+                    f"tokenizer.json cannot be loaded ({first}): re-download the checkpoint"
                 ) from None
-        elif self.config or any(directory.glob("*.model")) or (directory / "vocab.json").exists():
+        elif self.config or source.listing(["*.model", "vocab.json"]):
+            source.listing(["*"])  # transformers reads more files: none may leave the source
             self._backend = _TransformersVocab(directory)
         else:
             raise BadInput(
@@ -169,11 +180,7 @@ def resolve_pad_id(tokenizer: TokenizerFiles) -> int:
     )
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        value = json.loads(path.read_text("utf-8"))
-    except ValueError:
-        raise BadInput(f"{path.name} is not valid JSON: re-download the checkpoint") from None
+def _read_json(source: Source, name: str) -> dict[str, Any]:
+    path = source.file(name)
+    value = None if path is None else read_json_file(path, name)
     return value if isinstance(value, dict) else {}
