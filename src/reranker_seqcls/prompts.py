@@ -59,10 +59,21 @@ BGE_DEFAULT_PROMPT = (
     "query by providing a prediction of either 'Yes' or 'No'."
 )
 
+# --- zerank-2 (zeroentropy modeling_zeranker.py; vLLM examples/pooling/score/template/zerank2.jinja)
+ZERANK_SYSTEM_START = "<|im_start|>system\n"
+ZERANK_USER_START = "<|im_end|>\n<|im_start|>user\n"
+ZERANK_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n"
+
+# --- ctxl-rerank-v2 (ContextualAI model card code) --------------------------------------------
+CTXL_HEAD = "Check whether a given document contains information helpful to answer the query."
+CTXL_END = " ??"
+
 PROMPT_STYLES: tuple[str, ...] = (
     "qwen3-reranker",
     "mxbai-rerank-v2",
     "bge-reranker-v2-gemma",
+    "zerank-2",
+    "ctxl-rerank-v2",
     "template",
 )
 
@@ -142,6 +153,33 @@ def bge_gemma_prompt_ids(
     )
 
 
+def zerank2_prompt_ids(
+    tokenizer: Any, query: str, document: str, instruction: str | None = None
+) -> list[int]:
+    """zerank-2: the chat template's rendering of ``[system: query, user: document]`` with the
+    generation prompt, tokenized as one string (Qwen adds no special tokens).
+
+    An instruction makes the system turn ``<query>{q}</query>\\n<instruction>{i}</instruction>``.
+    The legacy code's ``.strip()`` and character cuts (2,000 / 10,000) are not applied, as in
+    vLLM's ``zerank2.jinja``: parity is checked on inputs without surrounding whitespace.
+    """
+    system = query
+    if instruction:
+        system = f"<query>{query}</query>\n<instruction>{instruction}</instruction>"
+    text = ZERANK_SYSTEM_START + system + ZERANK_USER_START + document + ZERANK_SUFFIX
+    return _encode(tokenizer, text)
+
+
+def ctxl_prompt_ids(
+    tokenizer: Any, query: str, document: str, instruction: str | None = None
+) -> list[int]:
+    """ctxl-rerank-v2: one string, document before query, tokenized with the tokenizer's own
+    special tokens (``tokenizer(prompt)``: none for Qwen, ``<s>`` first for Mistral)."""
+    query_part = f"{query} {instruction}" if instruction else query
+    text = f"{CTXL_HEAD}\n<Document> {document}\n<Query> {query_part}{CTXL_END}"
+    return list(tokenizer(text)["input_ids"])
+
+
 def template_prompt_ids(
     tokenizer: Any,
     template: str,
@@ -184,6 +222,10 @@ def build_prompt_ids(
         return mxbai_prompt_ids(tokenizer, query, document, instruction)
     if style == "bge-reranker-v2-gemma":
         return bge_gemma_prompt_ids(tokenizer, query, document, instruction)
+    if style == "zerank-2":
+        return zerank2_prompt_ids(tokenizer, query, document, instruction)
+    if style == "ctxl-rerank-v2":
+        return ctxl_prompt_ids(tokenizer, query, document, instruction)
     if style == "template":
         if recipe.template is None:
             raise BadInput(
