@@ -242,3 +242,254 @@ def test_larger_family_members_detected_and_converted(
     check, report = _check(source, out, tmp_path, *extra)
     assert check.returncode == 0, check.stdout + check.stderr
     assert report["recipe"] == preset
+
+
+# --------------------------------------------------------------------------- ST LogitScore sources
+
+ST_TEMPLATE = (
+    "{%- set ns = namespace(q='', d='') -%}"
+    "{%- for m in messages -%}"
+    "{%- if m.role == 'query' -%}{%- set ns.q = m.content[0].text -%}"
+    "{%- elif m.role == 'document' -%}{%- set ns.d = m.content[0].text -%}{%- endif -%}"
+    "{%- endfor -%}"
+    "{{- '<|im_start|>user\\nQuery: ' ~ ns.q ~ '\\nDocument: ' ~ ns.d ~ '<|im_end|>\\n' -}}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+SIGMOID = "torch.nn.modules.activation.Sigmoid"
+IDENTITY = "torch.nn.modules.linear.Identity"
+
+
+def _edit(path: Path, **changes) -> None:
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def _set_st_files(
+    directory: Path, true_id: int, false_id: int | None, activation: str, **settings
+) -> None:
+    """Point a saved LogitScore CrossEncoder at other ids/activation; structured messages with
+    ``add_generation_prompt`` fixed true, as the published STv6 rerankers have them."""
+    _edit(directory / "1_LogitScore" / "config.json",
+          true_token_id=true_id, false_token_id=false_id)  # fmt: skip
+    bert = json.loads((directory / "sentence_bert_config.json").read_text())
+    bert["modality_config"]["message"]["format"] = "structured"
+    bert["processing_kwargs"] = {"chat_template": {"add_generation_prompt": True}}
+    bert.update(settings)
+    (directory / "sentence_bert_config.json").write_text(json.dumps(bert, indent=4))
+    _edit(directory / "config_sentence_transformers.json", activation_fn=activation)
+
+
+@pytest.fixture(scope="module")
+def st_saved(tiny_model, tmp_path_factory) -> Path:
+    """A LogitScore CrossEncoder saved by sentence-transformers itself from a tiny Qwen3 LM."""
+    from sentence_transformers import CrossEncoder
+
+    root = tmp_path_factory.mktemp("st-logit-score")
+    base = root / "base"
+    shutil.copytree(tiny_model("qwen3", tied=False), base)
+    saved = root / "saved"
+    CrossEncoder(str(base)).save_pretrained(str(saved))
+    (saved / "chat_template.jinja").write_text(ST_TEMPLATE)
+    assert json.loads((saved / "modules.json").read_text())[1]["path"] == "1_LogitScore"
+    return saved
+
+
+@pytest.mark.parametrize("variant", ["two-way-sigmoid", "true-only-identity"])
+def test_st_logit_score_source_converts_with_no_flags(st_saved, tmp_path, variant):
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoTokenizer
+
+    source = tmp_path / "my-logit-reranker"  # a name that names no family
+    shutil.copytree(st_saved, source)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    yes, no = tokenizer.convert_tokens_to_ids(["yes", "no"])
+    if variant == "two-way-sigmoid":
+        _set_st_files(source, yes, no, SIGMOID)
+    else:
+        _set_st_files(source, yes, None, IDENTITY)
+    own = CrossEncoder(str(source)).predict(PAIRS)
+
+    out = tmp_path / "converted"
+    result = _convert(source, out)
+    assert "recipe from the source's sentence-transformers files" in result.stderr
+    assert "add_generation_prompt" in result.stderr
+    converted = CrossEncoder(str(out)).predict(PAIRS)
+    assert max(abs(float(a) - float(b)) for a, b in zip(own, converted, strict=True)) < 1e-5
+    if variant == "true-only-identity":
+        assert any(float(v) < 0 or float(v) > 1 for v in own)  # raw logits, no sigmoid
+
+    # the output has its own sentence-transformers files, not the source's
+    assert not (out / "1_LogitScore").exists()
+    assert [m["path"] for m in json.loads((out / "modules.json").read_text())] == [""]
+    bert = json.loads((out / "sentence_bert_config.json").read_text())
+    assert bert["transformer_task"] == "sequence-classification"
+    st_config = json.loads((out / "config_sentence_transformers.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    expected_activation = SIGMOID if variant == "two-way-sigmoid" else IDENTITY
+    assert st_config["activation_fn"] == expected_activation
+    assert config["sentence_transformers"]["activation_fn"] == expected_activation
+    ids = [no, yes] if variant == "two-way-sigmoid" else [yes]
+    assert _provenance(out)["classifier"]["token_ids"] == ids
+
+    check, report = _check(source, out, tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert report["recipe"] == "sentence-transformers"
+
+
+def _st_mutations() -> dict[str, tuple[dict, str]]:
+    return {
+        "flat format": ({"message_format": "flat"}, "only 'structured'"),
+        "string add_generation_prompt": (
+            {"processing_kwargs": {"chat_template": {"add_generation_prompt": "true"}}},
+            "boolean template variables",
+        ),
+        "continue_final_message": (
+            {"processing_kwargs": {"chat_template": {"continue_final_message": True}}},
+            "continue_final_message",
+        ),
+        "max_length": ({"processing_kwargs": {"text": {"max_length": 512}}}, "max_length"),
+        "module input": ({"module_input_name": "scores"}, "causal_logits"),
+        "negative id": ({"true_token_id": -1}, "non-negative integer"),
+        "id outside vocab": ({"true_token_id": 10**7}, "outside the vocabulary"),
+        "extra module": ({"extra_module": True}, "only a Transformer followed by a LogitScore"),
+        "tanh activation": ({"activation": "torch.nn.modules.activation.Tanh"}, "Sigmoid or Identity"),
+        "no message modality": ({"no_message": True}, "no message modality"),
+    }
+
+
+ST_MUTATIONS = _st_mutations()
+
+
+@pytest.mark.parametrize("case", sorted(ST_MUTATIONS))
+def test_st_logit_score_bad_files_refused(st_saved, tmp_path, case):
+    change, fragment = ST_MUTATIONS[case]
+    source = tmp_path / "my-logit-reranker"
+    shutil.copytree(st_saved, source)
+    _set_st_files(source, 10, 11, change.get("activation", SIGMOID))
+    bert_path = source / "sentence_bert_config.json"
+    bert = json.loads(bert_path.read_text())
+    if "message_format" in change:
+        bert["modality_config"]["message"]["format"] = change["message_format"]
+    if "processing_kwargs" in change:
+        bert["processing_kwargs"] = change["processing_kwargs"]
+    if change.get("no_message"):
+        del bert["modality_config"]["message"]
+    bert_path.write_text(json.dumps(bert))
+    module = {k: v for k, v in change.items() if k in ("module_input_name", "true_token_id")}
+    if module:
+        _edit(source / "1_LogitScore" / "config.json", **module)
+    if change.get("extra_module"):
+        modules = json.loads((source / "modules.json").read_text())
+        modules.append({"idx": 2, "name": "2", "path": "2_Dense",
+                        "type": "sentence_transformers.base.modules.dense.Dense"})  # fmt: skip
+        (source / "modules.json").write_text(json.dumps(modules))
+    out = tmp_path / "out"
+    result = run_cli("convert", source, out)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert fragment in lines[0], lines[0]
+    assert not out.exists()
+
+
+def _with_zerank_st_files(zerank: Path, target: Path, true_id: int) -> Path:
+    """zerank-2 as its repo is published now: a STv6 CrossEncoder, Identity activation."""
+    shutil.copytree(zerank, target)
+    (target / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "",
+         "type": "sentence_transformers.base.modules.transformer.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_LogitScore",
+         "type": "sentence_transformers.cross_encoder.modules.logit_score.LogitScore"},
+    ]))  # fmt: skip
+    (target / "1_LogitScore").mkdir()
+    (target / "1_LogitScore" / "config.json").write_text(json.dumps(
+        {"true_token_id": true_id, "false_token_id": None, "module_input_name": "causal_logits"}
+    ))  # fmt: skip
+    (target / "sentence_bert_config.json").write_text(json.dumps({
+        "transformer_task": "text-generation",
+        "modality_config": {"text": {"method": "forward", "method_output_name": "logits"},
+                            "message": {"method": "forward", "method_output_name": "logits",
+                                        "format": "structured"}},
+        "module_output_name": "causal_logits",
+        "processing_kwargs": {"chat_template": {"add_generation_prompt": True}},
+    }))  # fmt: skip
+    (target / "config_sentence_transformers.json").write_text(json.dumps(
+        {"activation_fn": IDENTITY, "model_type": "CrossEncoder"}
+    ))  # fmt: skip
+    return target
+
+
+def test_zerank2_with_its_st_files_serves_the_calibrated_score(zerank, tmp_path):
+    source = _with_zerank_st_files(zerank, tmp_path / "zerank-2", YES)
+    out = tmp_path / "out"
+    result = _convert(source, out)
+    assert "agree with preset zerank-2" in result.stderr and "Identity" in result.stderr
+    assert "sigmoid(l(Yes) / 5)" in result.stderr
+    assert _provenance(out)["recipe"]["name"] == "zerank-2"
+    st_config = json.loads((out / "config_sentence_transformers.json").read_text())
+    assert st_config["activation_fn"] == SIGMOID  # not the source's Identity
+
+    conflicting = _with_zerank_st_files(zerank, tmp_path / "other" / "zerank-2", LOWER_YES)
+    refused = run_cli("convert", conflicting, tmp_path / "out2")
+    assert refused.returncode == 2
+    assert "ids [9693]" in refused.stderr and "--preset zerank-2" in refused.stderr
+
+
+# --------------------------------------------------------------------------- refusals
+
+REFUSED_NAMES = {
+    "bge-reranker-v2-minicpm-layerwise": "per-layer heads",
+    "bge-reranker-v2.5-gemma2-lightweight": "compresses tokens",
+    "rank1-7b": "reasoning trace",
+    "jina-reranker-v3": "listwise ranking head",
+    "Qwen3-VL-Reranker-2B": "no Qwen3VLForSequenceClassification",
+}
+REFUSED_CONFIGS = {
+    "layerwise architecture": ({"architectures": ["LayerWiseMiniCPMForCausalLM"],
+                                "model_type": "minicpm"}, "per-layer heads"),
+    "cost-wise gemma": ({"architectures": ["CostWiseGemmaForCausalLM"],
+                         "model_type": "cost_wise_gemma"}, "compresses tokens"),
+    "JinaForRanking": ({"architectures": ["JinaForRanking"]}, "listwise ranking head"),
+    "qwen3_vl": ({"architectures": ["Qwen3VLForConditionalGeneration"],
+                  "model_type": "qwen3_vl"}, "vLLM converts it at load time"),
+    "already seq-cls": ({"architectures": ["Qwen3ForSequenceClassification"]},
+                        "already a sequence classifier"),
+}  # fmt: skip
+
+
+def _assert_refused(result, fragment: str, out: Path) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert fragment in lines[0] and "cannot" in lines[0] or "already" in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED_NAMES))
+def test_refused_family_by_name(tiny_model, tmp_path, name):
+    source = tmp_path / name
+    shutil.copytree(tiny_model("qwen3", tied=True), source)
+    out = tmp_path / "out"
+    _assert_refused(run_cli("convert", source, out), REFUSED_NAMES[name], out)
+    # explicit recipe options do not make it convertible
+    forced = run_cli("convert", source, out, "--preset", "qwen3-reranker")
+    _assert_refused(forced, REFUSED_NAMES[name], out)
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_CONFIGS))
+def test_refused_family_by_config(tiny_model, tmp_path, case):
+    changes, fragment = REFUSED_CONFIGS[case]
+    source = tmp_path / "some-model"
+    shutil.copytree(tiny_model("qwen3", tied=True), source)
+    _edit(source / "config.json", **changes)
+    out = tmp_path / "out"
+    _assert_refused(run_cli("convert", source, out, "--preset", "qwen3-reranker"), fragment, out)
+
+
+def test_qwen3_vl_refusal_follows_installed_transformers():
+    from reranker_seqcls.architectures import seq_cls_class
+    from reranker_seqcls.refusals import qwen3_vl_refusal
+
+    assert (qwen3_vl_refusal() is None) == (seq_cls_class("qwen3_vl") is not None)

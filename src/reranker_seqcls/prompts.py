@@ -75,6 +75,7 @@ PROMPT_STYLES: tuple[str, ...] = (
     "zerank-2",
     "ctxl-rerank-v2",
     "template",
+    "sentence-transformers",
 )
 
 # The template variable that makes a preset template write the tokenizer's BOS itself. See
@@ -188,12 +189,16 @@ def template_prompt_ids(
     instruction: str | None = None,
     *,
     prepend_bos: bool = False,
+    structured: bool = False,
 ) -> list[int]:
     """A custom template: render as a consumer would, tokenize without special tokens.
 
     With ``prepend_bos`` the ids start with exactly one BOS, whether or not the template wrote it.
+    ``structured`` renders ``{"type": "text"}`` content items, as sentence-transformers does.
     """
-    text = render_scoring_prompt(template, query, document, instruction, tokenizer=tokenizer)
+    text = render_scoring_prompt(
+        template, query, document, instruction, tokenizer=tokenizer, structured=structured
+    )
     ids = _encode(tokenizer, text)
     bos = getattr(tokenizer, "bos_token_id", None)
     if prepend_bos and bos is not None and (not ids or ids[0] != bos):
@@ -226,7 +231,7 @@ def build_prompt_ids(
         return zerank2_prompt_ids(tokenizer, query, document, instruction)
     if style == "ctxl-rerank-v2":
         return ctxl_prompt_ids(tokenizer, query, document, instruction)
-    if style == "template":
+    if style in ("template", "sentence-transformers"):
         if recipe.template is None:
             raise BadInput(
                 f"recipe {recipe.name!r} has no prompt template: give one with --template FILE"
@@ -238,6 +243,8 @@ def build_prompt_ids(
             document,
             instruction,
             prepend_bos=recipe.prepend_bos,
+            # a recipe read from sentence-transformers files: its CrossEncoder's own rendering
+            structured=style == "sentence-transformers",
         )
     raise BadInput(f"unknown prompt style {style!r}: use one of {', '.join(PROMPT_STYLES)}")
 

@@ -433,7 +433,9 @@ def recipe_from_provenance(provenance: dict, template_path: Path | None) -> Reci
         method=method,
         template=template,
         prepend_bos=bool(recorded.get("prepend_bos")),
-        prompt_style="template",
+        prompt_style="sentence-transformers"
+        if recorded.get("prompt_style") == "sentence-transformers"
+        else "template",
         default_instruction=recorded.get("default_instruction")
         or (base.default_instruction if base else None),
         token_ids=token_ids,

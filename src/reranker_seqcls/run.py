@@ -64,7 +64,8 @@ def load_check_pairs(recipe: Recipe, pairs_file: Path | None) -> list[Pair]:
     if pairs_file is not None:
         return load_pairs(pairs_file)
     takes_instruction = recipe.prompt_style in (
-        "qwen3-reranker", "mxbai-rerank-v2", "zerank-2", "ctxl-rerank-v2", "template"
+        "qwen3-reranker", "mxbai-rerank-v2", "zerank-2", "ctxl-rerank-v2", "template",
+        "sentence-transformers",
     )  # fmt: skip
     return builtin_pairs(takes_instruction=takes_instruction)
 

@@ -202,7 +202,7 @@ def st_recipe(source: Path) -> Recipe | None:
         method=method,  # type: ignore[arg-type]
         template=template,
         prepend_bos=False,
-        prompt_style="template",
+        prompt_style=ST_RECIPE_NAME,
         description=(
             f"recipe from the source's sentence-transformers files: LogitScore ids {list(ids)} "
             f"({method}), scale 1, {TEMPLATE_FILE} (fixed variables: {fixed}), activation "
