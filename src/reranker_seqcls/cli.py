@@ -120,8 +120,9 @@ def presets() -> None:
                    f"scale {preset.scale:g}")  # fmt: skip
         click.echo(f"  score       {preset.score_formula}")
         click.echo(f"  BOS         {preset.bos_rule}")
-        click.echo(f"  detected    repo/directory names matching {' or '.join(preset.name_patterns)}"
-                   "; or sentence-transformers LogitScore files that agree")  # fmt: skip
+        patterns = " or ".join(preset.name_patterns)
+        click.echo(f"  detected    repo/directory names matching {patterns}; or "
+                   "sentence-transformers LogitScore files that agree")  # fmt: skip
         click.echo(f"  facts       {preset.facts_source} (docs/families.md)")
     click.echo("refused (cannot become a linear score head):")
     vl = qwen3_vl_refusal()

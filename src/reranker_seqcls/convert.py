@@ -295,9 +295,12 @@ def logit_factor(config: dict[str, Any]) -> float:
         value = config_value(config, key)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
-            value
-        ) or value == 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value == 0
+        ):
             raise BadInput(f"config sets {key}={value!r}: expected a finite non-zero number")
         if applied is not None and applied[0] == key:
             return float(value) if applied[1] == "multiply" else 1.0 / float(value)

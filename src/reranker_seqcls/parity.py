@@ -396,7 +396,8 @@ def head_mismatch(
         )
     how = f"--preset {recipe.name}" if recipe is not None and recipe.is_preset else "--scale"
     if scale != 1.0 and close(compute_score(src, head, token_ids, method, factor)[0]):
-        formula = f" (official score {recipe.score_formula})" if recipe and recipe.score_formula else ""
+        official = recipe.score_formula if recipe is not None else ""
+        formula = f" (official score {official})" if official else ""
         return (
             f"score.weight lacks the recipe's scale {scale / factor:g}{formula}: the scale is "
             f"missing; convert again with {how}"

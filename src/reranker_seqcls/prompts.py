@@ -59,7 +59,7 @@ BGE_DEFAULT_PROMPT = (
     "query by providing a prediction of either 'Yes' or 'No'."
 )
 
-# --- zerank-2 (zeroentropy modeling_zeranker.py; vLLM examples/pooling/score/template/zerank2.jinja)
+# --- zerank-2 (zeroentropy modeling_zeranker.py; vLLM examples/pooling/score/template/zerank2)
 ZERANK_SYSTEM_START = "<|im_start|>system\n"
 ZERANK_USER_START = "<|im_end|>\n<|im_start|>user\n"
 ZERANK_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n"

@@ -273,7 +273,9 @@ def parse_token_ids(ids_json: str) -> tuple[int, ...]:
         raise BadInput(f"--token-ids holds {negative[0]}: vocabulary ids are >= 0")
     dupes = sorted({i for i in value if value.count(i) > 1})
     if dupes:
-        raise BadInput(f"--token-ids lists {dupes[0]} twice: each classifier token must be distinct")
+        raise BadInput(
+            f"--token-ids lists {dupes[0]} twice: each classifier token must be distinct"
+        )
     return tuple(value)
 
 
@@ -336,7 +338,9 @@ def resolve_recipe(
 
     if not custom and method is None:
         if scale is not None:
-            raise BadInput("--scale belongs to a custom recipe: add --tokens/--token-ids and --method")
+            raise BadInput(
+                "--scale belongs to a custom recipe: add --tokens/--token-ids and --method"
+            )
         detected = detect_preset(source_name)
         from_files = None
         if source_dir is not None:

@@ -112,7 +112,7 @@ def _template_prefix(processing: Any) -> str:
         if not isinstance(value, bool) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise BadInput(
                 f"processing_kwargs.chat_template.{key} = {value!r}: LogitScore supports only "
-                "boolean template variables (write true, not \"true\")"
+                'boolean template variables (write true, not "true")'
             )
         lines.append(f"{{%- set {key} = {'true' if value else 'false'} -%}}")
     return "".join(f"{line}\n" for line in lines)
@@ -217,7 +217,9 @@ def st_recipe(source: Path) -> Recipe | None:
     )
 
 
-def reconcile(detected: Recipe | None, from_files: Recipe, source: Path, source_name: str) -> Recipe:
+def reconcile(
+    detected: Recipe | None, from_files: Recipe, source: Path, source_name: str
+) -> Recipe:
     """The name's preset when the files agree with it (its official template and scale win),
     the files' recipe when the name names no family; a disagreement is refused."""
     if detected is None:

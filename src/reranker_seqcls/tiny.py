@@ -439,7 +439,9 @@ def _calibration_recipe(family: Family, preset: str | None) -> Any:
     return PRESETS[preset or FAMILY_PRESET.get(family, "qwen3-reranker")]
 
 
-def _calibration_prompts(tokenizer: Any, family: Family, preset: str | None = None) -> list[list[int]]:
+def _calibration_prompts(
+    tokenizer: Any, family: Family, preset: str | None = None
+) -> list[list[int]]:
     from .prompts import build_prompt_ids
 
     recipe = _calibration_recipe(family, preset)
