@@ -369,7 +369,7 @@ _TOKENIZER_CLASS: dict[str, str] = {
     "qwen2": "Qwen2Tokenizer",
     "gemma": "GemmaTokenizer",
     "llama": "PreTrainedTokenizerFast",
-    "mistral": "LlamaTokenizer",
+    "mistral": "PreTrainedTokenizerFast",  # keeps tokenizer.json as trained (no "▁" prefix)
 }
 
 
