@@ -205,6 +205,49 @@ def test_ctxl_6b_needs_the_id_not_a_string(ctxl_mistral, tmp_path):
     assert "ids [0]" in report["reasons"][0]
 
 
+TEMPLATE_PAIRS = [
+    *PAIRS,
+    ("x", "y"),
+    ("What does {{ messages }} do?", "Jinja in content is data: {{ 1 + 1 }} {% if %}"),
+    ("<Query> nested markers", "<Document> <query>tags</query> ??"),
+    ("Ünïcödé ß 🙂", "多语言文本，混合 English。\nSecond line."),
+]
+
+
+@pytest.mark.parametrize("which", ["zerank-2", "ctxl-qwen3", "ctxl-mistral"])
+def test_new_templates_render_the_official_ids_for_both_consumers(
+    which, qwen_tokenizer_dir, ctxl_mistral
+):
+    """vLLM renders string content and tokenizes WITH special tokens; sentence-transformers
+    renders structured content with the shipped variables and tokenizes WITHOUT them. Both must
+    give the family's own ids, with and without an instruction."""
+    from transformers import AutoTokenizer
+
+    from reranker_seqcls.consumer_files import template_variables
+    from reranker_seqcls.prompts import build_prompt_ids, render_scoring_prompt
+    from reranker_seqcls.recipes import PRESETS
+
+    preset = PRESETS["zerank-2" if which == "zerank-2" else "ctxl-rerank-v2"]
+    directory = ctxl_mistral if which == "ctxl-mistral" else qwen_tokenizer_dir("qwen3")
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    for query, document in TEMPLATE_PAIRS:
+        for instruction in (None, "Find passages that answer it", ""):
+            expected = build_prompt_ids(tokenizer, preset, query, document, instruction)
+            vllm_text = render_scoring_prompt(
+                preset.template, query, document, instruction, tokenizer=tokenizer
+            )
+            assert tokenizer(vllm_text)["input_ids"] == expected, (query, instruction)
+            st_text = render_scoring_prompt(
+                preset.template, query, document, instruction, tokenizer=tokenizer,
+                structured=True, **template_variables(preset),
+            )  # fmt: skip
+            st_ids = tokenizer(st_text, add_special_tokens=False)["input_ids"]
+            assert st_ids == expected, (query, instruction)
+    if which == "zerank-2":  # the instruction format ZeroEntropy recommends
+        text = render_scoring_prompt(preset.template, "q", "d", "i", tokenizer=tokenizer)
+        assert text.startswith("<|im_start|>system\n<query>q</query>\n<instruction>i</instruction>")
+
+
 # --------------------------------------------------------------------------- larger family members
 
 

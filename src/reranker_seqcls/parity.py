@@ -442,12 +442,12 @@ def _other_token(
         return None
     rows = src.tensor(head).shape[0]
     for position, token_id in enumerate(token_ids):
-        piece = vocab._backend.id_to_token(token_id) or ""
+        piece = vocab.piece(token_id) or ""
         bare = piece.lstrip("Ġ▁ ")
         variants = {bare.lower(), bare.upper(), bare.capitalize(), bare.swapcase(), bare,
                     f"Ġ{bare}", f"▁{bare}", f" {bare}"} - {piece}  # fmt: skip
         for variant in sorted(variants):
-            other = vocab._backend.token_to_id(variant)
+            other = vocab.entry_id(variant)
             if other is None or other == token_id or other >= rows:
                 continue
             ids = [*token_ids[:position], other, *token_ids[position + 1 :]]

@@ -96,9 +96,17 @@ class TokenizerFiles:
             "pass the exact vocabulary entry in --tokens"
         )
 
+    def entry_id(self, text: str) -> int | None:
+        """The id of the exact vocabulary entry ``text``, or None."""
+        return self._backend.token_to_id(text)
+
+    def piece(self, token_id: int) -> str | None:
+        """The vocabulary entry of ``token_id``, or None outside the vocabulary."""
+        return self._backend.id_to_token(token_id)
+
     def resolve_id(self, token_id: int) -> ResolvedToken:
         """A classifier token given by vocabulary id: it must name a vocabulary entry."""
-        piece = self._backend.id_to_token(token_id)
+        piece = self.piece(token_id)
         if piece is None:
             raise BadInput(
                 f"classifier token id {token_id} is outside the vocabulary: give an id the "
