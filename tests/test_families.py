@@ -679,6 +679,7 @@ def test_presets_lists_facts_of_every_family():
                      preset.facts_source, *preset.name_patterns):  # fmt: skip
             assert fact in result.stdout, fact
     assert "ids [0]" in result.stdout and "scale 0.2" in result.stdout
+    assert "served      sigmoid(score logit) = sigmoid(l(Yes) / 5)" in result.stdout
     for family in ("minicpm-layerwise", "gemma2-lightweight", "Rank1", "jina-reranker-v3"):
         assert family in result.stdout
 

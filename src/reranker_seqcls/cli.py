@@ -111,6 +111,7 @@ def cli(debug: bool) -> None:
 @cli.command()
 def presets() -> None:
     """List the known reranker families, and the families that are refused."""
+    from .convert import served_score
     from .recipes import PRESETS
     from .refusals import REFUSALS, qwen3_vl_refusal
 
@@ -119,6 +120,7 @@ def presets() -> None:
         click.echo(f"  classifier  {preset.describe_classifier()}, method {preset.method}, "
                    f"scale {preset.scale:g}")  # fmt: skip
         click.echo(f"  score       {preset.score_formula}")
+        click.echo(f"  served      {served_score(preset)}")
         click.echo(f"  BOS         {preset.bos_rule}")
         patterns = " or ".join(preset.name_patterns)
         click.echo(f"  detected    repo/directory names matching {patterns}; or "

@@ -313,9 +313,9 @@ def logit_factor(config: dict[str, Any]) -> float:
     return 1.0
 
 
-def served_score(plan: Plan) -> str:
+def served_score(plan: Plan | Recipe) -> str:
     """What consumers (vLLM, sentence-transformers) of the converted checkpoint return."""
-    recipe = plan.recipe
+    recipe = plan.recipe if isinstance(plan, Plan) else plan
     if recipe.num_labels != 1:
         return "the raw logits of the classifier tokens (Identity)"
     if recipe.activation_fn == IDENTITY:
