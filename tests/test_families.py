@@ -708,3 +708,23 @@ def test_action_preset_input_documents_every_preset():
     description = " ".join(spec["inputs"]["preset"]["description"].split())
     for name in PRESETS:
         assert name in description, name
+
+
+def test_token_id_outside_the_head_is_refused(tiny_model, tmp_path):
+    """An id the tokenizer knows (an added token) but the head has no row for."""
+    source = tmp_path / "some-model"
+    shutil.copytree(tiny_model("qwen3", tied=True), source)
+    rows = json.loads((source / "config.json").read_text())["vocab_size"]
+    tokenizer = json.loads((source / "tokenizer.json").read_text())
+    tokenizer["added_tokens"].append({
+        "id": rows, "content": "<|beyond|>", "single_word": False, "lstrip": False,
+        "rstrip": False, "normalized": False, "special": True,
+    })  # fmt: skip
+    (source / "tokenizer.json").write_text(json.dumps(tokenizer))
+    out = tmp_path / "out"
+    result = run_cli(
+        "convert", source, out, "--token-ids", f"[{rows}]", "--method", "no_post_processing"
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"id {rows}" in result.stderr and f"({rows} rows)" in result.stderr
+    assert not out.exists()
