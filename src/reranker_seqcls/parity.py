@@ -395,7 +395,7 @@ def head_mismatch(
             "tokens are swapped; give --tokens as [false, true]"
         )
     how = f"--preset {recipe.name}" if recipe is not None and recipe.is_preset else "--scale"
-    if scale != 1.0 and close(compute_score(src, head, token_ids, method, factor)[0]):
+    if scale != factor and close(compute_score(src, head, token_ids, method, factor)[0]):
         official = recipe.score_formula if recipe is not None else ""
         formula = f" (official score {official})" if official else ""
         return (

@@ -256,7 +256,8 @@ def parse_tokens(tokens_json: str) -> tuple[str, ...]:
 
 def parse_token_ids(ids_json: str) -> tuple[int, ...]:
     """Parse ``--token-ids`` (a JSON list of distinct non-negative ints). Whether they are inside
-    the vocabulary and the head is checked against the source (``tokens.resolve_token_ids``)."""
+    the vocabulary and the head is checked against the source (``TokenizerFiles.resolve_id``,
+    ``convert._check_head_shape``)."""
     hint = "write it like '[0]' or '[2152, 9693]'"
     try:
         value = json.loads(ids_json)
@@ -365,7 +366,10 @@ def resolve_recipe(
         return _with_template(detected, template)
 
     if not custom or method is None:
-        raise BadInput("a custom recipe needs both --tokens and --method: add the missing one")
+        raise BadInput(
+            "a custom recipe needs both --tokens and --method (or --token-ids and --method): "
+            "add the missing one"
+        )
     tokens: tuple[str, ...] = parse_tokens(tokens_json) if tokens_json is not None else ()
     token_ids = parse_token_ids(token_ids_json) if token_ids_json is not None else ()
     check_token_count(tokens or token_ids, method)
