@@ -102,7 +102,8 @@ def real_vocab_model(
 ) -> Callable[..., Path]:
     """``real_vocab_model(family, tied=..., dtype=..., num_shards=..., name=..., **config)`` → a
     cached tiny random model of ``family`` ("qwen3" or "qwen2") on the real Qwen vocabulary
-    (Qwen3 layout for qwen3, Qwen2.5 layout for qwen2). Tests must not modify it."""
+    (Qwen3 layout for qwen3, Qwen2.5 layout for qwen2), its classifier rows calibrated for
+    ``preset`` (default: the family's). Tests must not modify it."""
     from reranker_seqcls.tiny import build_model
 
     cache: dict[tuple, Path] = {}
@@ -115,9 +116,10 @@ def real_vocab_model(
         dtype: str = "float32",
         num_shards: int = 1,
         name: str | None = None,
+        preset: str | None = None,
         **config: object,
     ) -> Path:
-        key = (family, tied, dtype, num_shards, name, tuple(sorted(config.items())))
+        key = (family, tied, dtype, num_shards, name, preset, tuple(sorted(config.items())))
         if key not in cache:
             dirname = name or f"{family}-real-{'tied' if tied else 'untied'}-{dtype}-{num_shards}"
             cache[key] = build_model(
@@ -128,6 +130,7 @@ def real_vocab_model(
                 num_shards=num_shards,
                 tokenizer_dir=qwen_tokenizer_dir(family),
                 config_overrides={**REAL_VOCAB_SHAPE, **config},
+                preset=preset,
             )
         return cache[key]
 

@@ -86,6 +86,10 @@ def _body(target: str, prov: dict[str, Any], parity: str | None, template: str |
         math = (
             "`score.weight` holds the rows of the classifier tokens: the logits are the original's"
         )
+    scale = clf.get("scale", 1.0)
+    if scale != 1.0:
+        math += f", times the constant `{scale:g}` folded into the head"
+    family_line = _family_line(recipe["name"], clf)
     template_line = (
         f"The scoring prompt travels with the checkpoint as `{template}` (roles `query` and "
         "`document`); sentence-transformers applies it automatically."
@@ -104,6 +108,7 @@ the same score with a one-row classification head instead of the full vocabulary
 
 - Recipe: `{recipe["name"]}`, method `{clf["method"]}`, tokens {tokens}.
 - Score head: {math}.
+- {family_line}
 - {template_line}
 
 ## Parity with the original
@@ -112,8 +117,7 @@ the same score with a one-row classification head instead of the full vocabulary
 
 ## Usage
 
-Served scores (vLLM, sentence-transformers) are **probabilities**: `sigmoid(logit)`. The original
-family's own libraries return raw logits by default; apply `sigmoid` to compare.
+{_served_paragraph(clf)}
 
 ### sentence-transformers
 
@@ -160,6 +164,29 @@ outputs = llm.score("what is panda?", ["The giant panda is a bear."],
 print([o.outputs.score for o in outputs])
 ```
 """
+
+
+def _family_line(name: str, clf: dict[str, Any]) -> str:
+    """The family and its official score formula, and what consumers serve."""
+    formula = clf.get("score_formula")
+    served = clf.get("served_score") or "sigmoid(score logit)"
+    family = f"Family: `{name}`" + (f", official score `{formula}`" if formula else "")
+    return f"{family}; served score: {served}."
+
+
+def _served_paragraph(clf: dict[str, Any]) -> str:
+    served = str(clf.get("served_score") or "")
+    if served.startswith("the raw"):
+        return (
+            f"Served scores (vLLM, sentence-transformers) are {served}: no activation is applied, "
+            "as the source's own CrossEncoder did."
+        )
+    return (
+        "Served scores (vLLM, sentence-transformers) are **probabilities**: `sigmoid(logit)`. "
+        "Where the family's official score is a sigmoid (e.g. zerank-2's `sigmoid(l(Yes) / 5)`), "
+        "that is exactly it; families whose own libraries return raw logits by default need "
+        "`sigmoid` applied to compare."
+    )
 
 
 def write_card(folder: Path, content: str) -> Path:

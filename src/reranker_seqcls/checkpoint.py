@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import math
 import os
 import struct
 import sys
@@ -163,25 +164,42 @@ def _f32_from_bits(bits: array) -> list[float]:
 
 
 def encode_floats(values: list[list[float]], dtype: str) -> bytes:
-    """Rows of floats → raw little-endian bytes in ``dtype``.
+    """Rows of floats (doubles) → raw little-endian bytes in ``dtype``, each value rounded once
+    to the storage dtype with round-to-nearest-even.
 
-    Values are rounded to float32 first, then to the storage dtype with round-to-nearest-even,
-    which is what ``tensor.float().to(dtype)`` in torch does.
+    For values that are float32-exact (a difference of two stored rows) this equals torch's
+    ``tensor.float().to(dtype)``. A scaled head is not float32-exact; rounding it through
+    float32 first could round twice, so bfloat16 goes through float32 with round-to-odd, which
+    makes the second rounding the correct single one (float32 has more than two extra bits).
     """
-    flat = array("f", (v for row in values for v in row))  # rounds each double to float32
-    if sys.byteorder != "little":  # pragma: no cover
-        flat.byteswap()
-    if dtype == "F32":
-        return flat.tobytes()
+    doubles = [v for row in values for v in row]
     if dtype == "F64":
-        return array("d", flat).tobytes()
-    if dtype == "F16":
-        return struct.pack(f"<{len(flat)}e", *flat)  # each value is float32-exact already
-    if dtype == "BF16":
-        bits = array("I", flat.tobytes())
-        rounded = array("H", (((b + 0x7FFF + ((b >> 16) & 1)) >> 16) & 0xFFFF for b in bits))
-        return rounded.tobytes()
-    raise BadInput(f"cannot store the score in {dtype}")
+        out = array("d", doubles)
+    elif dtype == "F16":
+        return struct.pack(f"<{len(doubles)}e", *doubles)  # CPython rounds doubles once
+    elif dtype in ("F32", "BF16"):
+        out = array("f", doubles)  # round-to-nearest-even from double
+        if dtype == "BF16":
+            bits = array("I", out.tobytes())
+            for i, (exact, rounded) in enumerate(zip(doubles, out, strict=True)):
+                if rounded != exact and math.isfinite(rounded):
+                    # round to odd: the float32 truncation toward zero, with its last bit set
+                    magnitude = bits[i] & 0x7FFFFFFF
+                    if abs(rounded) > abs(exact):
+                        magnitude -= 1
+                    bits[i] = (bits[i] & 0x80000000) | magnitude | 1
+            if sys.byteorder != "little":  # pragma: no cover
+                bits.byteswap()
+            rounded_bits = (((b + 0x7FFF + ((b >> 16) & 1)) >> 16) & 0xFFFF for b in bits)
+            halves = array("H", rounded_bits)
+            if sys.byteorder != "little":  # pragma: no cover
+                halves.byteswap()
+            return halves.tobytes()
+    else:
+        raise BadInput(f"cannot store the score in {dtype}")
+    if sys.byteorder != "little":  # pragma: no cover
+        out.byteswap()
+    return out.tobytes()
 
 
 class Checkpoint:

@@ -54,7 +54,17 @@ def _recipe_options(func):
             type=click.Path(path_type=Path, dir_okay=False),
             help="Scoring chat template (Jinja, roles query/document) for a custom recipe.",
         ),
-    ]
+        click.option(
+            "--token-ids", "token_ids",
+            help="Custom classifier tokens by vocabulary id as JSON, e.g. '[0]' (instead of "
+            "--tokens).",
+        ),
+        click.option(
+            "--scale",
+            help="Constant the score logit is multiplied by, folded into the head (e.g. 0.2 for "
+            "logit / 5).",
+        ),
+    ]  # fmt: skip
     return _stack(func, options)
 
 
@@ -111,12 +121,27 @@ def cli(debug: bool) -> None:
 
 @cli.command()
 def presets() -> None:
-    """List the known reranker families."""
+    """List the known reranker families, and the families that are refused."""
+    from .convert import served_score
     from .recipes import PRESETS
+    from .refusals import REFUSALS, qwen3_vl_refusal
 
     for preset in PRESETS.values():
-        tokens = ", ".join(repr(t) for t in preset.tokens)
-        click.echo(f"{preset.name:<24} tokens [{tokens}]  {preset.method:<20} {preset.description}")
+        click.echo(f"{preset.name}: {preset.description}")
+        click.echo(f"  classifier  {preset.describe_classifier()}, method {preset.method}, "
+                   f"scale {preset.scale:g}")  # fmt: skip
+        click.echo(f"  score       {preset.score_formula}")
+        click.echo(f"  served      {served_score(preset)}")
+        click.echo(f"  BOS         {preset.bos_rule}")
+        patterns = " or ".join(preset.name_patterns)
+        click.echo(f"  detected    repo/directory names matching {patterns}; or "
+                   "sentence-transformers LogitScore files that agree")  # fmt: skip
+        click.echo(f"  facts       {preset.facts_source} (docs/families.md)")
+    click.echo("refused (cannot become a linear score head):")
+    vl = qwen3_vl_refusal()
+    for refusal in (*REFUSALS, *([vl] if vl is not None else [])):
+        markers = [*refusal.name_patterns, *refusal.architectures, *refusal.model_types]
+        click.echo(f"  {refusal.family}: {refusal.reason} [detected by {', '.join(markers)}]")
 
 
 @cli.command()
@@ -141,6 +166,8 @@ def convert(
     tokens: str | None,
     method: str | None,
     template: Path | None,
+    token_ids: str | None,
+    scale: str | None,
     force: bool,
     force_copy: bool,
     allow_pickle: bool,
@@ -166,14 +193,21 @@ def convert(
     if source is None or output is None:
         raise BadInput("convert needs SOURCE and OUTPUT: reranker-seqcls convert SOURCE OUTPUT")
     commit_sha = source_commit(source, revision, None)  # a missing repo says so, first
-    recipe = resolve_recipe(
-        source_name=source_name(source),
-        preset=preset,
-        tokens_json=tokens,
-        method=method,
-        template_path=template,
-    )
+    name = source_name(source)
+    recipe_options = dict(
+        source_name=name, preset=preset, tokens_json=tokens, method=method,
+        template_path=template, token_ids_json=token_ids, scale=scale,
+    )  # fmt: skip
+    explicit = any(v is not None for v in (preset, tokens, method, token_ids, scale))
+    if explicit:  # options are validated before anything is downloaded
+        recipe = resolve_recipe(**recipe_options)
+    else:
+        from .refusals import refuse_by_name
+
+        refuse_by_name(name)
     source_dir, source_ref = locate_source(source, revision, None, _log, commit_sha)
+    if not explicit:  # the name, or the source's own sentence-transformers files
+        recipe = resolve_recipe(**recipe_options, source_dir=source_dir, log=_log)
     run_convert(
         source_dir,
         output,
@@ -207,6 +241,8 @@ def check(
     tokens: str | None,
     method: str | None,
     template: Path | None,
+    token_ids: str | None,
+    scale: str | None,
     pairs_file: Path | None,
     report_file: Path | None,
     dtype: str | None,
@@ -225,7 +261,10 @@ def check(
     if not (converted / "config.json").is_file():
         raise BadInput(f"{converted} has no config.json: give a converted checkpoint directory")
     source_dir, _ = locate_source(source, revision, None, _log)
-    recipe = check_recipe(source_name(source), converted, preset, tokens, method, template)
+    recipe = check_recipe(
+        source_name(source), converted, preset, tokens, method, template,
+        token_ids=token_ids, scale=scale, source_dir=source_dir,
+    )  # fmt: skip
     report = check_parity(
         source_dir,
         converted,

@@ -110,10 +110,10 @@ def _sentence_bert_config(recipe: Recipe) -> bytes:
     return _json_bytes(config, indent=4)
 
 
-def _config_sentence_transformers(num_labels: int) -> bytes:
+def _config_sentence_transformers(num_labels: int, activation: str | None = None) -> bytes:
     config = {
         "__version__": {"sentence_transformers": ST_FORMAT_VERSION},
-        "activation_fn": activation_fn(num_labels),
+        "activation_fn": activation or activation_fn(num_labels),
         "default_prompt_name": None,
         "model_type": "CrossEncoder",
         "prompts": {},
@@ -133,5 +133,8 @@ def consumer_files(recipe: Recipe, num_labels: int) -> dict[str, bytes]:
         files[TEMPLATE_FILE_NAME] = recipe.template.encode("utf-8")
     files[ST_MODULES_FILE] = _modules_json()
     files[ST_MODULE_CONFIG_FILE] = _sentence_bert_config(recipe)
-    files[ST_MODEL_CONFIG_FILE] = _config_sentence_transformers(num_labels)
+    # A recipe read from a source's own sentence-transformers files keeps that source's
+    # activation (e.g. Identity), so the converted checkpoint serves what the source served.
+    activation = recipe.activation_fn if num_labels == 1 else None
+    files[ST_MODEL_CONFIG_FILE] = _config_sentence_transformers(num_labels, activation)
     return files

@@ -48,6 +48,8 @@ from .recipes import Recipe
 from .source import Source, check_no_overlap, read_json_object, unique_names
 from .tokens import ResolvedToken, TokenizerFiles, resolve_pad_id, resolve_tokens
 
+IDENTITY = "torch.nn.modules.linear.Identity"
+
 HEAD_NAME = "lm_head.weight"
 SCORE_NAME = "score.weight"
 SCORE_SHARD = "score.safetensors"
@@ -67,6 +69,25 @@ VLLM_RECONVERT_KEYS = (
 # must load with stock classes, never with code from the source (or another repo it names).
 REMOTE_CODE_KEYS = ("auto_map", "custom_pipelines", "trust_remote_code")
 LOGIT_SCALE_KEYS = ("logit_scale", "logits_scaling")
+# Causal LMs that scale their logits after lm_head, by a config constant: (key, how), as the
+# installed transformers' modeling code does it (verified by tests/test_families.py against
+# ``models/<type>/modeling_<type>.py``; e.g. cohere: ``logits = logits * self.logit_scale``,
+# granite: ``logits = logits / self.config.logits_scaling``). A scale is linear, so it is folded
+# into score.weight. In transformers 5.24 none of these types has a *ForSequenceClassification
+# class, so check_architecture refuses them before this matters; the fold is ready for when
+# one does.
+SCALED_LOGITS: dict[str, tuple[str, str]] = {
+    "cohere": ("logit_scale", "multiply"),
+    "cohere2": ("logit_scale", "multiply"),
+    "cohere2_moe": ("logit_scale", "multiply"),
+    "granite": ("logits_scaling", "divide"),
+    "granite_swa": ("logits_scaling", "divide"),
+    "granitemoe": ("logits_scaling", "divide"),
+    "granitemoe_swa": ("logits_scaling", "divide"),
+    "granitemoeshared": ("logits_scaling", "divide"),
+    "granitemoehybrid": ("logits_scaling", "divide"),
+    "hyperclovax": ("logits_scaling", "multiply"),
+}
 SIGMOID = "torch.nn.modules.activation.Sigmoid"
 
 Log = Callable[[str], None]
@@ -114,6 +135,9 @@ class Plan:
     checkpoint: Checkpoint | None = None
     files: Source | None = None  # the trusted view of ``source``
     verbatim: list[str] = field(default_factory=list)  # tokenizer and license files to copy
+    # score.weight = rows x scale: the recipe's scale times the source's own logit scaling.
+    scale: float = 1.0
+    logit_factor: float = 1.0  # the source config's logit_scale / 1/logits_scaling
 
 
 @dataclass
@@ -144,9 +168,14 @@ def convert(
     plan = plan_conversion(
         source, recipe, allow_pickle=allow_pickle, allow_softcapping=allow_softcapping
     )
-    log(f"recipe: {recipe.name} ({recipe.method}, tokens {list(recipe.tokens)})")
+    log(f"recipe: {recipe.name} ({recipe.method}, {recipe.describe_classifier()})")
     for token in plan.tokens:
         log(f"classifier token {token.describe()}")
+    if plan.logit_factor != 1.0:
+        log(f"source scales its logits by {plan.logit_factor:g} after the head: folded in")
+    if plan.scale != 1.0:
+        log(f"score.weight = head rows x {plan.scale:g} (computed in float64, rounded once)")
+    log(f"served score (vLLM, sentence-transformers): {served_score(plan)}")
     ref = source_ref or SourceRef.local(source)
 
     created = _make_parents(output.parent)
@@ -180,13 +209,15 @@ def plan_conversion(
     config = _read_config(files)
     architecture = check_architecture(config, allow_softcapping=allow_softcapping)
     tokenizer = TokenizerFiles(files)
-    tokens = resolve_tokens(tokenizer, recipe.tokens)
+    tokens = resolve_tokens(tokenizer, recipe.classifier)
     pad_token_id = resolve_pad_id(tokenizer)
     _check_vocab_size(config, tokens, pad_token_id)
 
     plan = Plan(source, recipe, config, architecture, tokens, pad_token_id, "", False)
     plan.files = files
     plan.verbatim = files.listing((*TOKENIZER_PATTERNS, *LICENSE_PATTERNS))
+    plan.logit_factor = logit_factor(config)
+    plan.scale = recipe.scale * plan.logit_factor
     if files.has(INDEX_NAME) or files.listing(["*.safetensors"]):
         plan.checkpoint = Checkpoint(files)
         _check_output_names(plan.checkpoint)
@@ -220,6 +251,9 @@ def _locate_head(plan: Plan) -> None:
 def check_architecture(config: dict[str, Any], *, allow_softcapping: bool = False) -> str:
     """Validate a source config; return the ``*ForSequenceClassification`` class name."""
     check_config_types(config)
+    from .refusals import refuse_by_config
+
+    refuse_by_config(config)
     model_type = config.get("model_type")
     architectures = config.get("architectures") or []
     if not isinstance(model_type, str) or not model_type:
@@ -258,14 +292,56 @@ def check_architecture(config: dict[str, Any], *, allow_softcapping: bool = Fals
             "tanh cap, so scores change; pass --allow-softcapping to convert anyway (the parity "
             "check reports the difference)"
         )
+    logit_factor(config)  # validates the scaling keys
+    return target
+
+
+def logit_factor(config: dict[str, Any]) -> float:
+    """The constant the source causal LM multiplies its logits by after ``lm_head``.
+
+    Folded into the head for the model types whose transformers code applies it
+    (``SCALED_LOGITS``). A scaling key on any other model type is refused: transformers ignores
+    it there, so the source's own code (if it applies it) and transformers disagree.
+    """
+    import math
+
+    model_type = str(config.get("model_type"))
+    applied = SCALED_LOGITS.get(model_type)
     for key in LOGIT_SCALE_KEYS:
         value = config_value(config, key)
-        if value is not None and float(value) != 1.0:
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value == 0
+        ):
+            raise BadInput(f"config sets {key}={value!r}: expected a finite non-zero number")
+        if applied is not None and applied[0] == key:
+            return float(value) if applied[1] == "multiply" else 1.0 / float(value)
+        if float(value) != 1.0:
             raise BadInput(
-                f"config sets {key}={value}: the causal LM scales its logits after the head and a "
-                "plain conversion would be off by that factor; this model is not supported"
+                f"config sets {key}={value}, which transformers' {model_type} model does not "
+                "apply: the source's own code may scale its logits, and a conversion cannot tell; "
+                "remove the key if the model does not use it"
             )
-    return target
+    return 1.0
+
+
+def served_score(plan: Plan | Recipe) -> str:
+    """What consumers (vLLM, sentence-transformers) of the converted checkpoint return."""
+    recipe = plan.recipe if isinstance(plan, Plan) else plan
+    if recipe.num_labels != 1:
+        return "the raw logits of the classifier tokens (Identity)"
+    if recipe.activation_fn == IDENTITY:
+        return "the raw score logit (Identity activation, as the source's CrossEncoder)"
+    formula = recipe.score_formula
+    if formula.startswith("sigmoid"):
+        return f"sigmoid(score logit) = {formula}, the family's own score"
+    if formula:
+        return f"sigmoid(score logit); the family's own code returns {formula}"
+    return "sigmoid(score logit)"
 
 
 # The config keys the tool reads, and the JSON types each may have (null always allowed).
@@ -516,7 +592,7 @@ def _write(plan: Plan, out: Path, *, copy: bool, log: Log) -> tuple[str, dict[st
 
     ckpt = plan.checkpoint
     score, dtype = compute_score(
-        ckpt, plan.head_name, [t.id for t in plan.tokens], plan.recipe.method
+        ckpt, plan.head_name, [t.id for t in plan.tokens], plan.recipe.method, plan.scale
     )
     placed: dict[str, str] = {}
     weight_map: dict[str, str] = {}
@@ -586,18 +662,21 @@ def _progress_bar(total: int) -> Any:
 
 
 def compute_score(
-    ckpt: Checkpoint, head_name: str, token_ids: list[int], method: str
+    ckpt: Checkpoint, head_name: str, token_ids: list[int], method: str, scale: float = 1.0
 ) -> tuple[list[list[float]], str]:
-    """The score weight rows and the dtype to store them in (the head's own).
+    """The score weight rows (float64) and the dtype to store them in (the head's own).
 
-    The difference of two float32-exact values is exact in double precision, so rounding it
-    once to float32 (in :func:`encode_floats`) gives the float32 subtraction's result.
+    The difference of two float32-exact values is exact in double precision; a scale is one
+    double multiplication. :func:`encode_floats` then rounds each value once to the storage
+    dtype, so the head is the correctly rounded ``scale * (W_t - W_f)``.
     """
     dtype = ckpt.tensor(head_name).dtype
     rows = ckpt.read_rows(head_name, token_ids)
     if method == "from_2_way_softmax":
         # softmax([l_false, l_true])[true] = sigmoid(l_true - l_false) = sigmoid((W_t - W_f) h)
-        return [[t - f for f, t in zip(rows[0], rows[1], strict=True)]], dtype
+        rows = [[t - f for f, t in zip(rows[0], rows[1], strict=True)]]
+    if scale != 1.0:
+        rows = [[v * scale for v in row] for row in rows]
     return rows, dtype
 
 
@@ -605,10 +684,11 @@ def output_config(plan: Plan) -> dict[str, Any]:
     dropped = (*VLLM_RECONVERT_KEYS, *REMOTE_CODE_KEYS)
     config = {k: v for k, v in plan.config.items() if k not in dropped}
     recipe = plan.recipe
+    texts = [t.text for t in plan.tokens]
     if recipe.method == "from_2_way_softmax":
-        labels = [f"{recipe.tokens[1]}-vs-{recipe.tokens[0]}"]
+        labels = [f"{texts[1]}-vs-{texts[0]}"]
     else:
-        labels = list(recipe.tokens)
+        labels = texts
     config["architectures"] = [plan.architecture]
     config["num_labels"] = len(labels)
     config["id2label"] = {str(i): label for i, label in enumerate(labels)}
@@ -616,7 +696,7 @@ def output_config(plan: Plan) -> dict[str, Any]:
     config["pad_token_id"] = plan.pad_token_id
     config["use_sep_token"] = False
     if len(labels) == 1:
-        config["sentence_transformers"] = {"activation_fn": SIGMOID}
+        config["sentence_transformers"] = {"activation_fn": recipe.activation_fn or SIGMOID}
     return config
 
 
@@ -633,6 +713,10 @@ def build_provenance(plan: Plan, ref: SourceRef, dtype: str) -> dict[str, Any]:
             "num_labels": plan.recipe.num_labels,
             "score_from": plan.head_name,
             "dtype": dtype,
+            "scale": plan.scale,
+            "source_logit_factor": plan.logit_factor,
+            "served_score": served_score(plan),
+            "score_formula": plan.recipe.score_formula or None,
         },
         "architecture": plan.architecture,
         "pad_token_id": plan.pad_token_id,

@@ -32,11 +32,21 @@ TOKENIZER_PATTERNS = (
     "additional_chat_templates/*",
 )
 LICENSE_PATTERNS = ("LICENSE*", "LICENCE*", "NOTICE*", "COPYING*", "USE_POLICY*", "license*")
+# Read (a sentence-transformers LogitScore recipe, st_recipe.py), never copied: the output gets
+# its own sentence-transformers files.
+ST_READ_PATTERNS = (
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "*/config.json",
+)
 
 
 def download_patterns(*, include_pickle: bool) -> list[str]:
     """What a conversion needs from the Hub. ``.bin`` only when no safetensors exist."""
-    patterns = [CONFIG_FILE, *WEIGHT_PATTERNS, *TOKENIZER_PATTERNS, *LICENSE_PATTERNS]
+    patterns = [
+        CONFIG_FILE, *WEIGHT_PATTERNS, *TOKENIZER_PATTERNS, *LICENSE_PATTERNS, *ST_READ_PATTERNS
+    ]  # fmt: skip
     if include_pickle:
         patterns += PICKLE_PATTERNS
     return patterns

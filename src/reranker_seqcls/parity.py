@@ -269,6 +269,8 @@ def reference_scores(
             if recipe.method == "from_2_way_softmax":
                 # softmax over [false, true] taken at [true] == sigmoid(l_true - l_false)
                 picked = (picked[:, 1] - picked[:, 0]).unsqueeze(-1)
+            if recipe.scale != 1.0:  # the family's calibration, e.g. zerank-2's l(Yes) / 5
+                picked = picked * recipe.scale
             for i, row in zip(batch, picked.tolist(), strict=True):
                 scores[i] = row
     del model
@@ -383,12 +385,19 @@ _STORAGE_EPS = {"F32": 2.0**-24, "F64": 2.0**-53, "BF16": 2.0**-9, "F16": 2.0**-
 
 
 def head_mismatch(
-    source: Path, converted: Path, token_ids: list[int], method: str, config: dict[str, Any]
+    source: Path,
+    converted: Path,
+    token_ids: list[int],
+    method: str,
+    config: dict[str, Any],
+    recipe: Recipe | None = None,
 ) -> str | None:
-    """Compare the converted score.weight with the recipe's rows of the source head, exactly
-    (up to the storage dtype's rounding): independent of any compute-dtype noise."""
+    """Compare the converted score.weight with the recipe's rows of the source head, times the
+    recipe's scale and the source's own logit scaling, exactly (up to the storage dtype's
+    rounding): independent of any compute-dtype noise. A mismatch is explained when it can be
+    (swapped tokens, a missing or wrong scale, another token such as a different case)."""
     from .checkpoint import Checkpoint
-    from .convert import SCORE_NAME, compute_score, head_tensor
+    from .convert import SCORE_NAME, compute_score, head_tensor, logit_factor
     from .errors import SeqClsError
 
     try:
@@ -398,8 +407,10 @@ def head_mismatch(
         return None  # a pickle-only source: the scores below still judge the conversion
     if SCORE_NAME not in dst:
         return "the converted checkpoint has no score.weight: convert again"
+    factor = logit_factor(config)
+    scale = (recipe.scale if recipe is not None else 1.0) * factor
     head, _ = head_tensor(src, config, set(src.location))
-    expected, _ = compute_score(src, head, token_ids, method)
+    expected, _ = compute_score(src, head, token_ids, method, scale)
     info = dst.tensor(SCORE_NAME)
     shape = (len(expected), len(expected[0]))
     if tuple(info.shape) != shape:
@@ -408,23 +419,104 @@ def head_mismatch(
             "convert again with the right --method/--tokens"
         )
     stored = dst.read_rows(SCORE_NAME, range(shape[0]))
-    pairs = [(s, e) for srow, erow in zip(stored, expected, strict=True)
-             for s, e in zip(srow, erow, strict=True)]  # fmt: skip
-    scale = max(abs(e) for _, e in pairs) or 1.0
-    allowed = 2 * _STORAGE_EPS.get(info.dtype, 2.0**-9) * scale
-    worst = max(abs(s - e) for s, e in pairs)
-    if worst <= allowed:
+    eps = 2 * _STORAGE_EPS.get(info.dtype, 2.0**-9)
+
+    def close(candidate: list[list[float]]) -> bool:
+        pairs = [(s, e) for srow, erow in zip(stored, candidate, strict=True)
+                 for s, e in zip(srow, erow, strict=True)]  # fmt: skip
+        bound = eps * (max(abs(e) for _, e in pairs) or 1.0)
+        return max(abs(s - e) for s, e in pairs) <= bound
+
+    if close(expected):
         return None
-    if max(abs(s + e) for s, e in pairs) <= allowed:
+    if close([[-v for v in row] for row in expected]):
         return (
             "score.weight is the negation of W[true] - W[false]: the true/false classifier "
             "tokens are swapped; give --tokens as [false, true]"
         )
+    how = f"--preset {recipe.name}" if recipe is not None and recipe.is_preset else "--scale"
+    if scale != factor and close(compute_score(src, head, token_ids, method, factor)[0]):
+        official = recipe.score_formula if recipe is not None else ""
+        formula = f" (official score {official})" if official else ""
+        return (
+            f"score.weight lacks the recipe's scale {scale / factor:g}{formula}: the scale is "
+            f"missing; convert again with {how}"
+        )
+    explained = _other_token(source, src, head, stored, token_ids, method, scale, close)
+    if explained is not None:
+        return explained
+    ratio = _constant_ratio(stored, expected)
+    if ratio is not None:
+        return (
+            f"score.weight is the recipe's head times {ratio:.4g}: the scale is wrong (the "
+            f"recipe's is {scale:g}); convert again with {how}"
+        )
+    worst = max(abs(s - e) for srow, erow in zip(stored, expected, strict=True)
+                for s, e in zip(srow, erow, strict=True))  # fmt: skip
     return (
         f"score.weight differs from the source head rows of the recipe's tokens (ids "
         f"{token_ids}) by up to {worst:.3g}: convert again "
         "with the right --preset or --tokens/--method"
     )
+
+
+def _other_token(
+    source: Path,
+    src: Any,
+    head: str,
+    stored: list[list[float]],
+    token_ids: list[int],
+    method: str,
+    scale: float,
+    close: Callable[[list[list[float]]], bool],
+) -> str | None:
+    """Which other vocabulary entry the stored head belongs to, trying case and space variants
+    of the recipe's tokens (with and without the scale)."""
+    from .convert import compute_score
+    from .errors import SeqClsError
+    from .tokens import TokenizerFiles
+
+    try:
+        vocab = TokenizerFiles(source)
+    except SeqClsError:
+        return None
+    rows = src.tensor(head).shape[0]
+    for position, token_id in enumerate(token_ids):
+        piece = vocab.piece(token_id) or ""
+        bare = piece.lstrip("Ġ▁ ")
+        variants = {bare.lower(), bare.upper(), bare.capitalize(), bare.swapcase(), bare,
+                    f"Ġ{bare}", f"▁{bare}", f" {bare}"} - {piece}  # fmt: skip
+        for variant in sorted(variants):
+            other = vocab.entry_id(variant)
+            if other is None or other == token_id or other >= rows:
+                continue
+            ids = [*token_ids[:position], other, *token_ids[position + 1 :]]
+            for factor in {scale, 1.0}:
+                if close(compute_score(src, head, ids, method, factor)[0]):
+                    case = (
+                        ": the token's case differs"
+                        if variant.lower() == piece.lower()
+                        else ": a different token"
+                    )
+                    unscaled = "" if factor == scale else ", and the scale is missing too"
+                    return (
+                        f"score.weight holds the row of {variant!r} (id {other}) where the recipe "
+                        f"scores {piece!r} (id {token_id}){case}{unscaled}; convert again with "
+                        "the family's preset or the exact token"
+                    )
+    return None
+
+
+def _constant_ratio(stored: list[list[float]], expected: list[list[float]]) -> float | None:
+    """``k`` when ``stored`` is ``k * expected`` for one constant (to 1e-3 relative)."""
+    pairs = [(s, e) for srow, erow in zip(stored, expected, strict=True)
+             for s, e in zip(srow, erow, strict=True) if abs(e) > 1e-12]  # fmt: skip
+    if not pairs:
+        return None
+    ratio = sum(s * e for s, e in pairs) / sum(e * e for _, e in pairs)
+    if ratio == 0 or any(abs(s - ratio * e) > 1e-3 * abs(ratio * e) + 1e-6 for s, e in pairs):
+        return None
+    return ratio
 
 
 # --------------------------------------------------------------------------- metrics
@@ -556,9 +648,9 @@ def check_parity(
         "converted (batched)": _path_metrics(groups, reference, batched, probs=False),
         "converted (one by one)": _path_metrics(groups, reference, single, probs=False),
     }
-    if num_labels == 1:
+    if num_labels == 1 and not _serves_raw_logits(converted):
         metrics["sentence-transformers"] = _path_metrics(groups, reference, consumer, probs=True)
-    else:  # several labels: CrossEncoder's activation is Identity, so it returns logits
+    else:  # several labels, or an Identity activation: CrossEncoder returns logits
         metrics["sentence-transformers"] = _path_metrics(groups, reference, consumer, probs=False)
 
     report = ParityReport(
@@ -584,13 +676,25 @@ def check_parity(
         for i in range(len(pairs))
     ]
     structural = [
-        head_mismatch(source, converted, token_ids, recipe.method, source_config),
+        head_mismatch(source, converted, token_ids, recipe.method, source_config, recipe),
         _template_mismatch(consumer_prompt_ids(converted, pairs), prompts),
     ]
     report.reasons += [r for r in structural if r is not None]
     _judge(report, source_config, config, prompts, reference, batched, single, load_problems,
            allow_softcapping)  # fmt: skip
     return report
+
+
+def _serves_raw_logits(converted: Path) -> bool:
+    """Whether the converted directory's sentence-transformers activation is Identity."""
+    from .consumer_files import IDENTITY, ST_MODEL_CONFIG_FILE
+
+    path = converted / ST_MODEL_CONFIG_FILE
+    try:
+        loaded = json.loads(path.read_text("utf-8")) if path.is_file() else {}
+    except ValueError:
+        return False
+    return isinstance(loaded, dict) and loaded.get("activation_fn") == IDENTITY
 
 
 def _judge(
@@ -683,6 +787,12 @@ def _converted_cause(
         return (
             "converted scores are the negation of the original's: the true/false classifier "
             "tokens are swapped; give --tokens as [false, true]"
+        )
+    ratio = _constant_ratio([one], [ref])
+    if ratio is not None and abs(ratio - 1.0) > 0.05:
+        return (
+            f"converted scores are the original's times {ratio:.4g}: the score scale is missing or "
+            "wrong; convert again with the family's preset or the right --scale"
         )
     single_ok = max(abs(r - s) for r, s in zip(ref, one, strict=True)) <= 1e-2 + 0.02 * max(
         map(abs, ref)

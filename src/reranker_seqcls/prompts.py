@@ -59,11 +59,23 @@ BGE_DEFAULT_PROMPT = (
     "query by providing a prediction of either 'Yes' or 'No'."
 )
 
+# --- zerank-2 (zeroentropy modeling_zeranker.py; vLLM examples/pooling/score/template/zerank2)
+ZERANK_SYSTEM_START = "<|im_start|>system\n"
+ZERANK_USER_START = "<|im_end|>\n<|im_start|>user\n"
+ZERANK_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n"
+
+# --- ctxl-rerank-v2 (ContextualAI model card code) --------------------------------------------
+CTXL_HEAD = "Check whether a given document contains information helpful to answer the query."
+CTXL_END = " ??"
+
 PROMPT_STYLES: tuple[str, ...] = (
     "qwen3-reranker",
     "mxbai-rerank-v2",
     "bge-reranker-v2-gemma",
+    "zerank-2",
+    "ctxl-rerank-v2",
     "template",
+    "sentence-transformers",
 )
 
 # The template variable that makes a preset template write the tokenizer's BOS itself. See
@@ -142,6 +154,33 @@ def bge_gemma_prompt_ids(
     )
 
 
+def zerank2_prompt_ids(
+    tokenizer: Any, query: str, document: str, instruction: str | None = None
+) -> list[int]:
+    """zerank-2: the chat template's rendering of ``[system: query, user: document]`` with the
+    generation prompt, tokenized as one string (Qwen adds no special tokens).
+
+    An instruction makes the system turn ``<query>{q}</query>\\n<instruction>{i}</instruction>``.
+    The legacy code's ``.strip()`` and character cuts (2,000 / 10,000) are not applied, as in
+    vLLM's ``zerank2.jinja``: parity is checked on inputs without surrounding whitespace.
+    """
+    system = query
+    if instruction:
+        system = f"<query>{query}</query>\n<instruction>{instruction}</instruction>"
+    text = ZERANK_SYSTEM_START + system + ZERANK_USER_START + document + ZERANK_SUFFIX
+    return _encode(tokenizer, text)
+
+
+def ctxl_prompt_ids(
+    tokenizer: Any, query: str, document: str, instruction: str | None = None
+) -> list[int]:
+    """ctxl-rerank-v2: one string, document before query, tokenized with the tokenizer's own
+    special tokens (``tokenizer(prompt)``: none for Qwen, ``<s>`` first for Mistral)."""
+    query_part = f"{query} {instruction}" if instruction else query
+    text = f"{CTXL_HEAD}\n<Document> {document}\n<Query> {query_part}{CTXL_END}"
+    return list(tokenizer(text)["input_ids"])
+
+
 def template_prompt_ids(
     tokenizer: Any,
     template: str,
@@ -150,12 +189,16 @@ def template_prompt_ids(
     instruction: str | None = None,
     *,
     prepend_bos: bool = False,
+    structured: bool = False,
 ) -> list[int]:
     """A custom template: render as a consumer would, tokenize without special tokens.
 
     With ``prepend_bos`` the ids start with exactly one BOS, whether or not the template wrote it.
+    ``structured`` renders ``{"type": "text"}`` content items, as sentence-transformers does.
     """
-    text = render_scoring_prompt(template, query, document, instruction, tokenizer=tokenizer)
+    text = render_scoring_prompt(
+        template, query, document, instruction, tokenizer=tokenizer, structured=structured
+    )
     ids = _encode(tokenizer, text)
     bos = getattr(tokenizer, "bos_token_id", None)
     if prepend_bos and bos is not None and (not ids or ids[0] != bos):
@@ -184,7 +227,11 @@ def build_prompt_ids(
         return mxbai_prompt_ids(tokenizer, query, document, instruction)
     if style == "bge-reranker-v2-gemma":
         return bge_gemma_prompt_ids(tokenizer, query, document, instruction)
-    if style == "template":
+    if style == "zerank-2":
+        return zerank2_prompt_ids(tokenizer, query, document, instruction)
+    if style == "ctxl-rerank-v2":
+        return ctxl_prompt_ids(tokenizer, query, document, instruction)
+    if style in ("template", "sentence-transformers"):
         if recipe.template is None:
             raise BadInput(
                 f"recipe {recipe.name!r} has no prompt template: give one with --template FILE"
@@ -196,6 +243,8 @@ def build_prompt_ids(
             document,
             instruction,
             prepend_bos=recipe.prepend_bos,
+            # a recipe read from sentence-transformers files: its CrossEncoder's own rendering
+            structured=style == "sentence-transformers",
         )
     raise BadInput(f"unknown prompt style {style!r}: use one of {', '.join(PROMPT_STYLES)}")
 

@@ -32,19 +32,26 @@ def check_recipe(
     tokens: str | None,
     method: str | None,
     template: Path | None,
+    *,
+    token_ids: str | None = None,
+    scale: str | None = None,
+    source_dir: Path | None = None,
 ) -> Recipe:
     """The recipe the original is scored with: explicit options, else the one the conversion
-    recorded, else the family detected from the source's name.
+    recorded, else the family detected from the source's name or its sentence-transformers
+    files (in ``source_dir``).
 
     ``source_name`` is what the user named (see :func:`source_name`), never the directory a Hub
     snapshot was downloaded to (a commit sha), so ``check`` detects what ``convert`` detects."""
-    if preset or tokens or method or template:
+    if preset or tokens or method or template or token_ids or scale is not None:
         return resolve_recipe(
             source_name=source_name,
             preset=preset,
             tokens_json=tokens,
             method=method,
             template_path=template,
+            token_ids_json=token_ids,
+            scale=scale,
         )
     provenance_path = converted / PROVENANCE_FILE
     if provenance_path.is_file():
@@ -55,7 +62,7 @@ def check_recipe(
         )
         if recorded is not None:
             return recorded
-    return resolve_recipe(source_name=source_name)
+    return resolve_recipe(source_name=source_name, source_dir=source_dir)
 
 
 def source_name(source: str) -> str:
@@ -67,7 +74,10 @@ def source_name(source: str) -> str:
 def load_check_pairs(recipe: Recipe, pairs_file: Path | None) -> list[Pair]:
     if pairs_file is not None:
         return load_pairs(pairs_file)
-    takes_instruction = recipe.prompt_style in ("qwen3-reranker", "mxbai-rerank-v2", "template")
+    takes_instruction = recipe.prompt_style in (
+        "qwen3-reranker", "mxbai-rerank-v2", "zerank-2", "ctxl-rerank-v2", "template",
+        "sentence-transformers",
+    )  # fmt: skip
     return builtin_pairs(takes_instruction=takes_instruction)
 
 
@@ -76,7 +86,7 @@ def resolve_token_ids(source: Path, recipe: Recipe) -> list[int]:
 
     if not (source / "config.json").is_file():
         raise BadInput(f"{source} has no config.json: give the original checkpoint")
-    return [t.id for t in resolve_tokens(TokenizerFiles(source), recipe.tokens)]
+    return [t.id for t in resolve_tokens(TokenizerFiles(source), recipe.classifier)]
 
 
 # --------------------------------------------------------------------------- the full run
@@ -159,6 +169,8 @@ class RunOptions:
     allow_softcapping: bool = False
     pairs_file: Path | None = None
     dtype: str | None = None
+    token_ids: str | None = None
+    scale: str | None = None
 
 
 def source_commit(source: str, revision: str | None, token: str | None) -> str | None:
@@ -212,6 +224,10 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
         tokens_json=opts.tokens,
         method=opts.method,
         template_path=opts.template,
+        token_ids_json=opts.token_ids,
+        scale=opts.scale,
+        source_dir=Path(opts.model) if local else None,
+        log=log,
     )
     outcome = RunOutcome("failed", opts.target, opts.model)
     state = target_state(opts.target, opts.token)
@@ -305,7 +321,7 @@ PARITY_REPORT_FILE = "parity_report.json"
 def _commit_description(ref: SourceRef, recipe: Recipe, report: ParityReport) -> str:
     return (
         f"Source: {ref.repo_id or ref.name} at commit {ref.commit_sha or '(local)'}\n"
-        f"Recipe: {recipe.name} ({recipe.method}, tokens {list(recipe.tokens)})\n"
+        f"Recipe: {recipe.name} ({recipe.method}, {recipe.describe_classifier()})\n"
         f"Parity: {report.verdict}, max |Δ logit| {report.max_abs_diff:.3g}, "
         f"Spearman {report.spearman:.4f}"
     )

@@ -9,7 +9,10 @@ takes well under a second per model.
 
 Families: ``qwen3`` (Qwen3ForCausalLM, Qwen3-Reranker), ``qwen2`` (Qwen2ForCausalLM,
 mxbai-rerank-v2), ``gemma`` (GemmaForCausalLM, bge-reranker-v2-gemma), ``llama``
-(LlamaForCausalLM, Llama-3-style tokenizer; no preset, for custom recipes).
+(LlamaForCausalLM, Llama-3-style tokenizer; no preset, for custom recipes), ``mistral``
+(MistralForCausalLM, ctxl-rerank-v2-6b: a tiny SentencePiece-style BPE laid out like Mistral's,
+``<unk>``/``<s>``/``</s>`` at ids 0/1/2 and ``<s>`` prepended by the post-processor; not the real
+Mistral vocabulary).
 
 torch is imported lazily (only ``build_model`` needs it).
 """
@@ -33,20 +36,22 @@ from .prompts import (
 )
 from .recipes import QWEN3_DEFAULT_INSTRUCTION
 
-Family = Literal["qwen3", "qwen2", "gemma", "llama"]
-FAMILIES: tuple[Family, ...] = ("qwen3", "qwen2", "gemma", "llama")
+Family = Literal["qwen3", "qwen2", "gemma", "llama", "mistral"]
+FAMILIES: tuple[Family, ...] = ("qwen3", "qwen2", "gemma", "llama", "mistral")
 
 # The preset whose original model each family stands in for (llama has none: custom recipes).
 FAMILY_PRESET: dict[str, str] = {
     "qwen3": "qwen3-reranker",
     "qwen2": "mxbai-rerank-v2",
     "gemma": "bge-reranker-v2-gemma",
+    "mistral": "ctxl-rerank-v2",
 }
 FAMILY_ARCHITECTURE: dict[str, str] = {
     "qwen3": "Qwen3ForCausalLM",
     "qwen2": "Qwen2ForCausalLM",
     "gemma": "GemmaForCausalLM",
     "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
 }
 # Tokens that must be single ordinary vocabulary entries of every tiny tokenizer: the classifier
 # tokens of all presets ("Yes" and "yes" are different tokens), plus "No" for symmetry.
@@ -155,6 +160,16 @@ def _special_map(family: Family) -> dict[str, Any]:
             "unk": None,
             "model_max_length": 131072,
         }
+    if family == "mistral":  # Mistral's first three ids; a pad token the converter needs
+        return {
+            "specials": ["<unk>", "<s>", "</s>"],
+            "extra_added": [],
+            "bos": "<s>",
+            "eos": "</s>",
+            "pad": "</s>",
+            "unk": "<unk>",
+            "model_max_length": 32768,
+        }
     return {
         "specials": ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"],
         "extra_added": [],
@@ -199,7 +214,7 @@ def _byte_level_tokenizer(family: Family, vocab_size: int) -> Any:
     return tok
 
 
-def _sentencepiece_like_tokenizer(vocab_size: int) -> Any:
+def _sentencepiece_like_tokenizer(vocab_size: int, family: Family = "gemma") -> Any:
     """A Gemma-like BPE: spaces become "▁", no pre-tokenizer, byte fallback, <bos> added.
 
     It is trained with a split at spaces and newline runs so that, like SentencePiece, no learned
@@ -209,7 +224,9 @@ def _sentencepiece_like_tokenizer(vocab_size: int) -> Any:
     """
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-    specials = _special_map("gemma")["specials"]
+    spec = _special_map(family)
+    specials = spec["specials"]
+    bos = spec["bos"]
     trainer_tok = Tokenizer(models.BPE(unk_token="<unk>"))
     trainer_tok.normalizer = normalizers.Replace(" ", "▁")
     trainer_tok.pre_tokenizer = pre_tokenizers.Split(Regex("\n+|▁?[^▁\n]+|▁"), behavior="isolated")
@@ -236,20 +253,20 @@ def _sentencepiece_like_tokenizer(vocab_size: int) -> Any:
     }
     # Byte tokens are ordinary vocabulary entries in Gemma, not added tokens.
     data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] in specials]
-    bos_id = data["model"]["vocab"]["<bos>"]
+    bos_id = data["model"]["vocab"][bos]
     data["post_processor"] = {
         "type": "TemplateProcessing",
         "single": [
-            {"SpecialToken": {"id": "<bos>", "type_id": 0}},
+            {"SpecialToken": {"id": bos, "type_id": 0}},
             {"Sequence": {"id": "A", "type_id": 0}},
         ],
         "pair": [
-            {"SpecialToken": {"id": "<bos>", "type_id": 0}},
+            {"SpecialToken": {"id": bos, "type_id": 0}},
             {"Sequence": {"id": "A", "type_id": 0}},
-            {"SpecialToken": {"id": "<bos>", "type_id": 1}},
+            {"SpecialToken": {"id": bos, "type_id": 1}},
             {"Sequence": {"id": "B", "type_id": 1}},
         ],
-        "special_tokens": {"<bos>": {"id": "<bos>", "ids": [bos_id], "tokens": ["<bos>"]}},
+        "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}},
     }
     return Tokenizer.from_str(json.dumps(data))
 
@@ -280,8 +297,8 @@ def build_tokenizer(family: Family, out_dir: str | Path, *, vocab_size: int = 70
     out.mkdir(parents=True, exist_ok=True)
     spec = _special_map(family)
 
-    if family == "gemma":
-        backend = _sentencepiece_like_tokenizer(vocab_size)
+    if family in ("gemma", "mistral"):
+        backend = _sentencepiece_like_tokenizer(vocab_size, family)
     else:
         from tokenizers import AddedToken, processors
 
@@ -316,7 +333,7 @@ def build_tokenizer(family: Family, out_dir: str | Path, *, vocab_size: int = 70
         pad_token=spec["pad"],
         unk_token=spec["unk"],
         model_max_length=spec["model_max_length"],
-        padding_side="left" if family != "gemma" else "right",
+        padding_side="left" if family not in ("gemma", "mistral") else "right",
         clean_up_tokenization_spaces=False,
         chat_template=_GENERIC_CHAT_TEMPLATES[family],
     )
@@ -337,7 +354,7 @@ def _make_config_look_published(out: Path, family: Family) -> None:
     config = json.loads(config_path.read_text("utf-8"))
     config.pop("backend", None)
     config["tokenizer_class"] = _TOKENIZER_CLASS[family]
-    if family == "gemma":
+    if family in ("gemma", "mistral"):
         config["add_bos_token"] = True
         config["add_eos_token"] = False
     template_file = out / "chat_template.jinja"
@@ -352,6 +369,7 @@ _TOKENIZER_CLASS: dict[str, str] = {
     "qwen2": "Qwen2Tokenizer",
     "gemma": "GemmaTokenizer",
     "llama": "PreTrainedTokenizerFast",
+    "mistral": "PreTrainedTokenizerFast",  # keeps tokenizer.json as trained (no "▁" prefix)
 }
 
 
@@ -376,13 +394,19 @@ _GENERIC_CHAT_TEMPLATES: dict[str, str] = {
         "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
         "{% endif %}"
     ),
+    "mistral": (
+        "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+        "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% else %}{{ message['content'] + "
+        "eos_token }}{% endif %}{% endfor %}"
+    ),
 }
 
 
 def _config(family: Family, tokenizer: Any, *, tied: bool, dtype: str, **overrides: Any) -> Any:
     from transformers import AutoConfig
 
-    model_type = {"qwen3": "qwen3", "qwen2": "qwen2", "gemma": "gemma", "llama": "llama"}[family]
+    model_type = {"qwen3": "qwen3", "qwen2": "qwen2", "gemma": "gemma", "llama": "llama",
+                  "mistral": "mistral"}[family]  # fmt: skip
     common: dict[str, Any] = {
         "vocab_size": len(tokenizer),
         "hidden_size": 64,
@@ -409,16 +433,29 @@ def _config(family: Family, tokenizer: Any, *, tied: bool, dtype: str, **overrid
     return AutoConfig.for_model(model_type, **common)
 
 
-def _calibration_prompts(tokenizer: Any, family: Family) -> list[list[int]]:
-    from .prompts import build_prompt_ids
+def _calibration_recipe(family: Family, preset: str | None) -> Any:
     from .recipes import PRESETS
 
-    recipe = PRESETS[FAMILY_PRESET.get(family, "qwen3-reranker")]
+    return PRESETS[preset or FAMILY_PRESET.get(family, "qwen3-reranker")]
+
+
+def _calibration_prompts(
+    tokenizer: Any, family: Family, preset: str | None = None
+) -> list[list[int]]:
+    from .prompts import build_prompt_ids
+
+    recipe = _calibration_recipe(family, preset)
     return [build_prompt_ids(tokenizer, recipe, q, d) for q, d in SAMPLE_PAIRS]
 
 
 def _calibrate_classifier_rows(
-    model: Any, tokenizer: Any, family: Family, *, score_spread: float, seed: int
+    model: Any,
+    tokenizer: Any,
+    family: Family,
+    *,
+    score_spread: float,
+    seed: int,
+    preset: str | None = None,
 ) -> None:
     """Redraw the head rows of the classifier tokens so their logits vary across pairs.
 
@@ -432,8 +469,13 @@ def _calibrate_classifier_rows(
 
     generator = torch.Generator().manual_seed(seed + 1)
     rows = [tokenizer.convert_tokens_to_ids(t) for t in CLASSIFIER_TOKENS]
+    recipe = _calibration_recipe(family, preset)
+    # Rows named by id (ctxl-rerank-v2's id 0), after the token rows so those draw as before.
+    rows += [i for i in recipe.token_ids if i not in rows]
+    # A scaled family's score is scale x logit: spread the logit so the score spreads as asked.
+    score_spread = score_spread / abs(recipe.scale)
     directions = torch.randn(len(rows), model.config.hidden_size, generator=generator)
-    prompts = _calibration_prompts(tokenizer, family)
+    prompts = _calibration_prompts(tokenizer, family, preset)
     head = model.get_output_embeddings().weight
     # One left-padded batch; positions count real tokens only, as in an unpadded run.
     width = max(len(ids) for ids in prompts)
@@ -488,6 +530,7 @@ def build_model(
     score_spread: float = 2.0,
     tokenizer_dir: str | Path | None = None,
     config_overrides: dict[str, Any] | None = None,
+    preset: str | None = None,
 ) -> Path:
     """Write a tiny random causal LM of ``family`` (with its tokenizer) into ``out_dir``.
 
@@ -498,7 +541,9 @@ def build_model(
     classifier token's logit has mean ~0 and standard deviation ~``score_spread``: scores then
     vary visibly between pairs without saturating a sigmoid. ``tokenizer_dir`` reuses an already
     built tokenizer (its files are copied).
-    ``config_overrides`` are extra config fields (e.g. ``logit_scale``). Returns ``out_dir``.
+    ``config_overrides`` are extra config fields (e.g. ``logit_scale``). ``preset`` calibrates
+    for that preset's prompt, tokens and scale instead of the family's default. Returns
+    ``out_dir``.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
@@ -530,7 +575,9 @@ def build_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    _calibrate_classifier_rows(model, tokenizer, family, score_spread=score_spread, seed=seed)
+    _calibrate_classifier_rows(
+        model, tokenizer, family, score_spread=score_spread, seed=seed, preset=preset
+    )
     model = model.to(torch_dtype)
     model.config.dtype = dtype
 

@@ -107,6 +107,24 @@ class TokenizerFiles:
             "pass the exact vocabulary entry in --tokens"
         )
 
+    def entry_id(self, text: str) -> int | None:
+        """The id of the exact vocabulary entry ``text``, or None."""
+        return self._backend.token_to_id(text)
+
+    def piece(self, token_id: int) -> str | None:
+        """The vocabulary entry of ``token_id``, or None outside the vocabulary."""
+        return self._backend.id_to_token(token_id)
+
+    def resolve_id(self, token_id: int) -> ResolvedToken:
+        """A classifier token given by vocabulary id: it must name a vocabulary entry."""
+        piece = self.piece(token_id)
+        if piece is None:
+            raise BadInput(
+                f"classifier token id {token_id} is outside the vocabulary: give an id the "
+                "tokenizer has in --token-ids"
+            )
+        return ResolvedToken(piece, token_id, piece, "given by id")
+
     def _near_misses(self, text: str) -> list[str]:
         stripped = text.strip()
         candidates = [
@@ -157,8 +175,13 @@ class _TransformersVocab:
         return self._tok.convert_ids_to_tokens(token_id)
 
 
-def resolve_tokens(tokenizer: TokenizerFiles, tokens: tuple[str, ...]) -> list[ResolvedToken]:
-    resolved = [tokenizer.resolve(t) for t in tokens]
+def resolve_tokens(
+    tokenizer: TokenizerFiles, tokens: tuple[str, ...] | tuple[int, ...]
+) -> list[ResolvedToken]:
+    """Classifier tokens (strings, or ints for vocabulary ids) → one distinct real id each."""
+    resolved = [
+        tokenizer.resolve_id(t) if isinstance(t, int) else tokenizer.resolve(t) for t in tokens
+    ]
     ids = [r.id for r in resolved]
     if len(set(ids)) != len(ids):
         pairs = ", ".join(r.describe() for r in resolved)
