@@ -534,3 +534,23 @@ def test_library_header_validation_keeps_convert_torch_free(tmp_path, source):
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.stdout.split() == ["exit", "0", "False"], result.stderr
+
+
+def test_item2_run_with_a_notice_linking_to_the_environment_pushes_nothing(
+    hub_server, hub_env, tmp_path, source
+):
+    """The reported leak: a local model whose NOTICE links to /proc/self/environ, run with a
+    write token, pushed the token inside NOTICE. Now nothing is created on the Hub."""
+    from tests.loopback_hub.fixtures import TEST_TOKEN, TEST_USER
+
+    (source / "NOTICE").symlink_to("/proc/self/environ")
+    target = f"{TEST_USER}/leaky-seq-cls"
+    result_path = tmp_path / "result.json"
+    args = ("--model", source, "--target", target, *QWEN, "--result-json", result_path)
+    result = run_cli("run", *args, env=hub_env)
+    assert result.returncode == 2, result.stderr
+    assert "'NOTICE' in the source is a symlink to a file outside it" in result.stderr
+    assert not hub_server.repo_exists(target)
+    assert hub_server.request_count(method="POST") == 0
+    for text in (result.stdout, result.stderr, result_path.read_text()):
+        assert TEST_TOKEN not in text

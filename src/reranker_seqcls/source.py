@@ -64,10 +64,10 @@ def safe_name(name: object, *, what: str) -> str:
 
 def unique_names(names: Iterable[object], *, what: str) -> list[str]:
     """The distinct normalized names, refusing two spellings of one file (``x`` and ``./x``)."""
-    spelled: dict[str, str] = {}
+    spelled: dict[str, object] = {}
     for raw in names:
         name = safe_name(raw, what=what)
-        first = spelled.setdefault(name, raw)  # type: ignore[arg-type]
+        first = spelled.setdefault(name, raw)
         if first != raw:
             raise BadInput(
                 f"{what} names the same file as {first!r} and {raw!r}: re-download the checkpoint"
