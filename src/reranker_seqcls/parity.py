@@ -70,6 +70,7 @@ class ParityReport:
     reasons: list[str] = field(default_factory=list)
     allowances: list[str] = field(default_factory=list)
     scores: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. a consumer path that was skipped
 
     @property
     def verdict(self) -> str:
@@ -100,6 +101,7 @@ class ParityReport:
             "metrics": {k: asdict(v) for k, v in self.metrics.items()},
             "reasons": self.reasons,
             "allowances": self.allowances,
+            "notes": self.notes,
             "scores": self.scores,
         }
 
@@ -121,6 +123,7 @@ class ParityReport:
         )
         rows += [f"  why: {reason}" for reason in self.reasons]
         rows += [f"  allowed: {allowance}" for allowance in self.allowances]
+        rows += [f"  note: {note}" for note in self.notes]
         return "\n".join(rows)
 
     def markdown(self) -> str:
@@ -143,6 +146,7 @@ class ParityReport:
         )
         lines += [f"\n- Failed because: {r}" for r in self.reasons]
         lines += [f"\n- Allowed: {a}" for a in self.allowances]
+        lines += [f"\n- Note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
@@ -484,9 +488,11 @@ def check_parity(
     token_ids: list[int],
     dtype: str | None = None,
     allow_softcapping: bool = False,
+    vllm_python: str | Path | None = None,
     log: Log,
 ) -> ParityReport:
-    """Score ``pairs`` three ways and judge the converted checkpoint against the original."""
+    """Score ``pairs`` three ways (four with vLLM, see :mod:`vllm_consumer`) and judge the
+    converted checkpoint against the original."""
     source_config = json.loads((source / "config.json").read_text())
     dtype = dtype or checkpoint_dtype(source_config)
     if dtype not in TOLERANCES:
@@ -550,6 +556,9 @@ def check_parity(
     report.reasons += [r for r in structural if r is not None]
     _judge(report, source_config, config, prompts, reference, batched, single, load_problems,
            allow_softcapping)  # fmt: skip
+    from .vllm_consumer import add_vllm_row
+
+    add_vllm_row(report, converted, pairs, prompts, reference, vllm_python, log)
     return report
 
 

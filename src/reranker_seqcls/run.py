@@ -141,6 +141,7 @@ class RunOptions:
     allow_softcapping: bool = False
     pairs_file: Path | None = None
     dtype: str | None = None
+    vllm_python: Path | None = None
 
 
 def locate_source(
@@ -236,6 +237,7 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
             token_ids=[t.id for t in result.plan.tokens],
             dtype=opts.dtype,
             allow_softcapping=opts.allow_softcapping,
+            vllm_python=opts.vllm_python,
             log=log,
         )
         outcome.parity = report

