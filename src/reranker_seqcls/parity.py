@@ -154,6 +154,27 @@ def write_report(report: ParityReport, path: Path) -> None:
     path.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
 
 
+def report_markdown_from_json(data: dict[str, Any]) -> str | None:
+    """The markdown table of a report :func:`write_report` wrote (``push`` puts it in the card);
+    None when the file does not hold such a report."""
+    try:
+        report = ParityReport(
+            passed=bool(data["passed"]),
+            dtype=data["dtype"],
+            tolerance=Tolerance(**data["tolerance"]),
+            recipe=data["recipe"],
+            num_pairs=data["num_pairs"],
+            num_groups=data["num_groups"],
+            metrics={name: PathMetrics(**m) for name, m in data["metrics"].items()},
+            reasons=list(data.get("reasons", [])),
+            allowances=list(data.get("allowances", [])),
+            notes=list(data.get("notes", [])),
+        )
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return report.markdown()
+
+
 # --------------------------------------------------------------------------- scoring
 
 

@@ -337,7 +337,10 @@ def push_converted(
             )
     else:
         log(f"warning: {converted} has no {PARITY_REPORT_FILE}; run `reranker-seqcls check` first")
-    if not (converted / "README.md").is_file():
+    from .card import is_local_readme
+
+    readme = converted / "README.md"
+    if not readme.is_file() or is_local_readme(readme):  # no card yet, or convert's short README
         if report_path.is_file():
             from .parity import report_markdown_from_json
 
