@@ -146,9 +146,9 @@ def vllm_section(model: str, template: str | None, head_dtype: str | None, *, hu
     """
     dtype_cli = " --dtype float32" if head_dtype == "F32" else ""
     dtype_py = ', dtype="float32"' if head_dtype == "F32" else ""
+    imports = ""
     if template is None:
         download, chat, template_py, chat_py = "", "", "", ""
-        imports = ""
         note = (
             "No scoring template travels with this checkpoint: vLLM scores the raw "
             "(query, document) text."

@@ -520,6 +520,9 @@ def check_parity(
         raise BadInput(f"--dtype {dtype} is not supported: use one of {', '.join(TOLERANCES)}")
     tolerance = TOLERANCES[dtype]
     groups = [p.group or p.query for p in pairs]
+    from .vllm_consumer import add_vllm_row, locate_vllm_python
+
+    vllm = locate_vllm_python(vllm_python)  # before any scoring: a bad path fails at once
 
     log(f"parity: scoring {len(pairs)} pairs with the original causal LM ({dtype})")
     prompts, reference = reference_scores(source, recipe, pairs, token_ids, dtype)
@@ -577,9 +580,7 @@ def check_parity(
     report.reasons += [r for r in structural if r is not None]
     _judge(report, source_config, config, prompts, reference, batched, single, load_problems,
            allow_softcapping)  # fmt: skip
-    from .vllm_consumer import add_vllm_row
-
-    add_vllm_row(report, converted, pairs, prompts, reference, vllm_python, log)
+    add_vllm_row(report, converted, pairs, prompts, reference, vllm, log)
     return report
 
 

@@ -189,10 +189,11 @@ def add_vllm_row(
     pairs: list[Pair],
     prompts: list[list[int]],
     reference: list[list[float]],
-    vllm_python: str | Path | None,
+    vllm: tuple[str | None, str | None],
     log: Callable[[str], None],
 ) -> None:
     """Add the ``vllm`` row to ``report`` (or a note saying why there is none) and judge it.
+    ``vllm`` is what :func:`locate_vllm_python` returned.
 
     The row passes within the report's tolerance of the original, or when it equals the
     sentence-transformers row within the probability tolerance: both render the same saved
@@ -206,7 +207,7 @@ def add_vllm_row(
             f"{len(reference[0])}"
         )
         return
-    python, skipped = locate_vllm_python(vllm_python)
+    python, skipped = vllm
     if python is None:
         report.notes.append(f"vllm: skipped: {skipped}")
         log(f"parity: vLLM path skipped: {skipped}")

@@ -98,6 +98,8 @@ def _score_model(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _score(job_path: str, out_path: str) -> int:
+    import vllm  # noqa: F401  (first: a Python without vLLM says so in one line)
+
     with open(job_path, encoding="utf-8") as f:
         job = json.load(f)
     result: dict[str, Any] = {"vllm_version": importlib.metadata.version("vllm"), "models": []}
