@@ -173,7 +173,7 @@ def test_offline_llm_score_equals_official_for_every_family(
     _assert_clean_log(log)
     result = json.loads((tmp_path / "out.json").read_text())
     assert result["vllm_version"] == "0.32.0+cpu"
-    gaps = {}
+    gaps, summary = {}, []
     for (family, (_, group_indices)), model in zip(
         zip(families.values(), jobs, strict=True), result["models"], strict=True
     ):
@@ -188,7 +188,16 @@ def test_offline_llm_score_equals_official_for_every_family(
                 gap = abs(family.official[i] - family.template_fed[i])
                 assert abs(abs(scores[i] - family.official[i]) - gap) <= TOLERANCE
                 gaps[(family.name, pair.query, pair.document)] = gap
-    print(f"\noffline vLLM, 3 families: {time.monotonic() - started:.0f} s; merge gaps {gaps}")
+        exact = [
+            abs(scores[i] - family.official[i]) for i in range(len(PAIRS)) if family.same_ids[i]
+        ]
+        fed = [abs(scores[i] - family.template_fed[i]) for i in range(len(PAIRS))]
+        summary.append(
+            f"{family.name}: max |vLLM - official| {max(exact, default=0.0):.1e} on "
+            f"{len(exact)}/{len(PAIRS)} same-id pairs, max |vLLM - template ids| {max(fed):.1e}"
+        )
+    print(f"\noffline vLLM, 3 families in one process: {time.monotonic() - started:.0f} s")
+    print("\n".join(summary), f"\npiece-boundary merge gaps (official vs template): {gaps}")
     # Qwen3's template text ends every piece where its official prompt does: no merge at all.
     assert all(families["qwen3-reranker"].same_ids)
     # mxbai with the real Qwen BPE: "?" + "\n" -> "?Ċ" when the prompt is one string.
