@@ -226,7 +226,6 @@ def test_check_adds_a_vllm_row_within_tolerance(
     assert all(len(row["vllm"]) == 1 for row in report["scores"])
     for row in report["scores"]:
         assert abs(row["vllm"][0] - row["sentence_transformers"][0]) <= 5e-4
-    assert "Chat template warmup failed" not in result.stderr
 
 
 def test_check_reports_a_skipped_or_failing_vllm_path(tiny_model, tmp_path: Path) -> None:
