@@ -93,14 +93,24 @@ def build_job(
     from .consumer_files import TEMPLATE_FILE_NAME
 
     template_path = converted / TEMPLATE_FILE_NAME
-    template = template_path.read_text("utf-8") if template_path.is_file() else None
+    template = None
+    if template_path.is_file():
+        template = template_path.read_text("utf-8", errors="replace")
     groups = _groups(pairs)
+    # room for the longest prompt (vLLM rejects longer ones), rounded up, within the model's
+    max_len = 256 * math.ceil((max_prompt_tokens + 16) / 256)
+    try:
+        config = json.loads((converted / "config.json").read_text("utf-8"))
+        limit = config.get("max_position_embeddings")
+    except (OSError, ValueError, AttributeError):
+        limit = None
+    if isinstance(limit, int) and limit > 0:
+        max_len = min(max_len, limit)
     spec = {
         "model": str(converted.resolve()),
         "dtype": dtype,
         "chat_template": template,
-        # room for the longest prompt (vLLM rejects longer ones), rounded up
-        "max_model_len": 256 * math.ceil((max_prompt_tokens + 16) / 256),
+        "max_model_len": max_len,
         "kv_cache_memory_bytes": (
             None if os.environ.get("VLLM_CPU_KVCACHE_SPACE") else KV_CACHE_BYTES
         ),
