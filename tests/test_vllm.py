@@ -2,8 +2,8 @@
 
 ``make test`` builds that environment first (``make vllm-venv``); these tests fail, never skip,
 when it is missing. vLLM start-ups are few and expensive (tens of seconds each on a small CPU):
-one offline process scores all three families, ``check`` runs vLLM once, and two ``vllm serve``
-processes answer ``/score`` and ``/rerank``.
+one offline process scores all three families, ``run`` (its check) runs vLLM once, and two
+``vllm serve`` processes answer ``/score`` and ``/rerank``.
 
 The models are tiny but real enough for vLLM: the real Qwen vocabulary for Qwen3 and Qwen2, and
 head_dim 64 everywhere (vLLM's CPU attention refuses 16). "Official" is the family's own prompt
@@ -33,6 +33,7 @@ import pytest
 
 from reranker_seqcls.pairs import Pair
 from tests.conftest import run_cli
+from tests.loopback_hub.fixtures import TEST_USER
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -208,24 +209,29 @@ def test_offline_llm_score_equals_official_for_every_family(
 # --------------------------------------------------------------------------- check
 
 
-def test_check_adds_a_vllm_row_within_tolerance(
-    families: dict[str, Family], vllm_python: Path, tmp_path: Path
+def test_run_checks_with_vllm_and_pushes_the_vllm_row(
+    families: dict[str, Family], vllm_python: Path, hub_server, hub_env, tmp_path: Path
 ) -> None:
+    """``run --vllm-python``: the check gets a vllm row within tolerance, the push carries it
+    in the model card (the loopback Hub)."""
     family = families["qwen3-reranker"]
-    report_path = tmp_path / "report.json"
+    target = f"{TEST_USER}/{family.converted.name}"
+    out = tmp_path / "out"
     result = run_cli(
-        "check", family.source, family.converted, "--dtype", "float32",
-        "--vllm-python", vllm_python, "--report", report_path,
-        env=VLLM_ENV, timeout=900,
+        "run", "--model", family.source, "--target", target, "--dtype", "float32",
+        "--vllm-python", vllm_python, "--output-dir", out,
+        env={**hub_env, **VLLM_ENV}, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "  vllm " in result.stdout and "vLLM 0.32.0+cpu" in result.stdout
-    report = json.loads(report_path.read_text())
+    assert "  vllm " in result.stderr and "vLLM 0.32.0+cpu" in result.stderr
+    report = json.loads((out / "parity_report.json").read_text())
     vllm = report["metrics"]["vllm"]
     assert vllm["max_abs_prob"] <= 5e-4 and vllm["spearman"] >= 0.999 and vllm["top1"] == 1.0
     assert all(len(row["vllm"]) == 1 for row in report["scores"])
     for row in report["scores"]:
         assert abs(row["vllm"][0] - row["sentence_transformers"][0]) <= 5e-4
+    card = hub_server.read_file(target, "README.md").decode()
+    assert "| vllm |" in card and "vLLM 0.32.0+cpu" in card
 
 
 def test_check_reports_a_skipped_or_failing_vllm_path(tiny_model, tmp_path: Path) -> None:
