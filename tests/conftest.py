@@ -17,6 +17,9 @@ pytest_plugins = ["tests.loopback_hub.fixtures"]
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "docker: builds and runs the Docker image (needs dockerd)")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line(
+        "markers", "vllm: runs real vLLM from .venv-vllm (`make vllm-venv`; `make test` builds it)"
+    )
 
 
 def run_cli(

@@ -301,3 +301,25 @@ def test_hub_errors(hub_server, hub_env, upstream, tmp_path, case, code, fragmen
     assert BAD_TOKEN not in result.stderr + result.stdout
     assert data["status"] == "failed"
     assert not hub_server.repo_exists(TARGET) or case == "bad target"
+
+
+def test_push_replaces_the_convert_readme_with_the_model_card(
+    hub_server, hub_env, tiny_model, tmp_path
+):
+    """``convert`` writes a short README (how to serve the directory); ``push`` replaces it with
+    the model card, carrying the parity table of a report ``check`` wrote into the directory."""
+    source = tiny_model("qwen3")
+    out = tmp_path / "converted"
+    assert run_cli("convert", source, out, "--preset", "qwen3-reranker").returncode == 0
+    readme = (out / "README.md").read_text()
+    assert readme.startswith("<!-- reranker-seqcls: convert README")
+    assert f"vllm serve {out} --runner pooling --chat-template {out}/chat_template.jinja" in readme
+    checked = run_cli("check", source, out, "--report", out / "parity_report.json")
+    assert checked.returncode == 0, checked.stderr
+    target = f"{TEST_USER}/carded"
+    result = run_cli("push", out, target, env=hub_env)
+    assert result.returncode == 0, result.stderr
+    card = hub_server.read_file(target, "README.md").decode()
+    assert "convert README" not in card and "pipeline_tag: text-ranking" in card
+    assert "| converted (batched) |" in card
+    assert f"hf download {target} chat_template.jinja --local-dir ." in card

@@ -285,10 +285,38 @@ def test_template_refuses_incomplete_or_non_text_messages(family: str) -> None:
             {"role": "query", "content": [{"type": "image", "image": "x.png"}]},
             {"role": "document", "content": "d"},
         ],
+        # only a conversation of exactly one user message is vLLM's warm-up
+        [
+            {"role": "user", "content": "q"},
+            {"role": "query", "content": "q"},
+            {"role": "document", "content": "d"},
+        ],
+        [{"role": "user", "content": "q"}, {"role": "user", "content": "d"}],
+        [{"role": "assistant", "content": "q"}],
+        [],
     ]
     for conversation in bad_conversations:
         with pytest.raises(Exception, match=r"scoring prompt|only text content|unexpected role"):
             render_jinja_template(conversations=[conversation], chat_template=template)
+
+
+@pytest.mark.parametrize("family", PRESET_FAMILIES)
+def test_template_renders_nothing_for_the_vllm_warmup(family: str, tokenizers: dict) -> None:
+    """vLLM renders the chat template once at start-up with a lone user message (its warm-up,
+    ``vllm/renderers/base.py``); the template must not raise on it (vLLM would log "Chat
+    template warmup failed" with two tracebacks at every start), and must not pretend it is a
+    scoring prompt."""
+    template = _recipe(family).template
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    for content in ("warmup", [{"type": "text", "text": "warmup"}]):
+        rendered, _ = render_jinja_template(
+            conversations=[[{"role": "user", "content": content}]], chat_template=template
+        )
+        assert rendered == [""]
+    warmup = [{"role": "user", "content": "warmup"}]
+    tokenizer = tokenizers[family]
+    assert tokenizer.apply_chat_template(warmup, chat_template=template, tokenize=False) == ""
 
 
 # Texts whose edge touches a piece boundary of the original code, and whether one rendered

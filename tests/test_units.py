@@ -49,3 +49,24 @@ def test_redact(monkeypatch):
     cleaned = redact(text)
     for secret in ("abc123", "hf_abcdefghijklmnop", "secret-token-value", "another-secret"):
         assert secret not in cleaned
+
+
+def test_first_error_line_finds_the_root_cause_in_a_vllm_log():
+    from reranker_seqcls.vllm_consumer import first_error_line
+
+    log = "\n".join(
+        [
+            "(EngineCore pid=7) INFO 12-01 10:48:03 [core.py:1] Initializing a V1 LLM engine",
+            "(VllmWorker-0 pid=9) ERROR 12-01 10:48:03 [multiproc_executor.py:953] Traceback:",
+            "(VllmWorker-0 pid=9) ERROR 12-01 10:48:03 [multiproc_executor.py:953] ValueError: "
+            "Available memory on node 0 (10.01/12.21 GiB) is less than desired",
+            "RuntimeError: Engine core initialization failed. See root cause above.",
+        ]
+    )
+    assert first_error_line(log) == (
+        "ValueError: Available memory on node 0 (10.01/12.21 GiB) is less than desired"
+    )
+    assert first_error_line("plain output\nno failure here") is None
+    assert first_error_line("importlib.metadata.PackageNotFoundError: vllm") == (
+        "importlib.metadata.PackageNotFoundError: vllm"
+    )

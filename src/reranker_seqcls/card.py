@@ -96,8 +96,6 @@ def _body(target: str, prov: dict[str, Any], parity: str | None, template: str |
         if template
         else "No scoring template was given: consumers score the raw (query, document) text."
     )
-    chat = f" --chat-template {template}" if template else ""
-    chat_py = f'chat_template=open("{template}").read()' if template else "chat_template=None"
     parity_section = parity or "_Parity was not checked for this upload._"
     return f"""# {target.split("/")[-1]}
 
@@ -145,22 +143,59 @@ with torch.no_grad():
 print(torch.sigmoid(logits))
 ```
 
-### vLLM
+{vllm_section(target, template, clf.get("dtype"), hub=True)}"""
+
+
+def vllm_section(model: str, template: str | None, head_dtype: str | None, *, hub: bool) -> str:
+    """The model card's vLLM usage, commands that run as written.
+
+    vLLM applies a score template only when one is passed (``--chat-template`` takes a local
+    file, so a Hub model's template is downloaded first; offline, ``score(chat_template=TEXT)``
+    per call: vLLM 0.32 ignores ``LLM(chat_template=...)`` there). ``--dtype float32`` for a
+    float32 checkpoint: with ``auto`` vLLM computes float32 pooling models in float16.
+    ``model`` is a Hub repo id (``hub``) or a local directory.
+    """
+    dtype_cli = " --dtype float32" if head_dtype == "F32" else ""
+    dtype_py = ', dtype="float32"' if head_dtype == "F32" else ""
+    imports = ""
+    if template is None:
+        download, chat, template_py, chat_py = "", "", "", ""
+        note = (
+            "No scoring template travels with this checkpoint: vLLM scores the raw "
+            "(query, document) text."
+        )
+    else:
+        note = (
+            "vLLM applies the scoring template only when it is passed explicitly; without it the "
+            "scores are meaningless. An instruction, for the families that take one, goes in the "
+            'request as `"instruction": "..."`.'
+        )
+        local_template = template if hub else f"{model}/{template}"
+        download = f"hf download {model} {template} --local-dir .\n" if hub else ""
+        chat = f" --chat-template {local_template}"
+        if hub:
+            imports = "from huggingface_hub import hf_hub_download\n"
+            template_py = f'template = open(hf_hub_download("{model}", "{template}")).read()\n'
+        else:
+            template_py = f'template = open("{local_template}").read()\n'
+        chat_py = ", chat_template=template"
+    return f"""### vLLM
+
+{note} Served scores are `sigmoid(logit)`.
 
 ```bash
-vllm serve {target} --runner pooling{chat}
-curl localhost:8000/score -H 'Content-Type: application/json' \\
-  -d '{{"model": "{target}", "text_1": "what is panda?", "text_2": ["The giant panda is a bear."]}}'
+{download}vllm serve {model} --runner pooling{chat}{dtype_cli}
+curl http://127.0.0.1:8000/score -H 'Content-Type: application/json' \\
+  -d '{{"model": "{model}", "queries": "what is panda?", "documents": ["A panda is a bear."]}}'
+curl http://127.0.0.1:8000/rerank -H 'Content-Type: application/json' \\
+  -d '{{"model": "{model}", "query": "what is panda?", "documents": ["A panda is a bear."]}}'
 ```
 
 ```python
-from huggingface_hub import hf_hub_download
-from vllm import LLM
+{imports}from vllm import LLM
 
-template = hf_hub_download("{target}", "{template or "chat_template.jinja"}")
-llm = LLM("{target}", runner="pooling")
-outputs = llm.score("what is panda?", ["The giant panda is a bear."],
-                    {chat_py.replace(f'"{template}"', "template")})
+{template_py}llm = LLM("{model}", runner="pooling"{dtype_py})
+outputs = llm.score("what is panda?", ["A panda is a bear."]{chat_py})
 print([o.outputs.score for o in outputs])
 ```
 """
@@ -187,6 +222,32 @@ def _served_paragraph(clf: dict[str, Any]) -> str:
         "that is exactly it; families whose own libraries return raw logits by default need "
         "`sigmoid` applied to compare."
     )
+
+
+# Marks the short README ``convert`` writes; ``push`` replaces such a README with the model card.
+LOCAL_README_MARKER = "<!-- reranker-seqcls: convert README, replaced by the model card on push -->"
+
+
+def render_local_readme(output: Path, provenance: dict[str, Any], template: str | None) -> str:
+    """The README of a ``convert`` output: what it is and how to serve it from this directory."""
+    source = provenance["source"]
+    name = source.get("repo_id") or source.get("name")
+    return f"""{LOCAL_README_MARKER}
+# {output.name}
+
+A `{provenance["architecture"]}` conversion of `{name}` made by reranker-seqcls
+{provenance["tool"]["version"]} (recipe `{provenance["recipe"]["name"]}`); not yet checked for
+parity: `reranker-seqcls check SOURCE {output}`. `reranker-seqcls push` replaces this file with the
+full model card.
+
+{vllm_section(str(output), template, provenance["classifier"].get("dtype"), hub=False)}"""
+
+
+def is_local_readme(path: Path) -> bool:
+    try:
+        return path.read_text("utf-8").startswith(LOCAL_README_MARKER)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def write_card(folder: Path, content: str) -> Path:

@@ -102,6 +102,11 @@ def _check_options(func):
             "--allow-softcapping", is_flag=True,
             help="Accept a softcapped source when rankings agree (differences are reported).",
         ),
+        click.option(
+            "--vllm-python", type=click.Path(path_type=Path, dir_okay=False),
+            help="Python of an environment with vLLM: adds a vllm row to the check (default: "
+            "$RERANKER_SEQCLS_VLLM_PYTHON, else this Python if it imports vllm, else skipped).",
+        ),
     ]  # fmt: skip
     return _stack(func, options)
 
@@ -247,12 +252,14 @@ def check(
     report_file: Path | None,
     dtype: str | None,
     allow_softcapping: bool,
+    vllm_python: Path | None,
 ) -> int:
     """Prove that CONVERTED scores like the original reranker SOURCE.
 
     Scores a set of (query, document) pairs with the original causal LM (the family's official
-    prompt and math), the converted classifier (batched and one by one) and sentence-transformers'
-    CrossEncoder on raw text. Exit code 1 when parity fails.
+    prompt and math), the converted classifier (batched and one by one), sentence-transformers'
+    CrossEncoder on raw text and, when vLLM can be used, vLLM's pooling runner (LLM.score with
+    the saved chat template). Exit code 1 when parity fails.
     """
     from .errors import BadInput
     from .parity import check_parity, write_report
@@ -273,6 +280,7 @@ def check(
         token_ids=resolve_token_ids(source_dir, recipe),
         dtype=dtype,
         allow_softcapping=allow_softcapping,
+        vllm_python=vllm_python,
         log=_log,
     )
     for row in report.table_rows():

@@ -185,6 +185,7 @@ def convert(
         dtype, placed = _write(plan, tmp, copy=copy, log=log)
         provenance = build_provenance(plan, ref, dtype)
         (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+        _write_readme(tmp, output, provenance, recipe)
         _move_into_place(tmp, output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -721,6 +722,16 @@ def build_provenance(plan: Plan, ref: SourceRef, dtype: str) -> dict[str, Any]:
         "architecture": plan.architecture,
         "pad_token_id": plan.pad_token_id,
     }
+
+
+def _write_readme(tmp: Path, output: Path, provenance: dict[str, Any], recipe: Recipe) -> None:
+    """A short README saying how to serve OUTPUT (vLLM needs the template passed explicitly);
+    ``push`` replaces it with the full model card."""
+    from .card import render_local_readme, write_card
+    from .consumer_files import TEMPLATE_FILE_NAME
+
+    template = TEMPLATE_FILE_NAME if recipe.template is not None else None
+    write_card(tmp, render_local_readme(output, provenance, template))
 
 
 def _copy_verbatim(source: Source, names: list[str], out: Path, log: Log) -> None:

@@ -70,6 +70,7 @@ class ParityReport:
     reasons: list[str] = field(default_factory=list)
     allowances: list[str] = field(default_factory=list)
     scores: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. a consumer path that was skipped
 
     @classmethod
     def from_json(cls, data: dict[str, Any], path: Path | str = "parity report") -> ParityReport:
@@ -100,6 +101,7 @@ class ParityReport:
                 metrics=metrics,
                 reasons=[str(r) for r in data.get("reasons") or []],
                 allowances=[str(a) for a in data.get("allowances") or []],
+                notes=[str(n) for n in data.get("notes") or []],
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BadInput(
@@ -136,6 +138,7 @@ class ParityReport:
             "metrics": {k: asdict(v) for k, v in self.metrics.items()},
             "reasons": self.reasons,
             "allowances": self.allowances,
+            "notes": self.notes,
             "scores": self.scores,
         }
 
@@ -161,6 +164,7 @@ class ParityReport:
         )
         rows += [f"  why: {reason}" for reason in self.reasons]
         rows += [f"  allowed: {allowance}" for allowance in self.allowances]
+        rows += [f"  note: {note}" for note in self.notes]
         return rows
 
     def markdown(self) -> str:
@@ -183,6 +187,7 @@ class ParityReport:
         )
         lines += [f"\n- Failed because: {r}" for r in self.reasons]
         lines += [f"\n- Allowed: {a}" for a in self.allowances]
+        lines += [f"\n- Note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
@@ -616,15 +621,20 @@ def check_parity(
     token_ids: list[int],
     dtype: str | None = None,
     allow_softcapping: bool = False,
+    vllm_python: str | Path | None = None,
     log: Log,
 ) -> ParityReport:
-    """Score ``pairs`` three ways and judge the converted checkpoint against the original."""
+    """Score ``pairs`` three ways (four with vLLM, see :mod:`vllm_consumer`) and judge the
+    converted checkpoint against the original."""
     source_config = json.loads((source / "config.json").read_text())
     dtype = dtype or checkpoint_dtype(source_config)
     if dtype not in TOLERANCES:
         raise BadInput(f"--dtype {dtype} is not supported: use one of {', '.join(TOLERANCES)}")
     tolerance = TOLERANCES[dtype]
     groups = [p.group or p.query for p in pairs]
+    from .vllm_consumer import add_vllm_row, locate_vllm_python
+
+    vllm = locate_vllm_python(vllm_python)  # before any scoring: a bad path fails at once
 
     log(f"parity: scoring {len(pairs)} pairs with the original causal LM ({dtype})")
     prompts, reference = reference_scores(source, recipe, pairs, token_ids, dtype)
@@ -682,6 +692,7 @@ def check_parity(
     report.reasons += [r for r in structural if r is not None]
     _judge(report, source_config, config, prompts, reference, batched, single, load_problems,
            allow_softcapping)  # fmt: skip
+    add_vllm_row(report, converted, pairs, prompts, reference, vllm, log)
     return report
 
 

@@ -171,6 +171,7 @@ class RunOptions:
     dtype: str | None = None
     token_ids: str | None = None
     scale: str | None = None
+    vllm_python: Path | None = None
 
 
 def source_commit(source: str, revision: str | None, token: str | None) -> str | None:
@@ -278,6 +279,7 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
             token_ids=[t.id for t in result.plan.tokens],
             dtype=opts.dtype,
             allow_softcapping=opts.allow_softcapping,
+            vllm_python=opts.vllm_python,
             log=log,
         )
         outcome.parity = report
@@ -419,7 +421,10 @@ def push_converted(
             raise BadInput(f"{converted} failed its parity check ({reason}): nothing was pushed")
     else:
         log(f"warning: {converted} has no {PARITY_REPORT_FILE}; run `reranker-seqcls check` first")
-    if not (converted / "README.md").is_file():
+    from .card import is_local_readme
+
+    readme = converted / "README.md"
+    if not readme.is_file() or is_local_readme(readme):  # no card yet, or convert's short README
         if report:
             from .parity import ParityReport
 
