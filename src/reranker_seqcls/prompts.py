@@ -23,6 +23,7 @@ Nothing here imports torch; transformers is imported lazily, only for rendering.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput
@@ -84,23 +85,38 @@ def _bos_id_if_distinct(tokenizer: Any) -> int | None:
     return int(bos)
 
 
-def qwen3_prompt_ids(
-    tokenizer: Any, query: str, document: str, instruction: str | None = None
-) -> list[int]:
-    """Qwen3-Reranker: prefix, body and suffix tokenized separately, ids concatenated."""
+@dataclass(frozen=True)
+class OfficialPrompt:
+    """One pair's prompt as the family's code builds it: the text pieces it tokenizes one by one
+    and the concatenated ids. ``"".join(pieces)`` is the text a one-string consumer must render;
+    the piece boundaries are where a one-string tokenization may merge tokens across."""
+
+    pieces: tuple[str, ...]
+    ids: list[int]
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def boundaries(self) -> list[int]:
+        """Character offsets in :attr:`text` where one piece ends and the next begins."""
+        offsets, position = [], 0
+        for piece in self.pieces[:-1]:
+            position += len(piece)
+            offsets.append(position)
+        return offsets
+
+
+def qwen3_pieces(query: str, document: str, instruction: str | None = None) -> list[str]:
+    """Qwen3-Reranker (model card code): prefix, body and suffix, tokenized separately."""
     if instruction is None:
         instruction = QWEN3_DEFAULT_INSTRUCTION
     body = f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}"
-    return (
-        _encode(tokenizer, QWEN3_PREFIX)
-        + _encode(tokenizer, body)
-        + _encode(tokenizer, QWEN3_SUFFIX)
-    )
+    return [QWEN3_PREFIX, body, QWEN3_SUFFIX]
 
 
-def mxbai_prompt_ids(
-    tokenizer: Any, query: str, document: str, instruction: str | None = None
-) -> list[int]:
+def mxbai_pieces(query: str, document: str, instruction: str | None = None) -> list[str]:
     """mxbai-rerank-v2: ``prefix + query + sep + document + sep + task + suffix``.
 
     As in the library, the instruction (when truthy) is joined to the query text before
@@ -109,40 +125,30 @@ def mxbai_prompt_ids(
     query_prompt = f"query: {query}"
     if instruction:
         query_prompt = f"instruction: {instruction}{MXBAI_SEP}{query_prompt}"
-    sep = _encode(tokenizer, MXBAI_SEP)
-    return (
-        _encode(tokenizer, MXBAI_PREFIX)
-        + _encode(tokenizer, query_prompt)
-        + sep
-        + _encode(tokenizer, f"document: {document}")
-        + sep
-        + _encode(tokenizer, MXBAI_TASK_PROMPT)
-        + _encode(tokenizer, MXBAI_SUFFIX)
-    )
+    return [MXBAI_PREFIX, query_prompt, MXBAI_SEP, f"document: {document}", MXBAI_SEP,
+            MXBAI_TASK_PROMPT, MXBAI_SUFFIX]  # fmt: skip
 
 
-def bge_gemma_prompt_ids(
-    tokenizer: Any, query: str, document: str, instruction: str | None = None
-) -> list[int]:
-    """bge-reranker-v2-gemma: ``[bos] + "A: q" + "\\n" + "B: p" + "\\n" + prompt``.
+def bge_gemma_pieces(query: str, document: str, instruction: str | None = None) -> list[str]:
+    """bge-reranker-v2-gemma: ``"A: q" + "\\n" + "B: p" + "\\n" + prompt`` (after the BOS).
 
     ``instruction`` replaces the final prompt sentence, as FlagEmbedding's ``prompt=`` does.
     """
     prompt = BGE_DEFAULT_PROMPT if instruction is None else instruction
-    sep = _encode(tokenizer, BGE_SEP)
-    bos = _bos_id_if_distinct(tokenizer)
+    return [f"A: {query}", BGE_SEP, f"B: {document}", BGE_SEP, prompt]
+
+
+def _tokenized(tokenizer: Any, pieces: list[str], bos: int | None) -> OfficialPrompt:
+    """Each piece tokenized on its own, ids concatenated; ``bos`` (its token text becomes the
+    first piece) is prepended as an id, as the families' codes do."""
     ids = [] if bos is None else [bos]
-    return (
-        ids
-        + _encode(tokenizer, f"A: {query}")
-        + sep
-        + _encode(tokenizer, f"B: {document}")
-        + sep
-        + _encode(tokenizer, prompt)
-    )
+    for piece in pieces:
+        ids += _encode(tokenizer, piece)
+    lead = () if bos is None else (str(tokenizer.convert_ids_to_tokens(bos)),)
+    return OfficialPrompt(pieces=(*lead, *pieces), ids=ids)
 
 
-def template_prompt_ids(
+def template_prompt(
     tokenizer: Any,
     template: str,
     query: str,
@@ -150,17 +156,54 @@ def template_prompt_ids(
     instruction: str | None = None,
     *,
     prepend_bos: bool = False,
-) -> list[int]:
-    """A custom template: render as a consumer would, tokenize without special tokens.
-
-    With ``prepend_bos`` the ids start with exactly one BOS, whether or not the template wrote it.
-    """
+) -> OfficialPrompt:
+    """A custom template: render as a consumer would, tokenize without special tokens (one
+    piece). With ``prepend_bos`` the ids start with exactly one BOS, whether or not the template
+    wrote it."""
     text = render_scoring_prompt(template, query, document, instruction, tokenizer=tokenizer)
     ids = _encode(tokenizer, text)
     bos = getattr(tokenizer, "bos_token_id", None)
     if prepend_bos and bos is not None and (not ids or ids[0] != bos):
-        ids = [int(bos), *ids]
-    return ids
+        return _tokenized(tokenizer, [text], int(bos))
+    return OfficialPrompt(pieces=(text,), ids=ids)
+
+
+def official_prompt(
+    tokenizer: Any,
+    recipe: Recipe,
+    query: str,
+    document: str,
+    instruction: str | None = None,
+) -> OfficialPrompt:
+    """The prompt the family's original scoring code feeds the causal LM for one pair.
+
+    ``instruction`` of ``None`` means the recipe's default (the family's own default when the
+    recipe has none). The score is read from the logits at the last position.
+    """
+    if instruction is None:
+        instruction = recipe.default_instruction
+    style = recipe.prompt_style
+    if style == "qwen3-reranker":
+        return _tokenized(tokenizer, qwen3_pieces(query, document, instruction), None)
+    if style == "mxbai-rerank-v2":
+        return _tokenized(tokenizer, mxbai_pieces(query, document, instruction), None)
+    if style == "bge-reranker-v2-gemma":
+        pieces = bge_gemma_pieces(query, document, instruction)
+        return _tokenized(tokenizer, pieces, _bos_id_if_distinct(tokenizer))
+    if style == "template":
+        if recipe.template is None:
+            raise BadInput(
+                f"recipe {recipe.name!r} has no prompt template: give one with --template FILE"
+            )
+        return template_prompt(
+            tokenizer,
+            recipe.template,
+            query,
+            document,
+            instruction,
+            prepend_bos=recipe.prepend_bos,
+        )
+    raise BadInput(f"unknown prompt style {style!r}: use one of {', '.join(PROMPT_STYLES)}")
 
 
 def build_prompt_ids(
@@ -170,34 +213,8 @@ def build_prompt_ids(
     document: str,
     instruction: str | None = None,
 ) -> list[int]:
-    """The ids the family's original scoring code feeds the causal LM for one pair.
-
-    ``instruction`` of ``None`` means the recipe's default (the family's own default when the
-    recipe has none). The score is read from the logits at the last position.
-    """
-    if instruction is None:
-        instruction = recipe.default_instruction
-    style = recipe.prompt_style
-    if style == "qwen3-reranker":
-        return qwen3_prompt_ids(tokenizer, query, document, instruction)
-    if style == "mxbai-rerank-v2":
-        return mxbai_prompt_ids(tokenizer, query, document, instruction)
-    if style == "bge-reranker-v2-gemma":
-        return bge_gemma_prompt_ids(tokenizer, query, document, instruction)
-    if style == "template":
-        if recipe.template is None:
-            raise BadInput(
-                f"recipe {recipe.name!r} has no prompt template: give one with --template FILE"
-            )
-        return template_prompt_ids(
-            tokenizer,
-            recipe.template,
-            query,
-            document,
-            instruction,
-            prepend_bos=recipe.prepend_bos,
-        )
-    raise BadInput(f"unknown prompt style {style!r}: use one of {', '.join(PROMPT_STYLES)}")
+    """The ids the family's original scoring code feeds the causal LM for one pair."""
+    return official_prompt(tokenizer, recipe, query, document, instruction).ids
 
 
 def scoring_messages(
@@ -226,7 +243,7 @@ def scoring_messages(
 
 
 def render_scoring_prompt(
-    template: str,
+    template: str | None,
     query: str,
     document: str,
     instruction: str | None = None,
@@ -242,7 +259,8 @@ def render_scoring_prompt(
     the call vLLM's score API and sentence-transformers make (the tokenizer supplies
     ``bos_token`` and the other special-token variables). Without one, transformers' own Jinja
     renderer is used with ``special_tokens`` (if given) as the special-token variables.
-    ``variables`` are extra template variables (e.g. ``add_bos_token=True``).
+    ``variables`` are extra template variables (e.g. ``add_bos_token=True``). A ``template`` of
+    ``None`` means the tokenizer's own chat template, as a consumer loading a directory uses.
     """
     messages = scoring_messages(query, document, instruction, structured=structured)
     try:
@@ -250,6 +268,8 @@ def render_scoring_prompt(
             rendered = tokenizer.apply_chat_template(
                 messages, chat_template=template, tokenize=False, **variables
             )
+        elif template is None:
+            raise BadInput("no prompt template to render: give one with --template FILE")
         else:
             from transformers.utils.chat_template_utils import render_jinja_template
 
