@@ -126,6 +126,11 @@ class ParityReport:
             rows.append(
                 f"  {name:<24}{logit:>12}{m.max_abs_prob:>12.2e}{m.spearman:>10.4f}{m.top1:>8.0%}"
             )
+        if (gap := self.tokenization_gap) is not None:
+            name = f"one-string ids ({len(gap.pairs)})"
+            rows.append(
+                f"  {name:<24}{gap.max_abs_logit:>12.2e}{gap.max_abs_prob:>12.2e}{'-':>10}{'-':>8}"
+            )
         rows.append(
             f"  {'tolerance':<24}{t.logit:>12.3g}{t.prob:>12.3g}{t.spearman:>10.3f}{t.top1:>8.0%}"
         )
@@ -154,6 +159,12 @@ def report_markdown_from_json(data: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {logit} | {m['max_abs_prob']:.2e} | {m['spearman']:.4f} "
             f"| {m['top1']:.0%} |"
+        )
+    if gap := data.get("tokenization_gap"):
+        lines.append(
+            f"| converted model, one-string template ids instead of the family's "
+            f"({len(gap['pairs'])} of {data['num_pairs']} pairs: tokenization gap) "
+            f"| {gap['max_abs_logit']:.2e} | {gap['max_abs_prob']:.2e} | – | – |"
         )
     lines.append(
         f"| tolerance | {t['logit']:.3g} | {t['prob']:.3g} | ≥ {t['spearman']} "
@@ -652,12 +663,6 @@ def check_parity(
         template_scores[i] = row
     gap = None
     if merged:
-        as_template = list(batched)
-        for i, row in zip(merged, scored.extra, strict=True):
-            as_template[i] = row
-        metrics["converted (template ids)"] = _path_metrics(
-            groups, reference, as_template, probs=False
-        )
         on_merged = _path_metrics(
             [groups[i] for i in merged], [batched[i] for i in merged], scored.extra, probs=False
         )
@@ -881,9 +886,9 @@ def _template_mismatch(
             )
         if comparison.kind == "text":
             return (
-                f"{saved} renders a different text than the family's prompt at character "
-                f"{comparison.offset} of {len(prompt.text)} (family: '{comparison.family}', "
-                f"template: '{comparison.consumer}'): {fix}"
+                f"{saved} renders a different prompt than the family's: the text differs at "
+                f"character {comparison.offset} of {len(prompt.text)} (family: "
+                f"'{comparison.family}', template: '{comparison.consumer}'): {fix}"
             )
         return (
             "the converted directory's tokenizer splits the family's prompt text differently "
