@@ -7,6 +7,7 @@ consumer, with the parity table of the run.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ def render_card(
     target_repo: str,
     provenance: dict[str, Any],
     parity_markdown: str | None,
+    tokenization_gap: dict[str, Any] | None = None,
     license_: str | None,
     license_extra: dict[str, Any],
     template_file: str | None,
@@ -50,7 +52,7 @@ def render_card(
         license=license_,
         **license_extra,
     )
-    body = _body(target_repo, provenance, parity_markdown, template_file)
+    body = _body(target_repo, provenance, parity_markdown, template_file, tokenization_gap)
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
     # Round-trip through the Hub's parser: what we wrote must read back the same.
     parsed = ModelCard(str(card)).data
@@ -58,7 +60,13 @@ def render_card(
     return str(card)
 
 
-def _body(target: str, prov: dict[str, Any], parity: str | None, template: str | None) -> str:
+def _body(
+    target: str,
+    prov: dict[str, Any],
+    parity: str | None,
+    template: str | None,
+    gap: dict[str, Any] | None = None,
+) -> str:
     source = prov["source"]
     recipe = prov["recipe"]
     clf = prov["classifier"]
@@ -88,6 +96,7 @@ def _body(target: str, prov: dict[str, Any], parity: str | None, template: str |
     chat = f" --chat-template {template}" if template else ""
     chat_py = f'chat_template=open("{template}").read()' if template else "chat_template=None"
     parity_section = parity or "_Parity was not checked for this upload._"
+    gap_section = _tokenization_section(gap) if gap else ""
     return f"""# {target.split("/")[-1]}
 
 A `{prov["architecture"]}` conversion of {src_link}{at}, made with
@@ -102,7 +111,7 @@ the same score with a one-row classification head instead of the full vocabulary
 ## Parity with the original
 
 {parity_section}
-
+{gap_section}
 ## Usage
 
 Served scores (vLLM, sentence-transformers) are **probabilities**: `sigmoid(logit)`. The original
@@ -152,6 +161,30 @@ outputs = llm.score("what is panda?", ["The giant panda is a bear."],
                     {chat_py.replace(f'"{template}"', "template")})
 print([o.outputs.score for o in outputs])
 ```
+"""
+
+
+def _tokenization_section(gap: dict[str, Any]) -> str:
+    """What a one-string consumer cannot reproduce, with the parity check's numbers."""
+    merges = ", ".join(
+        f"`{json.dumps(text, ensure_ascii=False)}`"
+        for text, _ in sorted(gap["merges"].items(), key=lambda kv: -kv[1])[:4]
+    )
+    return f"""
+## Tokenization of the prompt
+
+The original scoring code tokenizes its prompt in pieces (query, separator, document, …) and
+concatenates the ids. Every consumer of this checkpoint — sentence-transformers, vLLM,
+`apply_chat_template` — renders the same text as one string and tokenizes it whole. Where a query
+or document ends in punctuation or whitespace, the tokenizer merges it with the following
+newline (here {merges}), so the ids differ although the text is identical.
+In the parity check {len(gap["pairs"])} of {gap["num_pairs"]} pairs were affected; on those, the
+converted model fed the one-string ids instead of the original's moved by up to
+{gap["max_abs_logit"]:.3g} logit ({gap["max_abs_prob"]:.3g} probability), and sentence-transformers
+reproduced the converted model on its own ids within {gap["consumer_max_abs_prob"]:.2g}. No
+conversion can remove this gap: it is the original model's response to a different tokenization
+of the same text, the same for vLLM's own load-time conversion of the original. The parity
+check allows it and says so (see *Allowed* above).
 """
 
 

@@ -579,19 +579,21 @@ class TokenizationGap:
     the tokenizer merges across an official piece boundary (see :mod:`prompt_gap`)."""
 
     pairs: list[int]  # indices into the checked pairs
+    num_pairs: int  # how many pairs were checked
     merges: dict[str, int]  # text of each boundary-spanning token -> how often it occurs
     max_abs_logit: float  # converted model, template's ids vs the family's ids
     max_abs_prob: float
     consumer_max_abs_prob: float  # sentence-transformers vs the converted model on its ids
 
-    def summary(self, num_pairs: int) -> str:
+    def summary(self) -> str:
         merges = ", ".join(
             f"{json.dumps(text, ensure_ascii=False)} x{count}"
             for text, count in sorted(self.merges.items(), key=lambda kv: -kv[1])[:6]
         )
         return (
-            f"{len(self.pairs)} of {num_pairs} pairs render the family's exact text but tokenize "
-            f"differently as one string (tokens across the family's piece boundaries: {merges}); "
+            f"{len(self.pairs)} of {self.num_pairs} pairs render the family's exact text but "
+            f"tokenize differently as one string (tokens across the family's piece "
+            f"boundaries: {merges}); "
             f"fed those ids instead of the family's, the converted model moves by up to "
             f"{self.max_abs_logit:.3g} logit / {self.max_abs_prob:.3g} probability"
         )
@@ -675,6 +677,7 @@ def check_parity(
                 counts[text] = counts.get(text, 0) + 1
         gap = TokenizationGap(
             pairs=merged,
+            num_pairs=len(pairs),
             merges=counts,
             max_abs_logit=on_merged.max_abs_logit or 0.0,
             max_abs_prob=on_merged.max_abs_prob,
@@ -806,7 +809,7 @@ def _judge(
         )
     elif gap is not None and consumer_ok and not structural_failure:
         report.allowances.append(
-            gap.summary(report.num_pairs)
+            gap.summary()
             + f". Inherent to every consumer that tokenizes one rendered string (vLLM, "
             f"sentence-transformers, apply_chat_template), not to the conversion: sentence-"
             f"transformers reproduces the converted model on its own ids within "

@@ -106,6 +106,7 @@ class RunOutcome:
                 "verdict": self.parity.verdict,
                 "max_abs_diff": self.parity.max_abs_diff,
                 "spearman": self.parity.spearman,
+                "tokenization_gap": self.parity.to_json()["tokenization_gap"],
                 "table_markdown": self.parity.markdown(),
             }
         return {
@@ -250,6 +251,7 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
             target_repo=opts.target,
             provenance=result.provenance,
             parity_markdown=report.markdown(),
+            tokenization_gap=report.to_json()["tokenization_gap"],
             license_=license_,
             license_extra=license_extra,
             template_file=TEMPLATE_FILE_NAME if recipe.template is not None else None,
@@ -325,6 +327,7 @@ def push_converted(
         )
     provenance = json.loads(provenance_path.read_text())
     parity_md = None
+    gap = None
     report_path = converted / PARITY_REPORT_FILE
     if report_path.is_file():
         report = json.loads(report_path.read_text())
@@ -339,13 +342,16 @@ def push_converted(
         if report_path.is_file():
             from .parity import report_markdown_from_json
 
-            parity_md = report_markdown_from_json(json.loads(report_path.read_text()))
+            recorded = json.loads(report_path.read_text())
+            parity_md = report_markdown_from_json(recorded)
+            gap = recorded.get("tokenization_gap")
         write_card(
             converted,
             render_card(
                 target_repo=target,
                 provenance=provenance,
                 parity_markdown=parity_md,
+                tokenization_gap=gap,
                 license_=None,
                 license_extra={},
                 template_file=(
