@@ -9,8 +9,11 @@ Three scorings of the same (query, document) pairs, one model resident at a time
 - **consumer** — ``CrossEncoder(converted).predict(pairs)`` on the raw text, which only matches
   when the template and sentence-transformers files travel with the checkpoint.
 
-The verdict compares logits and probabilities against dtype-dependent tolerances and rankings
-(Spearman, top-1 per query group). A failure names its most likely cause.
+The verdict compares logits and probabilities against tolerances that follow the compute dtype
+and the score head's storage dtype, and rankings (Spearman, top-1 per query group). A failure
+names its most likely cause. Pairs whose one-string consumer prompt has the family's text but
+other tokens across its piece boundaries (:mod:`prompt_gap`) are also scored with those ids: the
+gap is reported and allowed when the consumer reproduces them.
 """
 
 from __future__ import annotations

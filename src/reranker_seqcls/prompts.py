@@ -1,16 +1,17 @@
 """The families' original prompt construction: the parity reference.
 
-``build_prompt_ids`` reproduces, token for token, how each family's own scoring code builds the
+``official_prompt`` reproduces, token for token, how each family's own scoring code builds the
 ids it feeds the causal LM (official model-card code for Qwen3-Reranker, the ``mxbai-rerank``
-library for mxbai-rerank-v2, FlagEmbedding's ``FlagLLMReranker`` for bge-reranker-v2-gemma).
-Those codes tokenize the prompt in *pieces* and concatenate the ids; they do not tokenize one
-rendered string. The scoring templates in ``templates/`` render the same text as one string, which
-gives the same ids as long as the tokenizer does not merge tokens across a piece boundary. Qwen3's
-boundaries are special tokens, so it always matches. mxbai's and bge's pieces are joined by a
-``"\\n"`` piece: a query or document that is empty or ends in whitespace/newlines can merge with
-it (Qwen's ``"ĠĊ"``/``"ĊĊ"``, Gemma's ``"\\n\\n"``), and then one string tokenizes differently
-from the pieces. Consumers (vLLM, sentence-transformers) can only tokenize one string, so such
-inputs score slightly differently there than in the original code.
+library for mxbai-rerank-v2, FlagEmbedding's ``FlagLLMReranker`` for bge-reranker-v2-gemma), and
+keeps the text *pieces* those codes tokenize one by one before concatenating the ids
+(:class:`OfficialPrompt`): their join is the text a one-string consumer must render, their
+boundaries are where its tokenization may differ. The scoring templates in ``templates/`` render
+that text as one string. Qwen3's boundaries are special tokens, so it always gives the same ids.
+mxbai's and bge's pieces are joined by a ``"\\n"`` piece, and a real vocabulary merges it with
+whatever punctuation or whitespace ends the query or document before it (Qwen's ``"?Ċ"``,
+``".Ċ"``, ``"ĠĊ"``; Gemma's ``"\\n\\n"``): consumers (vLLM, sentence-transformers) can only
+tokenize one string, so such inputs score slightly differently there than in the original code
+(:mod:`prompt_gap` tells that apart from a template bug).
 Truncation of long inputs, which the original codes apply per piece, is not reproduced: parity is
 checked on inputs that fit.
 
