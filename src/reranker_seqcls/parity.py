@@ -79,6 +79,10 @@ class ParityReport:
     notes: list[str] = field(default_factory=list)  # how the tolerance was set, when not plain
     scores: list[dict[str, Any]] = field(default_factory=list)
     tokenization_gap: TokenizationGap | None = None
+    # What any one-string consumer (sentence-transformers, vLLM) must give for each pair: the
+    # family's score, or on a tokenization-gap pair the converted model's score on the
+    # consumer's own ids. Judge a consumer path against this, not against the reference.
+    one_string_reference: list[list[float]] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -698,6 +702,7 @@ def check_parity(
         metrics=metrics,
     )
     report.tokenization_gap = gap
+    report.one_string_reference = template_scores
     if report.tolerance != tolerance:
         bound = report.tolerance.logit - tolerance.logit
         report.notes.append(
