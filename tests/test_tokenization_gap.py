@@ -114,9 +114,13 @@ def test_excerpt_is_short_and_printable():
 # --------------------------------------------------------------------------- the check
 
 
-def test_mxbai_on_the_real_vocabulary_passes_with_the_gap_reported(real_vocab_model, tmp_path):
+def test_mxbai_on_the_real_vocabulary_passes_with_the_gap_reported(
+    real_vocab_model, tmp_path, hub_server, hub_env
+):
+    from huggingface_hub import ModelCard
+
     source = real_vocab_model("qwen2", name="mxbai-rerank-base-v2-real")
-    _, result, report = _convert_and_check(source, tmp_path, "mxbai-rerank-v2")
+    out, result, report = _convert_and_check(source, tmp_path, "mxbai-rerank-v2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "parity: PASS (with allowances)" in result.stdout
     assert "restore" not in result.stdout + result.stderr  # the template is in place
@@ -141,6 +145,15 @@ def test_mxbai_on_the_real_vocabulary_passes_with_the_gap_reported(real_vocab_mo
         assert abs(row["sentence_transformers"][0] - _sigmoid(logit)) <= tolerance["prob"]
     # the converted classifier itself is exact on the family's ids
     assert report["metrics"]["converted (batched)"]["max_abs_logit"] < tolerance["logit"]
+
+    # `push` of the checked directory writes the card from the recorded report, gap included
+    (out / "parity_report.json").write_text(json.dumps(report))
+    target = f"{TEST_USER}/mxbai-pushed"
+    pushed = run_cli("push", out, target, env=hub_env)
+    assert pushed.returncode == 0, pushed.stderr
+    card = ModelCard(hub_server.read_file(target, "README.md").decode()).text
+    assert "## Tokenization of the prompt" in card and "Allowed:" in card
+    assert f"{len(gap['pairs'])} of {gap['num_pairs']} pairs were affected" in card
 
 
 def test_qwen3_on_the_real_vocabulary_is_exact(real_vocab_model, tmp_path):
@@ -179,6 +192,25 @@ def test_a_template_changed_by_one_character_fails_on_the_real_vocabulary(
     assert re.search(r"template: '[^']*" + re.escape(new) + r"\S", reason), reason
     assert report["allowances"] == []  # a template bug is never passed as a tokenization gap
     assert result.stderr.count("error:") == 1
+
+
+def test_template_advice_never_restores_a_template_that_is_in_place():
+    """If the recipe's own template rendered another text, the message must say so, not ask
+    the user to restore what is already there."""
+    from reranker_seqcls.parity import ConsumerPrompts, _template_mismatch
+    from reranker_seqcls.prompt_gap import PromptComparison
+    from reranker_seqcls.prompts import OfficialPrompt
+
+    official = [OfficialPrompt(("query: q", "\n", "document: d"), [1, 2, 3])]
+    consumer = ConsumerPrompts(None, ["query: q\ndocument:d"], [[1, 2, 4]])
+    differs = [PromptComparison("text", 18, family="…: d", consumer="…:d")]
+    in_place = _template_mismatch(differs, consumer, official, in_place=True)
+    replaced = _template_mismatch(differs, consumer, official, in_place=False)
+    assert in_place is not None and "restore" not in in_place and "bug in the recipe" in in_place
+    assert replaced is not None and "restore the recipe's template" in replaced
+    assert "at character 18" in in_place and "at character 18" in replaced
+    unrenderable = _template_mismatch([None], consumer, official, in_place=True)
+    assert unrenderable is not None and "restore" not in unrenderable
 
 
 # --------------------------------------------------------------------------- head storage dtype
