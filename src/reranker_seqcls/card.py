@@ -181,10 +181,12 @@ newline (here {merges}), so the ids differ although the text is identical.
 In the parity check {len(gap["pairs"])} of {gap["num_pairs"]} pairs were affected; on those, the
 converted model fed the one-string ids instead of the original's moved by up to
 {gap["max_abs_logit"]:.3g} logit ({gap["max_abs_prob"]:.3g} probability), and sentence-transformers
-reproduced the converted model on its own ids within {gap["consumer_max_abs_prob"]:.2g}. No
-conversion can remove this gap: it is the original model's response to a different tokenization
-of the same text, the same for vLLM's own load-time conversion of the original. The parity
-check allows it and says so (see *Allowed* above).
+reproduced the converted model on its own ids within {gap["consumer_max_abs_prob"]:.2g}
+probability. No conversion can remove this gap: it is the original model's own response to
+another tokenization of the same text, so any one-string consumer of the original (vLLM's
+load-time conversion included) shows it too. The parity check allows it and says so (see
+*Allowed* above). For the original's exact numbers, tokenize the pieces separately as the
+original code does and feed the concatenated ids to the model (see *transformers* below).
 """
 
 
