@@ -216,6 +216,23 @@ def test_template_advice_never_restores_a_template_that_is_in_place():
 # --------------------------------------------------------------------------- head storage dtype
 
 
+def test_storage_tolerance_is_the_measured_rounding_and_explains_only_close_swaps():
+    from reranker_seqcls.parity import TOLERANCES, HeadCheck, PathMetrics, _with_storage, _within
+
+    plain = TOLERANCES["float32"]
+    head = HeadCheck(None, "BF16", ((1e-2, -1e-2),))  # stored minus exact score.weight
+    bound = head.logit_shift([[1.0, -2.0], [0.5, 0.5]])  # max(|0.01 + 0.02|, |0|)
+    assert bound == pytest.approx(0.03)
+    widened = _with_storage(plain, bound)
+    assert widened.logit == pytest.approx(plain.logit + 0.03) and widened.ranks_follow_values
+    assert widened.prob == pytest.approx(plain.prob + 0.03 / 4)
+    swapped = PathMetrics(max_abs_logit=0.025, max_abs_prob=0.006, spearman=0.9988, top1=0.9)
+    assert _within(swapped, widened) and not _within(swapped, plain)
+    too_far = PathMetrics(max_abs_logit=0.05, max_abs_prob=0.006, spearman=0.9988, top1=0.9)
+    assert not _within(too_far, widened)
+    assert _with_storage(plain, 1e-7) == plain  # a float32 head's rounding adds nothing
+
+
 def test_bf16_head_checked_in_float32_passes_within_its_storage_rounding(
     real_vocab_model, tmp_path
 ):
