@@ -140,10 +140,14 @@ def test_second_run_is_a_noop_and_new_upstream_commit_reconverts(
 
 
 def test_parity_failure_pushes_nothing(hub_server, hub_env, tiny_model, tmp_path):
-    # A document ending in a newline: mxbai's original code tokenizes "\n" as its own piece,
-    # a rendered template merges it, so consumers would score a different prompt.
+    # The source's pad token is "\n" ("Ċ"), the last token of every mxbai prompt: the converted
+    # classifier pools an earlier token, so its scores are not the original's.
     upstream = "mixedbread-ai/mxbai-rerank-tiny-v2"
-    hub_server.seed_repo(upstream, _files(tiny_model("qwen2", tied=False)))
+    files = _files(tiny_model("qwen2", tied=False))
+    tokenizer_config = json.loads(files["tokenizer_config.json"])
+    tokenizer_config["pad_token"] = "Ċ"
+    files["tokenizer_config.json"] = json.dumps(tokenizer_config).encode()
+    hub_server.seed_repo(upstream, files)
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(
         '{"query": "capital of France", "document": "Paris is the capital.\\n\\n"}\n'
@@ -155,6 +159,7 @@ def test_parity_failure_pushes_nothing(hub_server, hub_env, tiny_model, tmp_path
     assert result.returncode == 1, result.stderr
     assert data["status"] == "failed" and data["parity"]["passed"] is False
     assert "nothing was pushed" in result.stderr
+    assert "pad_token_id" in result.stderr
     assert not hub_server.repo_exists(target)
 
 

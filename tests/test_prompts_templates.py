@@ -339,7 +339,8 @@ def test_piece_boundaries_that_a_single_string_cannot_reproduce(
     When a query/document is empty or ends in whitespace that the tokenizer merges with the
     following "\\n" piece (mxbai's and bge's separators), one rendered string tokenizes
     differently from the pieces. Qwen3 is immune: its pieces end at special tokens. The tiny
-    tokenizers merge whitespace like the real ones ("ĠĊ", "ĊĊ", Gemma's "\\n\\n").
+    tokenizers merge whitespace like the real ones ("ĠĊ", "ĊĊ", Gemma's "\\n\\n"); the real Qwen
+    vocabulary also merges punctuation ("?Ċ", ".Ċ"): see tests/test_tokenization_gap.py.
     """
     for family, expected_same in same.items():
         tok = tokenizers[family]

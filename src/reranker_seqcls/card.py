@@ -7,6 +7,7 @@ consumer, with the parity table of the run.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ def render_card(
     target_repo: str,
     provenance: dict[str, Any],
     parity_markdown: str | None,
+    tokenization_gap: dict[str, Any] | None = None,
     license_: str | None,
     license_extra: dict[str, Any],
     template_file: str | None,
@@ -57,7 +59,7 @@ def render_card(
         license=license_,
         **license_extra,
     )
-    body = _body(target_repo, provenance, parity_markdown, template_file)
+    body = _body(target_repo, provenance, parity_markdown, template_file, tokenization_gap)
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
     # Round-trip through the Hub's parser: what we wrote must read back the same.
     parsed = ModelCard(str(card)).data
@@ -65,7 +67,13 @@ def render_card(
     return str(card)
 
 
-def _body(target: str, prov: dict[str, Any], parity: str | None, template: str | None) -> str:
+def _body(
+    target: str,
+    prov: dict[str, Any],
+    parity: str | None,
+    template: str | None,
+    gap: dict[str, Any] | None = None,
+) -> str:
     source = prov["source"]
     recipe = prov["recipe"]
     clf = prov["classifier"]
@@ -97,6 +105,7 @@ def _body(target: str, prov: dict[str, Any], parity: str | None, template: str |
         else "No scoring template was given: consumers score the raw (query, document) text."
     )
     parity_section = parity or "_Parity was not checked for this upload._"
+    gap_section = _tokenization_section(gap) if gap else ""
     return f"""# {target.split("/")[-1]}
 
 A `{prov["architecture"]}` conversion of {src_link}{at}, made with
@@ -112,7 +121,7 @@ the same score with a one-row classification head instead of the full vocabulary
 ## Parity with the original
 
 {parity_section}
-
+{gap_section}
 ## Usage
 
 {_served_paragraph(clf)}
@@ -248,6 +257,32 @@ def is_local_readme(path: Path) -> bool:
         return path.read_text("utf-8").startswith(LOCAL_README_MARKER)
     except (OSError, UnicodeDecodeError):
         return False
+
+
+def _tokenization_section(gap: dict[str, Any]) -> str:
+    """What a one-string consumer cannot reproduce, with the parity check's numbers."""
+    merges = ", ".join(
+        f"`{json.dumps(text, ensure_ascii=False)}`"
+        for text, _ in sorted(gap["merges"].items(), key=lambda kv: -kv[1])[:4]
+    )
+    return f"""
+## Tokenization of the prompt
+
+The original scoring code tokenizes its prompt in pieces (query, separator, document, …) and
+concatenates the ids. Every consumer of this checkpoint — sentence-transformers, vLLM,
+`apply_chat_template` — renders the same text as one string and tokenizes it whole. Where a query
+or document ends in punctuation or whitespace, the tokenizer merges it with the following
+newline (here {merges}), so the ids differ although the text is identical.
+In the parity check {len(gap["pairs"])} of {gap["num_pairs"]} pairs were affected; on those, the
+converted model fed the one-string ids instead of the original's moved by up to
+{gap["max_abs_logit"]:.3g} logit ({gap["max_abs_prob"]:.3g} probability), and sentence-transformers
+reproduced the converted model on its own ids within {gap["consumer_max_abs_prob"]:.2g}
+probability. No conversion can remove this gap: it is the original model's own response to
+another tokenization of the same text, so any one-string consumer of the original (vLLM's
+load-time conversion included) shows it too. The parity check allows it and says so (see
+*Allowed* above). For the original's exact numbers, tokenize the pieces separately as the
+original code does and feed the concatenated ids to the model (see *transformers* below).
+"""
 
 
 def write_card(folder: Path, content: str) -> Path:

@@ -75,6 +75,21 @@ BUILTIN_PAIRS: tuple[Pair, ...] = (
          _CODE_INSTRUCTION, group="code-instruct"),
     Pair("python reverse a list", "Reversing a string in Java uses StringBuilder.reverse().",
          _CODE_INSTRUCTION, group="code-instruct"),
+    # Piece boundaries: the families' codes tokenize query, separator and document apart, and a
+    # real vocabulary merges across them ("?\n", ".\n", " \n", "\n\n"). These pairs put every
+    # kind of ending before a boundary: "?\n", ". ", newline, empty and whitespace documents,
+    # CJK punctuation and emoji at the end.
+    Pair("Where is the Eiffel Tower?\n", "The Eiffel Tower stands in Paris, France.\n",
+         group="eiffel-edges"),
+    Pair("Where is the Eiffel Tower?\n", "", group="eiffel-edges"),
+    Pair("Where is the Eiffel Tower?\n", " \n  ", group="eiffel-edges"),
+    Pair("Where is the Eiffel Tower?\n", "Paris 🗼", group="eiffel-edges"),
+    Pair("Height of Mount Everest. ", "Mount Everest is 8,849 metres high.",
+         group="everest-edges"),
+    Pair("Height of Mount Everest. ", "富士山高3776米。", group="everest-edges"),
+    Pair("Height of Mount Everest. ", "Everest 🏔️ 8849 m 🙂", group="everest-edges"),
+    Pair("寿司是什么？🍣", "寿司是一种日本料理。", group="sushi-edges"),
+    Pair("寿司是什么？🍣", "🍕", group="sushi-edges"),
 )  # fmt: skip
 
 

@@ -1,16 +1,17 @@
 """The families' original prompt construction: the parity reference.
 
-``build_prompt_ids`` reproduces, token for token, how each family's own scoring code builds the
+``official_prompt`` reproduces, token for token, how each family's own scoring code builds the
 ids it feeds the causal LM (official model-card code for Qwen3-Reranker, the ``mxbai-rerank``
-library for mxbai-rerank-v2, FlagEmbedding's ``FlagLLMReranker`` for bge-reranker-v2-gemma).
-Those codes tokenize the prompt in *pieces* and concatenate the ids; they do not tokenize one
-rendered string. The scoring templates in ``templates/`` render the same text as one string, which
-gives the same ids as long as the tokenizer does not merge tokens across a piece boundary. Qwen3's
-boundaries are special tokens, so it always matches. mxbai's and bge's pieces are joined by a
-``"\\n"`` piece: a query or document that is empty or ends in whitespace/newlines can merge with
-it (Qwen's ``"ĠĊ"``/``"ĊĊ"``, Gemma's ``"\\n\\n"``), and then one string tokenizes differently
-from the pieces. Consumers (vLLM, sentence-transformers) can only tokenize one string, so such
-inputs score slightly differently there than in the original code.
+library for mxbai-rerank-v2, FlagEmbedding's ``FlagLLMReranker`` for bge-reranker-v2-gemma), and
+keeps the text *pieces* those codes tokenize one by one before concatenating the ids
+(:class:`OfficialPrompt`): their join is the text a one-string consumer must render, their
+boundaries are where its tokenization may differ. The scoring templates in ``templates/`` render
+that text as one string. Qwen3's boundaries are special tokens, so it always gives the same ids.
+mxbai's and bge's pieces are joined by a ``"\\n"`` piece, and a real vocabulary merges it with
+whatever punctuation or whitespace ends the query or document before it (Qwen's ``"?Ċ"``,
+``".Ċ"``, ``"ĠĊ"``; Gemma's ``"\\n\\n"``): consumers (vLLM, sentence-transformers) can only
+tokenize one string, so such inputs score slightly differently there than in the original code
+(:mod:`prompt_gap` tells that apart from a template bug).
 Truncation of long inputs, which the original codes apply per piece, is not reproduced: parity is
 checked on inputs that fit.
 
@@ -23,6 +24,7 @@ Nothing here imports torch; transformers is imported lazily, only for rendering.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput
@@ -96,23 +98,38 @@ def _bos_id_if_distinct(tokenizer: Any) -> int | None:
     return int(bos)
 
 
-def qwen3_prompt_ids(
-    tokenizer: Any, query: str, document: str, instruction: str | None = None
-) -> list[int]:
-    """Qwen3-Reranker: prefix, body and suffix tokenized separately, ids concatenated."""
+@dataclass(frozen=True)
+class OfficialPrompt:
+    """One pair's prompt as the family's code builds it: the text pieces it tokenizes one by one
+    and the concatenated ids. ``"".join(pieces)`` is the text a one-string consumer must render;
+    the piece boundaries are where a one-string tokenization may merge tokens across."""
+
+    pieces: tuple[str, ...]
+    ids: list[int]
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def boundaries(self) -> list[int]:
+        """Character offsets in :attr:`text` where one piece ends and the next begins."""
+        offsets, position = [], 0
+        for piece in self.pieces[:-1]:
+            position += len(piece)
+            offsets.append(position)
+        return offsets
+
+
+def qwen3_pieces(query: str, document: str, instruction: str | None = None) -> list[str]:
+    """Qwen3-Reranker (model card code): prefix, body and suffix, tokenized separately."""
     if instruction is None:
         instruction = QWEN3_DEFAULT_INSTRUCTION
     body = f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}"
-    return (
-        _encode(tokenizer, QWEN3_PREFIX)
-        + _encode(tokenizer, body)
-        + _encode(tokenizer, QWEN3_SUFFIX)
-    )
+    return [QWEN3_PREFIX, body, QWEN3_SUFFIX]
 
 
-def mxbai_prompt_ids(
-    tokenizer: Any, query: str, document: str, instruction: str | None = None
-) -> list[int]:
+def mxbai_pieces(query: str, document: str, instruction: str | None = None) -> list[str]:
     """mxbai-rerank-v2: ``prefix + query + sep + document + sep + task + suffix``.
 
     As in the library, the instruction (when truthy) is joined to the query text before
@@ -121,46 +138,36 @@ def mxbai_prompt_ids(
     query_prompt = f"query: {query}"
     if instruction:
         query_prompt = f"instruction: {instruction}{MXBAI_SEP}{query_prompt}"
-    sep = _encode(tokenizer, MXBAI_SEP)
-    return (
-        _encode(tokenizer, MXBAI_PREFIX)
-        + _encode(tokenizer, query_prompt)
-        + sep
-        + _encode(tokenizer, f"document: {document}")
-        + sep
-        + _encode(tokenizer, MXBAI_TASK_PROMPT)
-        + _encode(tokenizer, MXBAI_SUFFIX)
-    )
+    return [MXBAI_PREFIX, query_prompt, MXBAI_SEP, f"document: {document}", MXBAI_SEP,
+            MXBAI_TASK_PROMPT, MXBAI_SUFFIX]  # fmt: skip
 
 
-def bge_gemma_prompt_ids(
-    tokenizer: Any, query: str, document: str, instruction: str | None = None
-) -> list[int]:
-    """bge-reranker-v2-gemma: ``[bos] + "A: q" + "\\n" + "B: p" + "\\n" + prompt``.
+def bge_gemma_pieces(query: str, document: str, instruction: str | None = None) -> list[str]:
+    """bge-reranker-v2-gemma: ``"A: q" + "\\n" + "B: p" + "\\n" + prompt`` (after the BOS).
 
     ``instruction`` replaces the final prompt sentence, as FlagEmbedding's ``prompt=`` does.
     """
     prompt = BGE_DEFAULT_PROMPT if instruction is None else instruction
-    sep = _encode(tokenizer, BGE_SEP)
-    bos = _bos_id_if_distinct(tokenizer)
+    return [f"A: {query}", BGE_SEP, f"B: {document}", BGE_SEP, prompt]
+
+
+def _tokenized(tokenizer: Any, pieces: list[str], bos: int | None) -> OfficialPrompt:
+    """Each piece tokenized on its own, ids concatenated; ``bos`` (its token text becomes the
+    first piece) is prepended as an id, as the families' codes do."""
     ids = [] if bos is None else [bos]
-    return (
-        ids
-        + _encode(tokenizer, f"A: {query}")
-        + sep
-        + _encode(tokenizer, f"B: {document}")
-        + sep
-        + _encode(tokenizer, prompt)
-    )
+    for piece in pieces:
+        ids += _encode(tokenizer, piece)
+    lead = () if bos is None else (str(tokenizer.convert_ids_to_tokens(bos)),)
+    return OfficialPrompt(pieces=(*lead, *pieces), ids=ids)
 
 
-def zerank2_prompt_ids(
+def zerank2_prompt(
     tokenizer: Any, query: str, document: str, instruction: str | None = None
-) -> list[int]:
+) -> OfficialPrompt:
     """zerank-2: the chat template's rendering of ``[system: query, user: document]`` with the
-    generation prompt, tokenized as one string (Qwen adds no special tokens).
+    generation prompt, tokenized as one string (Qwen adds no special tokens): one piece.
 
-    An instruction makes the system turn ``<query>{q}</query>\\n<instruction>{i}</instruction>``.
+    An instruction makes the system turn ``<query>{q}</query>\n<instruction>{i}</instruction>``.
     The legacy code's ``.strip()`` and character cuts (2,000 / 10,000) are not applied, as in
     vLLM's ``zerank2.jinja``: parity is checked on inputs without surrounding whitespace.
     """
@@ -168,20 +175,30 @@ def zerank2_prompt_ids(
     if instruction:
         system = f"<query>{query}</query>\n<instruction>{instruction}</instruction>"
     text = ZERANK_SYSTEM_START + system + ZERANK_USER_START + document + ZERANK_SUFFIX
-    return _encode(tokenizer, text)
+    return OfficialPrompt(pieces=(text,), ids=_encode(tokenizer, text))
 
 
-def ctxl_prompt_ids(
+def ctxl_prompt(
     tokenizer: Any, query: str, document: str, instruction: str | None = None
-) -> list[int]:
+) -> OfficialPrompt:
     """ctxl-rerank-v2: one string, document before query, tokenized with the tokenizer's own
-    special tokens (``tokenizer(prompt)``: none for Qwen, ``<s>`` first for Mistral)."""
+    special tokens (``tokenizer(prompt)``: none for Qwen, ``<s>`` first for Mistral; a special
+    token the tokenizer adds becomes a piece of its own)."""
     query_part = f"{query} {instruction}" if instruction else query
     text = f"{CTXL_HEAD}\n<Document> {document}\n<Query> {query_part}{CTXL_END}"
-    return list(tokenizer(text)["input_ids"])
+    ids = list(tokenizer(text)["input_ids"])
+    plain = _encode(tokenizer, text)
+    if ids == plain:
+        return OfficialPrompt(pieces=(text,), ids=ids)
+    lead = ids[: len(ids) - len(plain)] if ids[len(ids) - len(plain) :] == plain else []
+    if not lead:  # a post-processor that adds more than a prefix: keep its ids, one piece
+        return OfficialPrompt(pieces=(text,), ids=ids)
+    return OfficialPrompt(
+        pieces=(*(str(t) for t in tokenizer.convert_ids_to_tokens(lead)), text), ids=ids
+    )
 
 
-def template_prompt_ids(
+def template_prompt(
     tokenizer: Any,
     template: str,
     query: str,
@@ -190,30 +207,29 @@ def template_prompt_ids(
     *,
     prepend_bos: bool = False,
     structured: bool = False,
-) -> list[int]:
-    """A custom template: render as a consumer would, tokenize without special tokens.
-
-    With ``prepend_bos`` the ids start with exactly one BOS, whether or not the template wrote it.
-    ``structured`` renders ``{"type": "text"}`` content items, as sentence-transformers does.
-    """
+) -> OfficialPrompt:
+    """A custom template: render as a consumer would, tokenize without special tokens (one
+    piece). With ``prepend_bos`` the ids start with exactly one BOS, whether or not the template
+    wrote it. ``structured`` renders ``{"type": "text"}`` content items, as
+    sentence-transformers does."""
     text = render_scoring_prompt(
         template, query, document, instruction, tokenizer=tokenizer, structured=structured
     )
     ids = _encode(tokenizer, text)
     bos = getattr(tokenizer, "bos_token_id", None)
     if prepend_bos and bos is not None and (not ids or ids[0] != bos):
-        ids = [int(bos), *ids]
-    return ids
+        return _tokenized(tokenizer, [text], int(bos))
+    return OfficialPrompt(pieces=(text,), ids=ids)
 
 
-def build_prompt_ids(
+def official_prompt(
     tokenizer: Any,
     recipe: Recipe,
     query: str,
     document: str,
     instruction: str | None = None,
-) -> list[int]:
-    """The ids the family's original scoring code feeds the causal LM for one pair.
+) -> OfficialPrompt:
+    """The prompt the family's original scoring code feeds the causal LM for one pair.
 
     ``instruction`` of ``None`` means the recipe's default (the family's own default when the
     recipe has none). The score is read from the logits at the last position.
@@ -222,21 +238,22 @@ def build_prompt_ids(
         instruction = recipe.default_instruction
     style = recipe.prompt_style
     if style == "qwen3-reranker":
-        return qwen3_prompt_ids(tokenizer, query, document, instruction)
+        return _tokenized(tokenizer, qwen3_pieces(query, document, instruction), None)
     if style == "mxbai-rerank-v2":
-        return mxbai_prompt_ids(tokenizer, query, document, instruction)
+        return _tokenized(tokenizer, mxbai_pieces(query, document, instruction), None)
     if style == "bge-reranker-v2-gemma":
-        return bge_gemma_prompt_ids(tokenizer, query, document, instruction)
+        pieces = bge_gemma_pieces(query, document, instruction)
+        return _tokenized(tokenizer, pieces, _bos_id_if_distinct(tokenizer))
     if style == "zerank-2":
-        return zerank2_prompt_ids(tokenizer, query, document, instruction)
+        return zerank2_prompt(tokenizer, query, document, instruction)
     if style == "ctxl-rerank-v2":
-        return ctxl_prompt_ids(tokenizer, query, document, instruction)
+        return ctxl_prompt(tokenizer, query, document, instruction)
     if style in ("template", "sentence-transformers"):
         if recipe.template is None:
             raise BadInput(
                 f"recipe {recipe.name!r} has no prompt template: give one with --template FILE"
             )
-        return template_prompt_ids(
+        return template_prompt(
             tokenizer,
             recipe.template,
             query,
@@ -247,6 +264,17 @@ def build_prompt_ids(
             structured=style == "sentence-transformers",
         )
     raise BadInput(f"unknown prompt style {style!r}: use one of {', '.join(PROMPT_STYLES)}")
+
+
+def build_prompt_ids(
+    tokenizer: Any,
+    recipe: Recipe,
+    query: str,
+    document: str,
+    instruction: str | None = None,
+) -> list[int]:
+    """The ids the family's original scoring code feeds the causal LM for one pair."""
+    return official_prompt(tokenizer, recipe, query, document, instruction).ids
 
 
 def scoring_messages(
@@ -275,7 +303,7 @@ def scoring_messages(
 
 
 def render_scoring_prompt(
-    template: str,
+    template: str | None,
     query: str,
     document: str,
     instruction: str | None = None,
@@ -291,7 +319,8 @@ def render_scoring_prompt(
     the call vLLM's score API and sentence-transformers make (the tokenizer supplies
     ``bos_token`` and the other special-token variables). Without one, transformers' own Jinja
     renderer is used with ``special_tokens`` (if given) as the special-token variables.
-    ``variables`` are extra template variables (e.g. ``add_bos_token=True``).
+    ``variables`` are extra template variables (e.g. ``add_bos_token=True``). A ``template`` of
+    ``None`` means the tokenizer's own chat template, as a consumer loading a directory uses.
     """
     messages = scoring_messages(query, document, instruction, structured=structured)
     try:
@@ -299,6 +328,8 @@ def render_scoring_prompt(
             rendered = tokenizer.apply_chat_template(
                 messages, chat_template=template, tokenize=False, **variables
             )
+        elif template is None:
+            raise BadInput("no prompt template to render: give one with --template FILE")
         else:
             from transformers.utils.chat_template_utils import render_jinja_template
 

@@ -134,6 +134,7 @@ class RunOutcome:
                 "verdict": self.parity.verdict,
                 "max_abs_diff": self.parity.max_abs_diff,
                 "spearman": self.parity.spearman,
+                "tokenization_gap": self.parity.to_json()["tokenization_gap"],
                 "table_markdown": self.parity.markdown(),
             }
         return {
@@ -295,6 +296,7 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
             target_repo=opts.target,
             provenance=result.provenance,
             parity_markdown=report.markdown(),
+            tokenization_gap=report.to_json()["tokenization_gap"],
             license_=license_,
             license_extra=license_extra,
             template_file=TEMPLATE_FILE_NAME if recipe.template is not None else None,
@@ -411,6 +413,7 @@ def push_converted(
             "map of names): convert the checkpoint again"
         )
     parity_md = None
+    gap = None
     report_path = converted / PARITY_REPORT_FILE
     report: dict[str, Any] = {}
     if report_path.is_file():
@@ -428,12 +431,15 @@ def push_converted(
         if report:
             from .parity import ParityReport
 
-            parity_md = ParityReport.from_json(report, report_path).markdown()
+            parsed = ParityReport.from_json(report, report_path)
+            parity_md = parsed.markdown()
+            gap = parsed.to_json()["tokenization_gap"]
         try:
             card = render_card(
                 target_repo=target,
                 provenance=provenance,
                 parity_markdown=parity_md,
+                tokenization_gap=gap,
                 license_=None,
                 license_extra={},
                 template_file=(
