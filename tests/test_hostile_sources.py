@@ -338,8 +338,10 @@ def _pad_beyond_rows(src: Path) -> None:
 ITEM6 = {
     "offsets past EOF": (_mutate_head_shard(_past_eof), "not a readable safetensors file"),
     "negative offset": (_mutate_head_shard(_negative), "not a readable safetensors file"),
-    "overlapping tensors": (_mutate_head_shard(_overlap), "invalid offset"),
-    "gap between tensors": (_mutate_head_shard(_gap), "invalid offset"),
+    # safetensors says "invalid offset", or "invalid shape, data type, or offset" when the
+    # overlapping tensors differ in size
+    "overlapping tensors": (_mutate_head_shard(_overlap), "offset"),
+    "gap between tensors": (_mutate_head_shard(_gap), "offset"),
     "dtype x shape != bytes": (_mutate_head_shard(_dtype_mismatch), "not a readable"),
     "metadata not a dict": (_mutate_head_shard(_metadata_not_a_dict), "not a readable"),
     "duplicate name in one header": (_duplicate_in_header, "appears twice in the header"),
