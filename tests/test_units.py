@@ -70,3 +70,27 @@ def test_first_error_line_finds_the_root_cause_in_a_vllm_log():
     assert first_error_line("importlib.metadata.PackageNotFoundError: vllm") == (
         "importlib.metadata.PackageNotFoundError: vllm"
     )
+
+
+def test_a_signal_wrapped_by_python_is_still_a_stop():
+    """Python wraps an exception raised in ``__set_name__`` (a signal landing while a dataclass
+    is built during an import) in a RuntimeError: the CLI must still see the stop signal."""
+    import signal
+    from dataclasses import dataclass, field
+
+    from reranker_seqcls.interrupt import Interrupted, interruption_behind
+
+    class Landing:
+        def __set_name__(self, owner, name):
+            raise Interrupted(signal.SIGINT)
+
+    with pytest.raises(RuntimeError) as caught:
+
+        @dataclass
+        class Built:  # building the class is what raises
+            merges: list[str] = field(default_factory=list)
+            hook = Landing()
+
+    stopped = interruption_behind(caught.value)
+    assert stopped is not None and stopped.exit_code == 130
+    assert interruption_behind(RuntimeError("plain")) is None

@@ -108,9 +108,10 @@ def _family(name: str, source: Path, tmp: Path) -> Family:
     result = run_cli("convert", source, converted)
     assert result.returncode == 0, result.stderr
     recipe = resolve_recipe(source_name=source.name)
-    prompts, logits = reference_scores(
+    official, logits = reference_scores(
         source, recipe, PAIRS, resolve_token_ids(source, recipe), "float32"
     )
+    prompts = [o.ids for o in official]
     template_ids = [_vllm_prompt_ids(converted, pair) for pair in PAIRS]
     fed = seqcls_logits(converted, template_ids, batched=False)[:, 0].tolist()
     return Family(

@@ -14,7 +14,7 @@ from typing import TextIO
 import click
 
 from . import __version__
-from .interrupt import Interrupted, raise_on_stop_signals
+from .interrupt import Interrupted, interruption_behind, raise_on_stop_signals
 
 EXIT_INTERNAL = 4
 
@@ -456,9 +456,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except Interrupted as exc:
-        by = "" if exc.signum == signal.SIGINT else f" by {exc.signal_name}"
-        _log(f"error: interrupted{by}; nothing was written")
-        code = exc.exit_code
+        code = _report_interrupted(exc)
     except click.exceptions.Abort:  # click's wrapping of KeyboardInterrupt (and EOF)
         _log("error: interrupted; nothing was written")
         code = 130
@@ -469,8 +467,15 @@ def main(argv: list[str] | None = None) -> None:
         _log("error: interrupted; nothing was written")
         code = 130
     except Exception as exc:
-        code = _report(exc, debug)
+        stopped = interruption_behind(exc)  # a signal that landed inside a wrapping hook
+        code = _report(exc, debug) if stopped is None else _report_interrupted(stopped)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _report_interrupted(exc: Interrupted) -> int:
+    by = "" if exc.signum == signal.SIGINT else f" by {exc.signal_name}"
+    _log(f"error: interrupted{by}; nothing was written")
+    return exc.exit_code
 
 
 def _show_warning(

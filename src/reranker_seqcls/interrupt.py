@@ -44,3 +44,17 @@ def raise_on_stop_signals() -> None:
     for sig in STOP_SIGNALS:
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, _raise_interrupted)
+
+
+def interruption_behind(exc: BaseException) -> Interrupted | None:
+    """The :class:`Interrupted` that ``exc`` wraps, if any. Python wraps an exception raised in
+    some hooks (``__set_name__`` while a dataclass is built, an import in progress) in a
+    ``RuntimeError`` whose cause is the original: a signal that lands there is still a stop."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, Interrupted):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
