@@ -388,7 +388,9 @@ def card_server(
             process.wait()
 
 
-@pytest.mark.parametrize("card_server", ["qwen3-reranker", "bge-reranker-v2-gemma"], indirect=True)
+@pytest.mark.parametrize(
+    "card_server", ["qwen3-reranker", "mxbai-rerank-v2", "bge-reranker-v2-gemma"], indirect=True
+)
 def test_served_score_and_rerank_equal_official(
     card_server: Server, families: dict[str, Family]
 ) -> None:
