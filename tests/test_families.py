@@ -732,3 +732,25 @@ def test_token_id_outside_the_head_is_refused(tiny_model, tmp_path):
     assert result.returncode == 2, result.stderr
     assert f"id {rows}" in result.stderr and f"({rows} rows)" in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "linked", ["modules.json", "1_LogitScore/config.json", "chat_template.jinja"]
+)
+def test_st_logit_score_files_linking_outside_are_refused(st_saved, tmp_path, linked):
+    """The sentence-transformers files are read through the source's trust boundary: a file
+    linking outside the source (here a secret next to it, or /dev/zero) is refused, not read."""
+    source = tmp_path / "my-logit-reranker"
+    shutil.copytree(st_saved, source)
+    _set_st_files(source, 10, 11, SIGMOID)
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"hf_token": "hf_notarealtokenbutsecret"}))
+    (source / linked).unlink()
+    (source / linked).symlink_to(secret if linked != "chat_template.jinja" else "/dev/zero")
+    out = tmp_path / "out"
+    result = run_cli("convert", source, out, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "symlink to a file outside" in lines[0], result.stderr
+    assert "hf_notarealtokenbutsecret" not in result.stderr + result.stdout
+    assert not out.exists()

@@ -21,7 +21,6 @@ Only the JSON files are read; nothing here imports torch or sentence-transformer
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -37,26 +36,36 @@ TRANSFORMER_TYPE = "sentence_transformers.base.modules.transformer.Transformer"
 LOGIT_SCORE_TYPE = "sentence_transformers.cross_encoder.modules.logit_score.LogitScore"
 ACTIVATIONS = ("torch.nn.modules.activation.Sigmoid", "torch.nn.modules.linear.Identity")
 ST_RECIPE_NAME = "sentence-transformers"
+MAX_TEMPLATE_BYTES = 1 << 20
 
 
-def _load(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
+def _load(source: Path, name: str, *, required: bool = True) -> Any:
+    """A JSON file of the source, read through the trust boundary (:class:`~.source.Source`:
+    no link out of the source, bounded size and nesting); ``{}`` for an absent optional file."""
+    from .source import Source, read_json_file
+
+    path = Source(source).file(name)
+    if path is None:
+        if not required:
+            return {}
         raise BadInput(
-            f"the sentence-transformers files name {path.name} in {path.parent.name or '.'}, "
-            "which is missing: re-download the checkpoint"
-        ) from None
-    except (OSError, ValueError, UnicodeDecodeError):
-        raise BadInput(f"{path.name} is not valid JSON: re-download the checkpoint") from None
+            f"the sentence-transformers files name {name!r}, which is missing: re-download the "
+            "checkpoint"
+        )
+    return read_json_file(path, name)
+
+
+def _has(source: Path, name: str) -> bool:
+    from .source import Source
+
+    return Source(source).has(name)
 
 
 def _logit_score_module(source: Path) -> str | None:
     """The LogitScore module's folder, or None when the source is not a LogitScore model."""
-    path = source / MODULES_FILE
-    if not path.is_file():
+    if not _has(source, MODULES_FILE):
         return None
-    modules = _load(path)
+    modules = _load(source, MODULES_FILE)
     if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
         raise BadInput(f"{MODULES_FILE} is not a list of modules: re-download the checkpoint")
     types = [str(m.get("type", "")) for m in modules]
@@ -119,12 +128,17 @@ def _template_prefix(processing: Any) -> str:
 
 
 def _chat_template(source: Path) -> str:
-    path = source / TEMPLATE_FILE
-    if path.is_file():
-        text = path.read_text("utf-8", errors="replace")
+    from .source import Source
+
+    path = Source(source).file(TEMPLATE_FILE)
+    if path is not None:
+        with path.open("rb") as fh:  # bounded: a template is text, never megabytes
+            raw = fh.read(MAX_TEMPLATE_BYTES + 1)
+        if len(raw) > MAX_TEMPLATE_BYTES:
+            raise BadInput(f"{TEMPLATE_FILE} is larger than 1 MiB: it is not a chat template")
+        text = raw.decode("utf-8", errors="replace")
     else:
-        tokenizer_config = source / "tokenizer_config.json"
-        loaded = _load(tokenizer_config) if tokenizer_config.is_file() else {}
+        loaded = _load(source, "tokenizer_config.json", required=False)
         text = loaded.get("chat_template") if isinstance(loaded, dict) else None
     if not isinstance(text, str) or not text.strip():
         raise BadInput(
@@ -139,7 +153,7 @@ def st_recipe(source: Path) -> Recipe | None:
     folder = _logit_score_module(source)
     if folder is None:
         return None
-    module = _load(source / folder / "config.json")
+    module = _load(source, f"{folder}/config.json")
     if not isinstance(module, dict):
         raise BadInput(f"{folder}/config.json is not a JSON object: re-download the checkpoint")
     if module.get("module_input_name", "causal_logits") != "causal_logits":
@@ -147,7 +161,7 @@ def st_recipe(source: Path) -> Recipe | None:
             f"LogitScore module_input_name {module.get('module_input_name')!r}: only "
             "causal_logits (the causal LM's logits) can become a score head"
         )
-    config = _load(source / "config.json") if (source / "config.json").is_file() else {}
+    config = _load(source, "config.json", required=False)
     vocab_size = config.get("vocab_size") if isinstance(config, dict) else None
     if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
         vocab_size = None
@@ -155,7 +169,7 @@ def st_recipe(source: Path) -> Recipe | None:
     false_raw = module.get("false_token_id")
     false_id = None if false_raw is None else _token_id(false_raw, "false_token_id", vocab_size)
 
-    settings = _load(source / MODULE_CONFIG_FILE) if (source / MODULE_CONFIG_FILE).is_file() else {}
+    settings = _load(source, MODULE_CONFIG_FILE, required=False)
     if not isinstance(settings, dict):
         raise BadInput(f"{MODULE_CONFIG_FILE} is not a JSON object: re-download the checkpoint")
     task = settings.get("transformer_task")
@@ -178,8 +192,7 @@ def st_recipe(source: Path) -> Recipe | None:
     prefix = _template_prefix(settings.get("processing_kwargs"))
     template = prefix + _chat_template(source)
 
-    model_config_path = source / MODEL_CONFIG_FILE
-    model_config = _load(model_config_path) if model_config_path.is_file() else {}
+    model_config = _load(source, MODEL_CONFIG_FILE, required=False)
     activation = model_config.get("activation_fn") if isinstance(model_config, dict) else None
     activation = activation or ACTIVATIONS[0]  # sentence-transformers' default for one score
     if activation not in ACTIVATIONS:
