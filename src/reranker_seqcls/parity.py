@@ -228,7 +228,7 @@ def report_markdown_from_json(data: dict[str, Any]) -> str:
         f"| tolerance | {t['logit']:.3g} | {t['prob']:.3g} | ≥ {t['spearman']} "
         f"| ≥ {t['top1']:.0%} |"
     )
-    lines += [f"\n- Tolerance: {n}" for n in data.get("notes") or []]
+    lines += [f"\n- Note: {n}" for n in data.get("notes") or []]
     lines += [f"\n- Failed because: {r}" for r in data.get("reasons") or []]
     lines += [f"\n- Allowed: {a}" for a in data.get("allowances") or []]
     return "\n".join(lines)
