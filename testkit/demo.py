@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     output = root / "Qwen3-Reranker-tiny-seq-cls"
 
     from reranker_seqcls.check.pairs import Pair
-    from reranker_seqcls.check.parity import consumer_scores, reference_scores
+    from reranker_seqcls.check.scoring import consumer_scores, reference_scores
     from reranker_seqcls.convert.converter import convert
     from reranker_seqcls.recipes.recipe import PRESETS
     from testkit.tiny import build_model

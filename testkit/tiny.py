@@ -468,6 +468,8 @@ def _calibrate_classifier_rows(
     """
     import torch
 
+    from reranker_seqcls.check.scoring import left_pad
+
     generator = torch.Generator().manual_seed(seed + 1)
     rows = [tokenizer.convert_tokens_to_ids(t) for t in CLASSIFIER_TOKENS]
     recipe = _calibration_recipe(family, preset)
@@ -479,10 +481,7 @@ def _calibrate_classifier_rows(
     prompts = _calibration_prompts(tokenizer, family, preset)
     head = model.get_output_embeddings().weight
     # One left-padded batch; positions count real tokens only, as in an unpadded run.
-    width = max(len(ids) for ids in prompts)
-    input_ids = torch.tensor([[0] * (width - len(ids)) + ids for ids in prompts])
-    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts])
-    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    input_ids, mask, positions = left_pad(prompts, 0)
     for _ in range(2):
         with torch.no_grad():
             hidden = model.model(

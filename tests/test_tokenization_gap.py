@@ -197,8 +197,9 @@ def test_a_template_changed_by_one_character_fails_on_the_real_vocabulary(
 def test_template_advice_never_restores_a_template_that_is_in_place():
     """If the recipe's own template rendered another text, the message must say so, not ask
     the user to restore what is already there."""
-    from reranker_seqcls.check.parity import ConsumerPrompts, _template_mismatch
+    from reranker_seqcls.check.causes import template_mismatch as _template_mismatch
     from reranker_seqcls.check.prompt_gap import PromptComparison
+    from reranker_seqcls.check.scoring import ConsumerPrompts
     from reranker_seqcls.recipes.prompts import OfficialPrompt
 
     official = [OfficialPrompt(("query: q", "\n", "document: d"), [1, 2, 3])]
@@ -217,13 +218,11 @@ def test_template_advice_never_restores_a_template_that_is_in_place():
 
 
 def test_storage_tolerance_is_the_measured_rounding_and_explains_only_close_swaps():
-    from reranker_seqcls.check.parity import (
-        TOLERANCES,
-        HeadCheck,
-        PathMetrics,
-        _with_storage,
-        _within,
-    )
+    from reranker_seqcls.check.head import HeadCheck
+    from reranker_seqcls.check.metrics import PathMetrics
+    from reranker_seqcls.check.verdict import TOLERANCES
+    from reranker_seqcls.check.verdict import with_storage as _with_storage
+    from reranker_seqcls.check.verdict import within as _within
 
     plain = TOLERANCES["float32"]
     head = HeadCheck(None, "BF16", ((1e-2, -1e-2),))  # stored minus exact score.weight

@@ -261,7 +261,8 @@ def check(
     CrossEncoder on raw text and, when vLLM can be used, vLLM's pooling runner (LLM.score with
     the saved chat template). Exit code 1 when parity fails.
     """
-    from reranker_seqcls.check.parity import check_parity, write_report
+    from reranker_seqcls.check.parity import check_parity
+    from reranker_seqcls.check.report import write_report
     from reranker_seqcls.errors import BadInput
     from reranker_seqcls.pipeline import (
         check_recipe,
@@ -293,9 +294,7 @@ def check(
         _say(row)
     if report_file is not None:
         write_report(report, report_file)
-    if not report.passed:
-        _log(f"error: parity failed: {report.reasons[0]}")
-        return 1
+    report.require_passed()  # ParityFailed: exit 1, its first reason on stderr
     return 0
 
 
@@ -337,13 +336,18 @@ def run(result_json: Path | None, **kwargs) -> int:
     Idempotent: when the target already holds this source commit converted with the same recipe
     and tool version, nothing is downloaded or pushed ("already current", exit 0).
     """
-    from reranker_seqcls.pipeline import RunOptions, RunOutcome, run_pipeline
+    from reranker_seqcls.pipeline import RunOptions, RunOutcome, RunParityFailed, run_pipeline
     from reranker_seqcls.redact import register_secret
 
     register_secret(kwargs.get("token"))
     opts = RunOptions(**kwargs)
     try:
         outcome = run_pipeline(opts, _log)
+    except RunParityFailed as exc:  # the run's own record: status "failed", with its parity
+        if result_json is not None:
+            _write_result(result_json, exc.outcome.to_json())
+        _say(exc.outcome.message)
+        raise
     except (Exception, Interrupted) as exc:
         if result_json is not None:
             from reranker_seqcls.errors import SeqClsError
@@ -361,9 +365,6 @@ def run(result_json: Path | None, **kwargs) -> int:
     if result_json is not None:
         _write_result(result_json, outcome.to_json())
     _say(outcome.message)
-    if outcome.status == "failed":
-        _log(f"error: {outcome.message}")
-        return 1
     return 0
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reranker_seqcls.check.pairs import Pair, builtin_pairs, load_pairs
-from reranker_seqcls.errors import BadInput
+from reranker_seqcls.errors import BadInput, ParityFailed
 from reranker_seqcls.names import PROVENANCE_FILE
 from reranker_seqcls.recipes.recipe import Recipe, recipe_from_provenance, resolve_recipe
 
 if TYPE_CHECKING:
-    from reranker_seqcls.check.parity import ParityReport
+    from reranker_seqcls.check.report import ParityReport
     from reranker_seqcls.convert.converter import SourceRef
     from reranker_seqcls.hub.client import PushResult
 
@@ -151,6 +151,15 @@ class RunOutcome:
         }
 
 
+class RunParityFailed(ParityFailed):
+    """``run`` stopped by its parity check: nothing was pushed. ``outcome`` is what
+    ``--result-json`` records (status "failed", with the parity summary)."""
+
+    def __init__(self, outcome: RunOutcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
 @dataclass
 class RunOptions:
     model: str
@@ -210,7 +219,8 @@ def locate_source(
 def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     """download → convert → check → card → push, skipping when the target is already current."""
     from reranker_seqcls import __version__
-    from reranker_seqcls.check.parity import check_parity, write_report
+    from reranker_seqcls.check.parity import check_parity
+    from reranker_seqcls.check.report import write_report
     from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
     from reranker_seqcls.convert.converter import SourceRef, convert
     from reranker_seqcls.hub.card import render_card, source_license, write_card
@@ -287,9 +297,11 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
         write_report(report, out / PARITY_REPORT_FILE)
         for row in report.table_rows():
             log(row)
-        if not report.passed:
-            outcome.message = f"parity failed: {report.reasons[0]}; nothing was pushed"
-            return outcome
+        try:
+            report.require_passed()
+        except ParityFailed as exc:
+            outcome.message = f"{exc}; nothing was pushed"
+            raise RunParityFailed(outcome) from exc
 
         license_, license_extra = source_license(source_dir)
         card = render_card(
@@ -429,7 +441,7 @@ def push_converted(
     readme = converted / "README.md"
     if not readme.is_file() or is_local_readme(readme):  # no card yet, or convert's short README
         if report:
-            from reranker_seqcls.check.parity import ParityReport
+            from reranker_seqcls.check.report import ParityReport
 
             parsed = ParityReport.from_json(report, report_path)
             parity_md = parsed.markdown()

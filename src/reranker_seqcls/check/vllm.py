@@ -32,11 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reranker_seqcls.check.metrics import ScoringPath, path_metrics
 from reranker_seqcls.check.pairs import Pair
+from reranker_seqcls.check.verdict import within
 from reranker_seqcls.errors import BadInput
+from reranker_seqcls.names import CONFIG_FILE
 
 if TYPE_CHECKING:
-    from reranker_seqcls.check.parity import ParityReport
+    from reranker_seqcls.check.report import ParityReport
 
 VLLM_PYTHON_ENV = "RERANKER_SEQCLS_VLLM_PYTHON"
 LAUNCHER = Path(__file__).with_name("vllm_launch.py")
@@ -100,7 +103,7 @@ def build_job(
     # room for the longest prompt (vLLM rejects longer ones), rounded up, within the model's
     max_len = 256 * math.ceil((max_prompt_tokens + 16) / 256)
     try:
-        config = json.loads((converted / "config.json").read_text("utf-8"))
+        config = json.loads((converted / CONFIG_FILE).read_text("utf-8"))
         limit = config.get("max_position_embeddings")
     except (OSError, ValueError, AttributeError):
         limit = None
@@ -209,8 +212,6 @@ def add_vllm_row(
     sentence-transformers row within the probability tolerance: both render the same saved
     template into one string, so any difference they share is judged on that row.
     """
-    from reranker_seqcls.check.parity import _path_metrics, _within
-
     if len(reference[0]) != 1:
         report.notes.append(
             f"vllm: skipped: vLLM's score API takes num_labels == 1, this checkpoint has "
@@ -227,22 +228,21 @@ def add_vllm_row(
         python, converted, pairs, report.dtype, max_prompt_tokens=max(map(len, prompts))
     )
     if result.scores is None:
-        report.reasons.append(f"vLLM could not score the converted checkpoint: {result.error}")
-        report.passed = False
+        report.fail(f"vLLM could not score the converted checkpoint: {result.error}")
         return
-    groups = [p.group or p.query for p in pairs]
-    metrics = _path_metrics(groups, reference, [[s] for s in result.scores], probs=True)
-    report.metrics["vllm"] = metrics
+    groups = [row.group for row in report.scores]
+    metrics = path_metrics(groups, reference, [[s] for s in result.scores], probs=True)
+    report.metrics[ScoringPath.VLLM] = metrics
     for row, score in zip(report.scores, result.scores, strict=True):
-        row["vllm"] = [score]
+        row.vllm = [score]
     report.notes.append(
         f"vllm: vLLM {result.version}, offline LLM.score with the saved chat template, "
         f"dtype {report.dtype}"
     )
     t = report.tolerance
-    if _within(metrics, t):
+    if within(metrics, t):
         return
-    st = [row["sentence_transformers"][-1] for row in report.scores]
+    st = [row.sentence_transformers[-1] for row in report.scores]
     to_st = max(abs(a - b) for a, b in zip(result.scores, st, strict=True))
     if to_st <= t.prob:
         report.notes.append(
@@ -251,10 +251,9 @@ def add_vllm_row(
             "the sentence-transformers row"
         )
         return
-    report.reasons.append(
+    report.fail(
         f"vLLM scores differ from the original by up to {metrics.max_abs_prob:.3g} and from "
         f"sentence-transformers by up to {to_st:.3g} (probability, tolerance {t.prob:g}) with "
         "the same saved chat template: vLLM builds another prompt; see the vllm scores in the "
         "report JSON"
     )
-    report.passed = False

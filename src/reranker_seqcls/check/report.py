@@ -1,0 +1,230 @@
+"""The parity report: what was measured and judged, as a table for the log, as Markdown for the
+model card, and as ``parity_report.json`` (written by ``check``/``run``, read back by ``push``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reranker_seqcls.check.metrics import PathMetrics, ScoringPath, TokenizationGap
+from reranker_seqcls.check.verdict import Tolerance
+from reranker_seqcls.errors import BadInput, ParityFailed
+
+
+@dataclass
+class PairScores:
+    """One checked pair and its score row on every path (the report's ``scores``)."""
+
+    group: str
+    query: str  # the first 80 characters
+    document: str  # the first 80 characters
+    instruction: str | None
+    reference: list[float]
+    converted_batched: list[float]
+    converted_single: list[float]
+    sentence_transformers: list[float]
+    # on tokenization-gap pairs: the converted model fed the template's ids, and the tokens
+    # that span the family's piece boundaries
+    converted_template_ids: list[float] | None = None
+    merged_tokens: list[str] | None = None
+    vllm: list[float] | None = None  # when vLLM scored the pairs
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        optional = ("converted_template_ids", "merged_tokens", "vllm")
+        return {k: v for k, v in data.items() if k not in optional or v is not None}
+
+
+@dataclass
+class ParityReport:
+    passed: bool
+    dtype: str
+    tolerance: Tolerance
+    recipe: str
+    num_pairs: int
+    num_groups: int
+    metrics: dict[ScoringPath, PathMetrics]
+    reasons: list[str] = field(default_factory=list)
+    allowances: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how the tolerance was set, when not plain
+    scores: list[PairScores] = field(default_factory=list)
+    tokenization_gap: TokenizationGap | None = None
+
+    def fail(self, reason: str) -> None:
+        self.reasons.append(reason)
+        self.passed = False
+
+    def require_passed(self) -> None:
+        """Raise :class:`ParityFailed` with the first reason when the check failed."""
+        if not self.passed:
+            raise ParityFailed(
+                f"parity failed: {self.reasons[0] if self.reasons else 'see the report'}"
+            )
+
+    @property
+    def verdict(self) -> str:
+        if not self.passed:
+            return "FAIL"
+        return "PASS (with allowances)" if self.allowances else "PASS"
+
+    @property
+    def max_abs_diff(self) -> float:
+        values = [m.max_abs_logit for m in self.metrics.values() if m.max_abs_logit is not None]
+        return max(values) if values else 0.0
+
+    @property
+    def spearman(self) -> float:
+        return min(m.spearman for m in self.metrics.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "passed": self.passed,
+            "dtype": self.dtype,
+            "tolerance": asdict(self.tolerance),
+            "recipe": self.recipe,
+            "num_pairs": self.num_pairs,
+            "num_groups": self.num_groups,
+            "max_abs_diff": self.max_abs_diff,
+            "spearman": self.spearman,
+            "metrics": {path.value: asdict(m) for path, m in self.metrics.items()},
+            "reasons": self.reasons,
+            "allowances": self.allowances,
+            "notes": self.notes,
+            "tokenization_gap": (
+                None if self.tokenization_gap is None else asdict(self.tokenization_gap)
+            ),
+            "scores": [row.to_json() for row in self.scores],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, path: Path | str = "parity report") -> ParityReport:
+        """The report :meth:`to_json` wrote (``parity_report.json``), for its Markdown; the
+        per-pair scores are not read back. Exit 2 when ``data`` is no such report (it may have
+        been edited by hand)."""
+        try:
+            return cls._from_json(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BadInput(
+                f"{path} is not a parity report written by reranker-seqcls ({exc!r}): run "
+                "`reranker-seqcls check` again"
+            ) from exc
+
+    @classmethod
+    def _from_json(cls, data: Any) -> ParityReport:
+        tolerance = _tolerance_from_json(data["tolerance"])
+        metrics = {
+            ScoringPath(str(name)): _metrics_from_json(m) for name, m in data["metrics"].items()
+        }
+        if not metrics:
+            raise ValueError("no metrics")
+        return cls(
+            passed=data["passed"] is True,
+            dtype=str(data["dtype"]),
+            tolerance=tolerance,
+            recipe=str(data["recipe"]),
+            num_pairs=int(data["num_pairs"]),
+            num_groups=int(data["num_groups"]),
+            metrics=metrics,
+            reasons=[str(r) for r in data.get("reasons") or []],
+            allowances=[str(a) for a in data.get("allowances") or []],
+            notes=[str(n) for n in data.get("notes") or []],
+            tokenization_gap=_gap_from_json(data.get("tokenization_gap")),
+        )
+
+    def table_rows(self) -> list[str]:
+        """A compact human table, one row a line (a log prints and escapes each on its own)."""
+        t = self.tolerance
+        rows = [
+            f"parity: {self.verdict}  ({self.dtype}, recipe {self.recipe}, "
+            f"{self.num_pairs} pairs in {self.num_groups} groups)",
+            f"  {'path':<24}{'max|Δlogit|':>12}{'max|Δprob|':>12}{'spearman':>10}{'top-1':>8}",
+        ]
+        for path, m in self.metrics.items():
+            logit = "-" if m.max_abs_logit is None else f"{m.max_abs_logit:.2e}"
+            rows.append(
+                f"  {path.value:<24}{logit:>12}{m.max_abs_prob:>12.2e}{m.spearman:>10.4f}"
+                f"{m.top1:>8.0%}"
+            )
+        if (gap := self.tokenization_gap) is not None:
+            name = f"one-string ids ({len(gap.pairs)})"
+            rows.append(
+                f"  {name:<24}{gap.max_abs_logit:>12.2e}{gap.max_abs_prob:>12.2e}{'-':>10}{'-':>8}"
+            )
+        rows.append(
+            f"  {'tolerance':<24}{t.logit:>12.3g}{t.prob:>12.3g}{t.spearman:>10.3f}{t.top1:>8.0%}"
+        )
+        rows += [f"  note: {note}" for note in self.notes]
+        rows += [f"  why: {reason}" for reason in self.reasons]
+        rows += [f"  allowed: {allowance}" for allowance in self.allowances]
+        return rows
+
+    def markdown(self) -> str:
+        """The report as Markdown: the model card's parity section."""
+        t = self.tolerance
+        lines = [
+            f"**{self.verdict}** — {self.num_pairs} (query, document) pairs in "
+            f"{self.num_groups} query groups, computed in `{self.dtype}`.",
+            "",
+            "| compared with the original causal LM | max abs Δ logit | max abs Δ probability "
+            "| Spearman | top-1 agreement |",
+            "|---|---|---|---|---|",
+        ]
+        for path, m in self.metrics.items():
+            logit = "–" if m.max_abs_logit is None else f"{m.max_abs_logit:.2e}"
+            lines.append(
+                f"| {path.value} | {logit} | {m.max_abs_prob:.2e} | {m.spearman:.4f} "
+                f"| {m.top1:.0%} |"
+            )
+        if gap := self.tokenization_gap:
+            lines.append(
+                f"| converted model, one-string template ids instead of the family's "
+                f"({len(gap.pairs)} of {self.num_pairs} pairs: tokenization gap) "
+                f"| {gap.max_abs_logit:.2e} | {gap.max_abs_prob:.2e} | – | – |"
+            )
+        lines.append(
+            f"| tolerance | {t.logit:.3g} | {t.prob:.3g} | ≥ {t.spearman} | ≥ {t.top1:.0%} |"
+        )
+        lines += [f"\n- Note: {n}" for n in self.notes]
+        lines += [f"\n- Failed because: {r}" for r in self.reasons]
+        lines += [f"\n- Allowed: {a}" for a in self.allowances]
+        return "\n".join(lines)
+
+
+def write_report(report: ParityReport, path: Path) -> None:
+    path.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+
+
+def _tolerance_from_json(bounds: Any) -> Tolerance:
+    return Tolerance(
+        logit=float(bounds["logit"]),
+        prob=float(bounds["prob"]),
+        spearman=float(bounds["spearman"]),
+        top1=float(bounds["top1"]),
+        ranks_follow_values=bool(bounds.get("ranks_follow_values", False)),
+    )
+
+
+def _metrics_from_json(m: Any) -> PathMetrics:
+    return PathMetrics(
+        max_abs_logit=None if m["max_abs_logit"] is None else float(m["max_abs_logit"]),
+        max_abs_prob=float(m["max_abs_prob"]),
+        spearman=float(m["spearman"]),
+        top1=float(m["top1"]),
+    )
+
+
+def _gap_from_json(data: Any) -> TokenizationGap | None:
+    if data is None:
+        return None
+    return TokenizationGap(
+        pairs=[int(i) for i in data["pairs"]],
+        num_pairs=int(data["num_pairs"]),
+        merges={str(k): int(v) for k, v in data["merges"].items()},
+        max_abs_logit=float(data["max_abs_logit"]),
+        max_abs_prob=float(data["max_abs_prob"]),
+        consumer_max_abs_prob=float(data["consumer_max_abs_prob"]),
+    )
