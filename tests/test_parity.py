@@ -101,6 +101,19 @@ def test_swapped_tokens_fail(tiny_model, tmp_path):
     assert not report["passed"] and "swapped" in report["reasons"][0]
 
 
+def test_another_label_count_than_the_recipes_fails_and_writes_its_report(tiny_model, tmp_path):
+    source = tiny_model("qwen3", tied=True)
+    out = tmp_path / "two-labels"
+    _convert(source, out, "--tokens", '["no", "yes"]', "--method", "no_post_processing")
+    result, report = _check(source, out, tmp_path, "--preset", "qwen3-reranker")
+    assert result.returncode == 1, result.stderr
+    assert "error: parity failed: the converted model has 2 label(s), the recipe gives 1" in (
+        result.stderr
+    )
+    assert result.stderr.count("error:") == 1 and "parity: FAIL" in result.stdout
+    assert not report["passed"] and report["metrics"] == {} and report["spearman"] == 0.0
+
+
 def test_wrong_pad_token_id_fails(tiny_model, tmp_path):
     from transformers import AutoTokenizer
 

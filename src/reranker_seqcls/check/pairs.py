@@ -102,20 +102,20 @@ def load_pairs(path: Path) -> list[Pair]:
     """JSONL, one object a line: ``query``, ``document``, optional ``instruction``/``group``."""
     try:
         lines = path.read_text("utf-8").splitlines()
-    except FileNotFoundError:
-        raise BadInput(f"--pairs {path} does not exist: give a JSONL file") from None
+    except FileNotFoundError as exc:
+        raise BadInput(f"--pairs {path} does not exist: give a JSONL file") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"--pairs {path} cannot be read ({exc.__class__.__name__})") from None
+        raise BadInput(f"--pairs {path} cannot be read ({exc.__class__.__name__})") from exc
     pairs: list[Pair] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
-        except ValueError:
+        except ValueError as exc:
             raise BadInput(
                 f"--pairs {path}:{number} is not valid JSON: one object per line"
-            ) from None
+            ) from exc
         if (
             not isinstance(item, dict)
             or not isinstance(item.get("query"), str)

@@ -118,7 +118,8 @@ def check_parity(
     probs = num_labels == 1 and not _serves_raw_logits(converted)
     head = head_check(source, converted, token_ids, recipe.method, source_config, recipe)
     report.tolerance = with_storage(report.tolerance, head.logit_shift(scored.converted.hidden))
-    report.notes += [n for n in [storage_note(plain, report.tolerance, head.dtype)] if n]
+    if (note := storage_note(plain, report.tolerance, head.dtype)) is not None:
+        report.notes.append(note)
     report.metrics = _path_table(scored, probs=probs)
     report.tokenization_gap = _tokenization_gap(scored, probs=probs)
     report.scores = _pair_scores(scored)

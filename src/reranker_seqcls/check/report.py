@@ -72,12 +72,15 @@ class ParityReport:
 
     @property
     def max_abs_diff(self) -> float:
+        """The largest logit difference of any path (0.0 when no path was scored)."""
         values = [m.max_abs_logit for m in self.metrics.values() if m.max_abs_logit is not None]
         return max(values) if values else 0.0
 
     @property
     def spearman(self) -> float:
-        return min(m.spearman for m in self.metrics.values())
+        """The lowest rank correlation of any path (0.0 when no path was scored: a converted
+        model with another label count than the recipe's fails before any comparison)."""
+        return min((m.spearman for m in self.metrics.values()), default=0.0)
 
     def to_json(self) -> dict[str, Any]:
         return {

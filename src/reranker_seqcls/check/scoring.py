@@ -1,14 +1,16 @@
-"""The three torch scorings of the parity check, one model resident at a time.
+"""The scorings of the parity check, one model resident at a time.
 
 - **reference**: the source loaded with ``AutoModelForCausalLM``, fed the family's official
   prompt ids (:func:`reranker_seqcls.recipes.prompts.official_prompt`), scored with the family's
   math at the last token;
 - **converted**: the output loaded with ``AutoModelForSequenceClassification``, fed the same
   ids, batched with left padding and one by one;
-- **consumer**: ``CrossEncoder(converted).predict(pairs)`` on the raw text.
+- **consumer**: ``CrossEncoder(converted).predict(pairs)`` on the raw text, and the prompt text
+  and ids sentence-transformers renders for each pair from the converted directory.
 
-The only module of :mod:`reranker_seqcls.check` that imports torch, and only inside functions,
-so importing the package (and ``convert``) stays torch-free.
+The only module of :mod:`reranker_seqcls.check` that imports torch (and transformers, which
+imports it), and only inside functions, so importing the package (and ``convert``) stays
+torch-free.
 """
 
 from __future__ import annotations

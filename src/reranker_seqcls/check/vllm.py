@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reranker_seqcls.check.metrics import ScoringPath, path_metrics
+from reranker_seqcls.check.metrics import PathMetrics, ScoringPath, path_metrics
 from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.check.verdict import within
 from reranker_seqcls.errors import BadInput
@@ -59,10 +59,18 @@ class VllmScores:
     version: str | None = None
 
 
-def locate_vllm_python(explicit: str | Path | None) -> tuple[str | None, str | None]:
+@dataclass(frozen=True)
+class VllmPython:
+    """The Python that runs vLLM, or why the vLLM row is skipped."""
+
+    python: str | None
+    skipped: str | None = None
+
+
+def locate_vllm_python(explicit: str | Path | None) -> VllmPython:
     """The Python that runs vLLM: ``explicit`` (``--vllm-python``), else the
-    ``RERANKER_SEQCLS_VLLM_PYTHON`` variable, else this Python if it can import vLLM.
-    Returns ``(python, None)`` or ``(None, why vLLM is skipped)``."""
+    ``RERANKER_SEQCLS_VLLM_PYTHON`` variable, else this Python if it can import vLLM; exit 2
+    for a given path that is no executable."""
     given = explicit or os.environ.get(VLLM_PYTHON_ENV) or None
     if given:
         path = Path(given)
@@ -72,13 +80,14 @@ def locate_vllm_python(explicit: str | Path | None) -> tuple[str | None, str | N
                 f"{source} {given} is not an executable file: give the python of an "
                 "environment where vLLM is installed (e.g. .venv-vllm/bin/python)"
             )
-        return str(path), None
+        return VllmPython(str(path))
     if importlib.util.find_spec("vllm") is not None:
-        return sys.executable, None
-    return None, (
+        return VllmPython(sys.executable)
+    why = (
         f"vLLM is not installed in this Python; give --vllm-python PATH (or {VLLM_PYTHON_ENV}) "
         "to score with vLLM too"
     )
+    return VllmPython(None, why)
 
 
 def _groups(pairs: list[Pair]) -> list[tuple[str, str | None, list[int]]]:
@@ -202,30 +211,24 @@ def add_vllm_row(
     pairs: list[Pair],
     prompts: list[list[int]],
     reference: list[list[float]],
-    vllm: tuple[str | None, str | None],
+    vllm: VllmPython,
     log: Callable[[str], None],
 ) -> None:
     """Add the ``vllm`` row to ``report`` (or a note saying why there is none) and judge it.
-    ``vllm`` is what :func:`locate_vllm_python` returned.
-
-    The row passes within the report's tolerance of the original, or when it equals the
-    sentence-transformers row within the probability tolerance: both render the same saved
-    template into one string, so any difference they share is judged on that row.
-    """
+    ``vllm`` is what :func:`locate_vllm_python` returned."""
     if len(reference[0]) != 1:
         report.notes.append(
             f"vllm: skipped: vLLM's score API takes num_labels == 1, this checkpoint has "
             f"{len(reference[0])}"
         )
         return
-    python, skipped = vllm
-    if python is None:
-        report.notes.append(f"vllm: skipped: {skipped}")
-        log(f"parity: vLLM path skipped: {skipped}")
+    if vllm.python is None:
+        report.notes.append(f"vllm: skipped: {vllm.skipped}")
+        log(f"parity: vLLM path skipped: {vllm.skipped}")
         return
-    log(f"parity: scoring through vLLM's pooling runner ({python})")
+    log(f"parity: scoring through vLLM's pooling runner ({vllm.python})")
     result = vllm_scores(
-        python, converted, pairs, report.dtype, max_prompt_tokens=max(map(len, prompts))
+        vllm.python, converted, pairs, report.dtype, max_prompt_tokens=max(map(len, prompts))
     )
     if result.scores is None:
         report.fail(f"vLLM could not score the converted checkpoint: {result.error}")
@@ -239,11 +242,18 @@ def add_vllm_row(
         f"vllm: vLLM {result.version}, offline LLM.score with the saved chat template, "
         f"dtype {report.dtype}"
     )
+    _judge_vllm_row(report, metrics, result.scores)
+
+
+def _judge_vllm_row(report: ParityReport, metrics: PathMetrics, scores: list[float]) -> None:
+    """The row passes within the report's tolerance of the original, or when it equals the
+    sentence-transformers row within the probability tolerance: both render the same saved
+    template into one string, so any difference they share is judged on that row."""
     t = report.tolerance
     if within(metrics, t):
         return
     st = [row.sentence_transformers[-1] for row in report.scores]
-    to_st = max(abs(a - b) for a, b in zip(result.scores, st, strict=True))
+    to_st = max(abs(a - b) for a, b in zip(scores, st, strict=True))
     if to_st <= t.prob:
         report.notes.append(
             f"vllm: equals sentence-transformers within {to_st:.2e} (same saved template, one "
