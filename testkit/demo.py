@@ -11,12 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-DEMO_PAIRS = [
-    ("What is the capital of France?", "Paris is the capital and most populous city of France."),
-    ("What is the capital of France?", "Bananas are a good source of potassium."),
-    ("Wie hoch ist die Zugspitze?", "Die Zugspitze ist 2962 Meter hoch."),
-    ("熊猫吃什么？", "大熊猫的食物几乎全部是竹子。"),
-]
+DEMO_PAIRS = (0, 1, 4, 6)  # of the check's built-in pairs: relevant and not, three languages
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     source = root / "Qwen3-Reranker-tiny"
     output = root / "Qwen3-Reranker-tiny-seq-cls"
 
-    from reranker_seqcls.check.pairs import Pair
+    from reranker_seqcls.check.pairs import BUILTIN_PAIRS
     from reranker_seqcls.check.scoring import consumer_scores, reference_scores
     from reranker_seqcls.convert.converter import convert
     from reranker_seqcls.recipes.recipe import PRESETS
@@ -44,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("3. scores: original causal LM (official prompt, softmax over no/yes) vs the converted")
     print("   checkpoint through sentence-transformers CrossEncoder(dir).predict on raw text\n")
-    pairs = [Pair(q, d) for q, d in DEMO_PAIRS]
+    pairs = [BUILTIN_PAIRS[i] for i in DEMO_PAIRS]
     token_ids = [t.id for t in result.plan.tokens]
     _, reference = reference_scores(source, recipe, pairs, token_ids, "float32")
     converted = consumer_scores(output, pairs, "float32")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reranker_seqcls.check.causes import template_mismatch
 from reranker_seqcls.check.head import HeadCheck, head_check
 from reranker_seqcls.check.metrics import (
     PathMetrics,
@@ -250,7 +251,6 @@ def _evidence(
 ) -> Evidence:
     """What :func:`judge` looks at; the structural reasons are found here (score.weight
     against the source head, the consumer's prompt against the family's)."""
-    from reranker_seqcls.check.causes import template_mismatch
     from reranker_seqcls.convert.converter import config_value
 
     rendered = scored.rendered
