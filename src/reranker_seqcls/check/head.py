@@ -44,11 +44,11 @@ class HeadCheck:
 
 
 @dataclass(frozen=True)
-class _Heads:
-    """The source head and the converted score.weight, as the comparisons need them."""
+class _HeadComparison:
+    """The converted score.weight beside the source head it should be made of."""
 
     source: Path
-    src: Checkpoint
+    src: Checkpoint  # the source's safetensors
     head: str  # the source tensor whose rows the recipe takes
     token_ids: list[int]
     method: str
@@ -114,62 +114,64 @@ def head_check(
             info.dtype,
         )
     stored = dst.read_rows(SCORE_NAME, range(shape[0]))
-    heads = _Heads(source, src, head, token_ids, method, scale, factor, stored, info.dtype)
-    if heads.matches(expected):
+    compared = _HeadComparison(
+        source, src, head, token_ids, method, scale, factor, stored, info.dtype
+    )
+    if compared.matches(expected):
         rounding = tuple(
             tuple(s - e for s, e in zip(srow, erow, strict=True))
             for srow, erow in zip(stored, expected, strict=True)
         )
         return HeadCheck(None, info.dtype, rounding)
-    return HeadCheck(_mismatch(heads, expected, recipe), info.dtype)
+    return HeadCheck(_mismatch(compared, expected, recipe), info.dtype)
 
 
-def _mismatch(heads: _Heads, expected: Scores, recipe: Recipe | None) -> str:
+def _mismatch(compared: _HeadComparison, expected: Scores, recipe: Recipe | None) -> str:
     """Why the stored head is not ``expected``: the first explanation that fits."""
-    if heads.matches([[-v for v in row] for row in expected]):
+    if compared.matches([[-v for v in row] for row in expected]):
         return (
             "score.weight is the negation of W[true] - W[false]: the true/false classifier "
             "tokens are swapped; give --tokens as [false, true]"
         )
     how = f"--preset {recipe.name}" if recipe is not None and recipe.is_preset else "--scale"
-    scale, factor = heads.scale, heads.factor
-    if scale != factor and heads.matches(heads.expected(scale=factor)):
+    scale, factor = compared.scale, compared.factor
+    if scale != factor and compared.matches(compared.expected(scale=factor)):
         official = recipe.score_formula if recipe is not None else ""
         formula = f" (official score {official})" if official else ""
         return (
             f"score.weight lacks the recipe's scale {scale / factor:g}{formula}: the scale is "
             f"missing; convert again with {how}"
         )
-    explained = _other_token(heads)
+    explained = _other_token(compared)
     if explained is not None:
         return explained
-    ratio = constant_ratio(heads.stored, expected)
+    ratio = constant_ratio(compared.stored, expected)
     if ratio is not None:
         return (
             f"score.weight is the recipe's head times {ratio:.4g}: the scale is wrong (the "
             f"recipe's is {scale:g}); convert again with {how}"
         )
-    worst = max(abs(s - e) for srow, erow in zip(heads.stored, expected, strict=True)
+    worst = max(abs(s - e) for srow, erow in zip(compared.stored, expected, strict=True)
                 for s, e in zip(srow, erow, strict=True))  # fmt: skip
     return (
         f"score.weight differs from the source head rows of the recipe's tokens (ids "
-        f"{heads.token_ids}) by up to {worst:.3g}: convert again "
+        f"{compared.token_ids}) by up to {worst:.3g}: convert again "
         "with the right --preset or --tokens/--method"
     )
 
 
-def _other_token(heads: _Heads) -> str | None:
+def _other_token(compared: _HeadComparison) -> str | None:
     """Which other vocabulary entry the stored head belongs to, trying case and space variants
     of the recipe's tokens (with and without the scale)."""
     from reranker_seqcls.convert.tokens import TokenizerFiles
     from reranker_seqcls.errors import SeqClsError
 
     try:
-        vocab = TokenizerFiles(heads.source)
+        vocab = TokenizerFiles(compared.source)
     except SeqClsError:
         return None
-    rows = heads.src.tensor(heads.head).shape[0]
-    token_ids = heads.token_ids
+    rows = compared.src.tensor(compared.head).shape[0]
+    token_ids = compared.token_ids
     for position, token_id in enumerate(token_ids):
         piece = vocab.piece(token_id) or ""
         bare = piece.lstrip("Ġ▁ ")
@@ -180,14 +182,14 @@ def _other_token(heads: _Heads) -> str | None:
             if other is None or other == token_id or other >= rows:
                 continue
             ids = [*token_ids[:position], other, *token_ids[position + 1 :]]
-            for factor in {heads.scale, 1.0}:
-                if heads.matches(heads.expected(ids, factor)):
+            for factor in {compared.scale, 1.0}:
+                if compared.matches(compared.expected(ids, factor)):
                     case = (
                         ": the token's case differs"
                         if variant.lower() == piece.lower()
                         else ": a different token"
                     )
-                    unscaled = "" if factor == heads.scale else ", and the scale is missing too"
+                    unscaled = "" if factor == compared.scale else ", and the scale is missing too"
                     return (
                         f"score.weight holds the row of {variant!r} (id {other}) where the recipe "
                         f"scores {piece!r} (id {token_id}){case}{unscaled}; convert again with "
