@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def converted_cause(
-    pad_id: object,
+    pad_id: int | None,
     prompts: list[list[int]],
     reference: Scores,
     batched: Scores,

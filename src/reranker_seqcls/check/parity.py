@@ -269,7 +269,7 @@ def _evidence(
         gap=report.tokenization_gap,
         structural=[r for r in structural if r is not None],
         loading_problems=scored.converted.problems,
-        pad_token_id=scored.converted.config.get("pad_token_id"),
+        pad_token_id=scored.converted.pad_token_id,
         prompts=scored.prompts,
         reference=scored.reference,
         batched=scored.converted.batched,

@@ -119,7 +119,7 @@ def reference_scores(
 class ConvertedScores:
     batched: Scores  # left-padded batches
     single: Scores  # one prompt at a time
-    config: dict[str, Any]  # the converted model's config, as transformers loaded it
+    pad_token_id: int | None  # the converted config's, which the classifier pools by
     problems: list[str]  # loading problems (missing/unexpected weights)
     extra: Scores  # the ``extra`` prompts, batched
     hidden: list[list[float]]  # the score head's input at the pooled token, one by one
@@ -164,7 +164,7 @@ def converted_scores(
     converted: Path, prompts: list[list[int]], dtype: str, extra: list[list[int]] | None = None
 ) -> ConvertedScores:
     """Classifier logits of ``prompts`` batched (left padding) and one by one, and of ``extra``
-    prompts (batched); its config; loading problems; the pooled hidden states."""
+    prompts (batched); its pad token id; loading problems; the pooled hidden states."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -178,15 +178,14 @@ def converted_scores(
     if info.get("unexpected_keys"):
         problems.append(f"unexpected weights {sorted(info['unexpected_keys'])[:3]}")
     pad_id = model.config.pad_token_id
-    pad_id = pad_id if pad_id is not None else 0
+    fill = pad_id if pad_id is not None else 0
     with torch.inference_mode():
-        batched = _batched_logits(model, prompts, pad_id)
-        extra_rows = _batched_logits(model, extra, pad_id) if extra else []
+        batched = _batched_logits(model, prompts, fill)
+        extra_rows = _batched_logits(model, extra, fill) if extra else []
         single, hidden = _single_logits(model, prompts)
-    config = model.config.to_dict()
     del model
     gc.collect()
-    return ConvertedScores(batched, single, config, problems, extra_rows, hidden)
+    return ConvertedScores(batched, single, pad_id, problems, extra_rows, hidden)
 
 
 def consumer_scores(

@@ -109,7 +109,7 @@ class Evidence:
     gap: TokenizationGap | None
     structural: list[str]  # reasons already found without the scores (head, template)
     loading_problems: list[str]  # missing/unexpected weights of the converted checkpoint
-    pad_token_id: object  # the converted config's
+    pad_token_id: int | None  # the converted config's
     prompts: list[list[int]]  # the family's prompt ids
     reference: Scores
     batched: Scores
