@@ -93,6 +93,10 @@ def _translate_status(what: str, exc: HfHubHTTPError) -> BadInput | HubError:
             f"{what}: the target changed since this run started (another commit landed); "
             "nothing was pushed: rerun to convert against the new head"
         )
+    if status == 429:  # retried with the waits the Hub asked for: still limited
+        return HubError(
+            f"{what}: the Hub rate-limited the requests after retries ({detail}); try again later"
+        )
     if status in (401, 403):
         return BadInput(
             f"{what}: the Hub refused the token ({status}): set HF_TOKEN to a token with "

@@ -11,8 +11,6 @@ from reranker_seqcls.hub.errors import hub_errors
 from reranker_seqcls.hub.reads import head_commit, hub_api
 from reranker_seqcls.names import download_patterns
 
-Log = Callable[[str], None]
-
 
 @dataclass(frozen=True)
 class Fetched:
@@ -38,7 +36,7 @@ def fetch(
     revision: str | None,
     *,
     token: str | None,
-    log: Log,
+    log: Callable[[str], None],
     commit_sha: str | None = None,
 ) -> Fetched:
     """Download the safetensors (else, pickle) weights and the files around them of one commit

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from huggingface_hub import CommitOperation, CommitOperationAdd, HfApi
     from huggingface_hub.hf_api import RepoFile
 
-Log = Callable[[str], None]
 # Target files the tool never deletes (the Hub manages them).
 _KEEP_IN_TARGET = {".gitattributes"}
 
@@ -69,7 +68,7 @@ def push(
     commit_message: str,
     commit_description: str,
     dry_run: bool,
-    log: Log,
+    log: Callable[[str], None],
 ) -> PushResult:
     """One commit holding every file of ``folder``, deleting target files the folder lacks."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
@@ -122,7 +121,7 @@ def commit_operations(
     parent_commit: str | None,
     commit_message: str,
     commit_description: str,
-    log: Log,
+    log: Callable[[str], None],
     before_commit: Callable[[], None] | None = None,
 ) -> Commit:
     """Commit ``operations`` to ``repo_id`` on ``parent_commit`` (None: a new target, created
@@ -168,7 +167,9 @@ def commit_operations(
     return Commit(sha, url, pr_url, made)
 
 
-def _log_commit(repo_id: str, operations: Sequence[CommitOperation], made: bool, log: Log) -> None:
+def _log_commit(
+    repo_id: str, operations: Sequence[CommitOperation], made: bool, log: Callable[[str], None]
+) -> None:
     from huggingface_hub import CommitOperationDelete
 
     if not made:
@@ -192,7 +193,7 @@ def _create_target(api: HfApi, repo_id: str, private: bool) -> bool:
     return True
 
 
-def _delete_created(api: HfApi, repo_id: str, log: Log) -> None:
+def _delete_created(api: HfApi, repo_id: str, log: Callable[[str], None]) -> None:
     """Remove the target this run created for a push that failed: no empty repo is left."""
     try:
         api.delete_repo(repo_id)
