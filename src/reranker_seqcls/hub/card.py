@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 TAGS = ["reranker", "sequence-classification", "text-ranking", "reranker-seqcls"]
 
@@ -17,13 +17,20 @@ TAGS = ["reranker", "sequence-classification", "text-ranking", "reranker-seqcls"
 _MAX_CARD_BYTES = 4 * 1024 * 1024
 
 
-def source_license(source_dir: Path) -> tuple[str | None, dict[str, Any]]:
+class SourceLicense(NamedTuple):
+    """The source card's ``license`` and, for "other", its ``license_name``/``license_link``."""
+
+    license: str | None
+    extra: dict[str, Any]
+
+
+def source_license(source_dir: Path) -> SourceLicense:
     """The license (and license_name/link for "other") from the source's model card."""
     from reranker_seqcls.source import Source
 
     readme = Source(source_dir).file("README.md")  # never a link out of the source
     if readme is None:
-        return None, {}
+        return SourceLicense(None, {})
     from huggingface_hub import ModelCard
 
     try:
@@ -31,10 +38,10 @@ def source_license(source_dir: Path) -> tuple[str | None, dict[str, Any]]:
             text = fh.read(_MAX_CARD_BYTES).decode("utf-8", errors="replace")
         data = ModelCard(text).data.to_dict()
     except Exception:  # a malformed source card must not stop the conversion
-        return None, {}
+        return SourceLicense(None, {})
     extra = {k: data[k] for k in ("license_name", "license_link") if data.get(k)}
     license_ = data.get("license")
-    return (license_ if isinstance(license_, str) else None), extra
+    return SourceLicense(license_ if isinstance(license_, str) else None, extra)
 
 
 class CardNotReadable(RuntimeError):

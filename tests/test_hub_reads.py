@@ -1,6 +1,8 @@
 """The Hub reads a run makes itself (revision and head lookups) retry through huggingface_hub's
-own backoff: rate limits wait as long as ``Retry-After`` says, 5xx storms give up with exit 3.
-The real ``plan`` CLI (fetch + target lookups, no torch) against the loopback Hub."""
+own backoff: rate limits wait as long as ``Retry-After`` says, and a limit that outlasts the
+retries exits 3; a translated Hub error carries its cause for ``--debug``. The real CLI
+(``plan``: revision + target lookups, no torch; ``convert`` of a Hub id) against the loopback
+Hub."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import run_cli
-from tests.loopback_hub.fixtures import TEST_USER
+from tests.loopback_hub.fixtures import TEST_TOKEN, TEST_USER
 
 UPSTREAM = "qwen-team/Qwen3-Reranker-tiny"
 TARGET = f"{TEST_USER}/Qwen3-Reranker-tiny-seq-cls"
@@ -52,3 +54,18 @@ def test_rate_limit_that_never_ends_is_a_hub_failure(hub_server, hub_env, tmp_pa
     last = result.stderr.strip().splitlines()[-1]
     assert "rate-limited" in last and "try again later" in last, last
     assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_hub_exception_behind_the_one_line_error(hub_server, hub_env, tmp_path):
+    missing = "nobody/Qwen3-Reranker-missing"
+    plain = run_cli("convert", missing, tmp_path / "out", env=hub_env)
+    debug = run_cli("--debug", "convert", missing, tmp_path / "out", env=hub_env)
+    assert plain.returncode == debug.returncode == 2
+    line = plain.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: source {missing}: repository not found"), line
+    assert "Traceback" not in plain.stderr
+    assert debug.stderr.strip().splitlines()[-1] == line  # the same one line, after the cause
+    assert "RepositoryNotFoundError" in debug.stderr
+    assert "was the direct cause of the following exception" in debug.stderr
+    assert TEST_TOKEN not in debug.stderr + debug.stdout
+    assert not (tmp_path / "out").exists()
