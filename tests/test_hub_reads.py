@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import run_cli
@@ -69,3 +70,20 @@ def test_debug_shows_the_hub_exception_behind_the_one_line_error(hub_server, hub
     assert "was the direct cause of the following exception" in debug.stderr
     assert TEST_TOKEN not in debug.stderr + debug.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_a_translated_error_keeps_its_message_and_its_cause() -> None:
+    from huggingface_hub.errors import HFValidationError
+
+    from reranker_seqcls.errors import BadInput
+    from reranker_seqcls.hub.errors import hub_errors
+
+    refused = HFValidationError("Repo id must use alphanumeric chars")
+    with pytest.raises(BadInput) as caught, hub_errors("push to me/x"), hub_errors("source a/b"):
+        raise refused
+    assert str(caught.value) == (
+        "source a/b: the Hub client refused the name (Repo id must use alphanumeric chars)"
+    )
+    assert caught.value.__cause__ is refused
+    with pytest.raises(KeyError), hub_errors("source a/b"):  # not the Hub's: an internal error
+        raise KeyError("bug")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from reranker_seqcls.errors import BadInput, HubError
+from reranker_seqcls.errors import BadInput, HubError, SeqClsError
 from reranker_seqcls.redact import redact
 
 if TYPE_CHECKING:
@@ -26,10 +26,13 @@ def hub_errors(what: str) -> Iterator[None]:
     The client wraps some failures in its own exceptions (an LFS upload that failed after its
     retries is a ``RuntimeError`` raised *from* the HTTP error), so the chain of explicit causes
     (``raise … from``) is searched for the first exception that says what went wrong.
-    Anything else passes through untouched (an internal error).
+    A :class:`SeqClsError` (already one line) and anything else (an internal error) pass
+    through untouched.
     """
     try:
         yield
+    except SeqClsError:  # translated already (its cause may be a Hub error: keep its message)
+        raise
     except Exception as exc:
         translated = translate_chain(what, exc)
         if translated is None:
