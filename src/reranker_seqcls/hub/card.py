@@ -1,8 +1,10 @@
-"""The model card (README.md) of a converted checkpoint.
+"""The model card (README.md) of a converted checkpoint, and the short README of ``convert``.
 
-Metadata goes through huggingface_hub's own ``ModelCardData``/``ModelCard`` so that what is
-written is what the Hub parses; the body says what was converted and how to use it in each
-consumer, with the parity table of the run.
+The card's text is ``card_template.md`` (package data), rendered by huggingface_hub's
+``ModelCard.from_template`` with ``ModelCardData`` metadata, so that what is written is what the
+Hub parses; this module computes the pieces it fills in (what was converted, the score head, the
+parity table of the run, each consumer's usage). The template is plain Jinja with variables
+only: every value is computed here, inserted as is, never evaluated.
 """
 
 from __future__ import annotations
