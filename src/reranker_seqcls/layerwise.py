@@ -28,7 +28,7 @@ from __future__ import annotations
 import gc
 import math
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -278,9 +278,9 @@ class LayerwiseScorer:
             ):
                 self._run_layer(self._next_layer)
                 self._next_layer += 1
-            if self._next_layer == len(self.layers) and self._final is None:
-                if self._have(self._final_names):
-                    self._run_final()
+            finished = self._next_layer == len(self.layers) and self._final is None
+            if finished and self._have(self._final_names):
+                self._run_final()
 
     # ------------------------------------------------------------------ stages
 
@@ -297,14 +297,10 @@ class LayerwiseScorer:
         hidden: list[Any] = []
         for ids, mask, positions in self._inputs:
             calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-            with self._recording_layers(calls, hidden):
-                try:
-                    self.model(
-                        input_ids=ids, attention_mask=mask, position_ids=positions,
-                        use_cache=False,
-                    )  # fmt: skip
-                except _Stop:
-                    pass
+            with self._recording_layers(calls, hidden), suppress(_Stop):
+                self.model(
+                    input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
+                )
             if len(calls) != len(self.layers):
                 raise SeqClsError(
                     f"the model's forward called {len(calls)} of {len(self.layers)} layers"

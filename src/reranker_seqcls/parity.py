@@ -21,7 +21,7 @@ from __future__ import annotations
 import gc
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,6 +87,10 @@ class ParityReport:
     # family's score, or on a tokenization-gap pair the converted model's score on the
     # consumer's own ids. Judge a consumer path against this, not against the reference.
     one_string_reference: list[list[float]] = field(default_factory=list)
+    # The streamed check (:mod:`streamed_check`): which checkpoint the consumers ran on
+    # ("real", or "twin (...)" with its shape), and the source/converted backbone comparison.
+    consumers_proven_on: str | None = None
+    backbone_hash: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any], path: Path | str = "parity report") -> ParityReport:
@@ -124,6 +128,8 @@ class ParityReport:
                 allowances=[str(a) for a in data.get("allowances") or []],
                 notes=[str(n) for n in data.get("notes") or []],
                 tokenization_gap=_gap_from_json(data.get("tokenization_gap")),
+                consumers_proven_on=_optional_str(data.get("consumers_proven_on")),
+                backbone_hash=_optional_str(data.get("backbone_hash")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BadInput(
@@ -164,6 +170,8 @@ class ParityReport:
             "tokenization_gap": (
                 None if self.tokenization_gap is None else asdict(self.tokenization_gap)
             ),
+            "consumers_proven_on": self.consumers_proven_on,
+            "backbone_hash": self.backbone_hash,
             "scores": self.scores,
         }
 
@@ -192,6 +200,10 @@ class ParityReport:
         rows.append(
             f"  {'tolerance':<24}{t.logit:>12.3g}{t.prob:>12.3g}{t.spearman:>10.3f}{t.top1:>8.0%}"
         )
+        if self.consumers_proven_on is not None:
+            rows.append(f"  consumers proven on: {self.consumers_proven_on}")
+        if self.backbone_hash is not None:
+            rows.append(f"  backbone hash: {self.backbone_hash}")
         rows += [f"  note: {note}" for note in self.notes]
         rows += [f"  why: {reason}" for reason in self.reasons]
         rows += [f"  allowed: {allowance}" for allowance in self.allowances]
@@ -228,10 +240,18 @@ def report_markdown_from_json(data: dict[str, Any]) -> str:
         f"| tolerance | {t['logit']:.3g} | {t['prob']:.3g} | ≥ {t['spearman']} "
         f"| ≥ {t['top1']:.0%} |"
     )
+    if data.get("consumers_proven_on"):
+        lines.append(f"\n- Consumers proven on: {data['consumers_proven_on']}")
+    if data.get("backbone_hash"):
+        lines.append(f"\n- Backbone hash (sha256 per tensor): {data['backbone_hash']}")
     lines += [f"\n- Note: {n}" for n in data.get("notes") or []]
     lines += [f"\n- Failed because: {r}" for r in data.get("reasons") or []]
     lines += [f"\n- Allowed: {a}" for a in data.get("allowances") or []]
     return "\n".join(lines)
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _gap_from_json(data: Any) -> TokenizationGap | None:
@@ -329,17 +349,22 @@ def reference_scores(
             logits = model(
                 input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1
             ).logits
-            picked = logits[:, -1, token_ids].float()
-            if recipe.method == "from_2_way_softmax":
-                # softmax over [false, true] taken at [true] == sigmoid(l_true - l_false)
-                picked = (picked[:, 1] - picked[:, 0]).unsqueeze(-1)
-            if recipe.scale != 1.0:  # the family's calibration, e.g. zerank-2's l(Yes) / 5
-                picked = picked * recipe.scale
+            picked = recipe_scores(logits[:, -1, token_ids].float(), recipe)
             for i, row in zip(batch, picked.tolist(), strict=True):
                 scores[i] = row
     del model
     gc.collect()
     return official, scores
+
+
+def recipe_scores(picked: Any, recipe: Recipe) -> Any:
+    """The family's score logit(s) from the logits of its tokens (``[n, len(token_ids)]``)."""
+    if recipe.method == "from_2_way_softmax":
+        # softmax over [false, true] taken at [true] == sigmoid(l_true - l_false)
+        picked = (picked[:, 1] - picked[:, 0]).unsqueeze(-1)
+    if recipe.scale != 1.0:  # the family's calibration, e.g. zerank-2's l(Yes) / 5
+        picked = picked * recipe.scale
+    return picked
 
 
 @dataclass
@@ -513,19 +538,23 @@ def head_check(
     method: str,
     config: dict[str, Any],
     recipe: Recipe | None = None,
+    *,
+    checkpoints: tuple[Any, Any] | None = None,
 ) -> HeadCheck:
     """Compare the converted score.weight with the recipe's rows of the source head, times the
     recipe's scale and the source's own logit scaling, exactly (up to the storage dtype's
     rounding): independent of any compute-dtype noise. A mismatch is explained when it can be
     (swapped tokens, a missing or wrong scale, another token such as a different case). Also
-    measures that rounding, which the numeric tolerance must allow for."""
+    measures that rounding, which the numeric tolerance must allow for.
+
+    ``checkpoints`` replaces the (source, converted) checkpoints read from the directories by
+    objects with the same reading methods (the streamed check's rows kept from shards gone)."""
     from .checkpoint import Checkpoint
     from .convert import SCORE_NAME, compute_score, head_tensor, logit_factor
     from .errors import SeqClsError
 
     try:
-        src = Checkpoint(source)
-        dst = Checkpoint(converted)
+        src, dst = checkpoints or (Checkpoint(source), Checkpoint(converted))
     except SeqClsError:
         return HeadCheck(None)  # a pickle-only source: the scores below still judge it
     if SCORE_NAME not in dst:
@@ -613,15 +642,8 @@ def _other_token(
     except SeqClsError:
         return None
     rows = src.tensor(head).shape[0]
-    for position, token_id in enumerate(token_ids):
-        piece = vocab.piece(token_id) or ""
-        bare = piece.lstrip("Ġ▁ ")
-        variants = {bare.lower(), bare.upper(), bare.capitalize(), bare.swapcase(), bare,
-                    f"Ġ{bare}", f"▁{bare}", f" {bare}"} - {piece}  # fmt: skip
-        for variant in sorted(variants):
-            other = vocab.entry_id(variant)
-            if other is None or other == token_id or other >= rows:
-                continue
+    for position, token_id, piece, variant, other in _token_variants(vocab, token_ids):
+        if other < rows:
             ids = [*token_ids[:position], other, *token_ids[position + 1 :]]
             for factor in {scale, 1.0}:
                 if close(compute_score(src, head, ids, method, factor)[0]):
@@ -637,6 +659,32 @@ def _other_token(
                         "the family's preset or the exact token"
                     )
     return None
+
+
+def _token_variants(vocab: Any, token_ids: list[int]) -> Iterator[tuple[int, int, str, str, int]]:
+    """(position, token id, its piece, variant, variant's id) for the case and space variants
+    of the recipe's tokens that are vocabulary entries of their own."""
+    for position, token_id in enumerate(token_ids):
+        piece = vocab.piece(token_id) or ""
+        bare = piece.lstrip("Ġ▁ ")
+        variants = {bare.lower(), bare.upper(), bare.capitalize(), bare.swapcase(), bare,
+                    f"Ġ{bare}", f"▁{bare}", f" {bare}"} - {piece}  # fmt: skip
+        for variant in sorted(variants):
+            other = vocab.entry_id(variant)
+            if other is not None and other != token_id:
+                yield position, token_id, piece, variant, other
+
+
+def head_rows_needed(source: Path, token_ids: list[int]) -> list[int]:
+    """The head rows :func:`head_check` may read: the recipe's tokens and their variants."""
+    from .errors import SeqClsError
+    from .tokens import TokenizerFiles
+
+    try:
+        vocab = TokenizerFiles(source)
+    except SeqClsError:
+        return sorted(set(token_ids))
+    return sorted({*token_ids, *(v[-1] for v in _token_variants(vocab, token_ids))})
 
 
 def _constant_ratio(stored: list[list[float]], expected: list[list[float]]) -> float | None:
