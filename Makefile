@@ -35,7 +35,7 @@ $(VLLM_STAMP): constraints-vllm.txt
 	touch $(VLLM_STAMP)
 
 demo: venv
-	$(BIN)/python -m reranker_seqcls.demo demo-output
+	$(BIN)/python -m testkit.demo demo-output
 
 test: venv vllm-venv
 	$(BIN)/python -m pytest -q

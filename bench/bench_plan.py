@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from reranker_seqcls import __version__  # noqa: E402
-from reranker_seqcls.plan import MAX_WORKERS  # noqa: E402
-from reranker_seqcls.recipes import PRESETS  # noqa: E402
+from reranker_seqcls.recipes.recipe import PRESETS  # noqa: E402
+from reranker_seqcls.schedule.plan import MAX_WORKERS  # noqa: E402
 from tests.loopback_hub.fixtures import TEST_USER, make_hub_env, make_server  # noqa: E402
 
 NOTES_MARKER = "<!-- notes: everything below this line is kept when bench_plan.py rewrites -->"

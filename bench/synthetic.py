@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ BUILD_VERSION = 1
 HUB_SHARD_BYTES = 5 * 10**9
 INDEX_NAME = "model.safetensors.index.json"
 STAMP_NAME = ".bench-build.json"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 _CHUNK_ELEMENTS = 8 * 1024 * 1024  # 16 MB of bfloat16 per write
 # bfloat16 bit patterns: sign and mantissa random, exponent fixed at 2**-6, and 1.0.
 _BF16_KEEP_SIGN_MANTISSA = np.uint16(0x807F)
@@ -247,7 +249,9 @@ def _special_ids(tokenizer_dir: Path) -> tuple[int | None, int]:
 
 def build_checkpoint(shape: Shape, out: Path, *, max_shard_bytes: int, seed: int = 0) -> None:
     """Write config, tokenizer and random weights of ``shape`` into the new directory ``out``."""
-    from reranker_seqcls.tiny import build_tokenizer
+    if str(REPO_ROOT) not in sys.path:  # testkit/ is a repo folder, not an installed package
+        sys.path.insert(0, str(REPO_ROOT))
+    from testkit.tiny import build_tokenizer
 
     out.mkdir(parents=True)
     build_tokenizer("qwen3", out)  # ids < 1000 (fit every shape), "yes"/"no" single tokens

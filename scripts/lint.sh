@@ -4,7 +4,8 @@
 #   - action-validator: action.yml, plan/action.yml and .github/workflows/*.yml (schemas)
 #   - zizmor: .github/workflows, action.yml and plan/action.yml (security audit, offline)
 #   - ShellCheck: every shell script (scripts/*.sh, .ci/run)
-#   - ruff: the Python sources, tests and the entrypoint script
+#   - ruff: the Python sources, tests and the entrypoint script (lint and format)
+#   - mypy: src/ and testkit/ (config in pyproject.toml), from the project's venv (make venv)
 # Exits non-zero if any linter reports anything; runs them all either way.
 #
 # Environment: RERANKER_SEQCLS_CACHE (default /var/cache/reranker-seqcls) holds the tools.
@@ -98,9 +99,11 @@ check zizmor "$venv/bin/zizmor" --offline --no-progress action.yml plan/action.y
     "${workflows[@]}"
 check shellcheck shellcheck "${shell_scripts[@]}"
 check ruff "$(ruff_bin)" check . entrypoint
+check "ruff format" "$(ruff_bin)" format --check . entrypoint
+check mypy "$root/.venv/bin/mypy"
 
 if ((${#failed[@]})); then
     log "FAILED: ${failed[*]}"
     exit 1
 fi
-log "all clean: hadolint, action-validator, zizmor, shellcheck, ruff"
+log "all clean: hadolint, action-validator, zizmor, shellcheck, ruff, mypy"

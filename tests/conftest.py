@@ -47,7 +47,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
 
     Tests must not modify the returned directory (copy it first).
     """
-    from reranker_seqcls.tiny import build_model
+    from testkit.tiny import build_model
 
     cache: dict[tuple, Path] = {}
     root = tmp_path_factory.mktemp("tiny-models")
@@ -107,7 +107,7 @@ def real_vocab_model(
     cached tiny random model of ``family`` ("qwen3" or "qwen2") on the real Qwen vocabulary
     (Qwen3 layout for qwen3, Qwen2.5 layout for qwen2), its classifier rows calibrated for
     ``preset`` (default: the family's). Tests must not modify it."""
-    from reranker_seqcls.tiny import build_model
+    from testkit.tiny import build_model
 
     cache: dict[tuple, Path] = {}
     root = tmp_path_factory.mktemp("real-vocab-models")

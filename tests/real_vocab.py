@@ -110,7 +110,7 @@ def build_qwen_tokenizer(out_dir: Path, *, generation: Generation = "qwen3") -> 
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    from reranker_seqcls.tiny import _CHATML
+    from testkit.tiny import _CHATML
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

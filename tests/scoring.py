@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from reranker_seqcls.parity import left_pad
+from reranker_seqcls.check.parity import left_pad
 
 
 @torch.no_grad()

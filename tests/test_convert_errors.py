@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reranker_seqcls.architectures import _auto_mappings
+from reranker_seqcls.convert.architectures import _auto_mappings
 from tests.conftest import run_cli
 
 
@@ -192,7 +192,7 @@ def test_ctrl_c_leaves_nothing(tiny_model, tmp_path):
     import sys
     import time
 
-    from reranker_seqcls.checkpoint import SafetensorsFile, _header_bytes
+    from reranker_seqcls.safetensors_io.checkpoint import SafetensorsFile, _header_bytes
 
     source = tmp_path / "big-model"
     shutil.copytree(tiny_model("qwen3", tied=False, num_shards=2), source)

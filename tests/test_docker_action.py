@@ -71,7 +71,7 @@ def docker_image() -> Iterator[str]:
 @pytest.fixture
 def source_sha(hub_server: LoopbackHubServer, tmp_path: Path) -> str:
     """A tiny Qwen3 reranker seeded as the upstream repo; returns its commit."""
-    from reranker_seqcls.tiny import build_model
+    from testkit.tiny import build_model
 
     model_dir = build_model("qwen3", tmp_path / "upstream", tied=True, dtype="float32")
     files = {p.name: p for p in sorted(model_dir.iterdir()) if p.is_file()}
@@ -257,3 +257,24 @@ def test_docker_run_one_shot(
     pushed = hub_server.list_files(target)
     assert "config.json" in pushed
     assert any(f.endswith(".safetensors") for f in pushed), pushed
+
+
+def test_image_ships_no_test_fixtures(docker_image: str) -> None:
+    """The image holds the package and nothing of testkit/ (tiny models, the demo)."""
+    script = (
+        "import importlib.util, pathlib, reranker_seqcls as p\n"
+        "for name in ('testkit', 'reranker_seqcls.tiny', 'reranker_seqcls.demo'):\n"
+        "    assert importlib.util.find_spec(name) is None, name\n"
+        "root = pathlib.Path(p.__file__).parent\n"
+        "names = sorted(f.name for f in root.rglob('*.py'))\n"
+        "assert 'pipeline.py' in names, names\n"
+        "assert 'tiny.py' not in names and 'demo.py' not in names, names\n"
+        "print('ok', len(names))\n"
+    )
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "--network=none", "--entrypoint", "python", docker_image,
+         "-c", script],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("ok ")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reranker_seqcls.pairs import builtin_pairs
+from reranker_seqcls.check.pairs import builtin_pairs
 from tests.conftest import run_cli
 
 PAIRS = [
@@ -155,7 +155,7 @@ def ctxl_qwen(real_vocab_model) -> Path:
 
 @pytest.fixture(scope="module")
 def ctxl_mistral(tmp_path_factory) -> Path:
-    from reranker_seqcls.tiny import build_model
+    from testkit.tiny import build_model
 
     root = tmp_path_factory.mktemp("mistral")
     return build_model(
@@ -225,9 +225,9 @@ def test_new_templates_render_the_official_ids_for_both_consumers(
     give the family's own ids, with and without an instruction."""
     from transformers import AutoTokenizer
 
-    from reranker_seqcls.consumer_files import template_variables
-    from reranker_seqcls.prompts import build_prompt_ids, render_scoring_prompt
-    from reranker_seqcls.recipes import PRESETS
+    from reranker_seqcls.convert.consumer_files import template_variables
+    from reranker_seqcls.recipes.prompts import build_prompt_ids, render_scoring_prompt
+    from reranker_seqcls.recipes.recipe import PRESETS
 
     preset = PRESETS["zerank-2" if which == "zerank-2" else "ctxl-rerank-v2"]
     directory = ctxl_mistral if which == "ctxl-mistral" else qwen_tokenizer_dir("qwen3")
@@ -537,8 +537,8 @@ def test_refused_family_by_config(tiny_model, tmp_path, case):
 
 
 def test_qwen3_vl_refusal_follows_installed_transformers():
-    from reranker_seqcls.architectures import seq_cls_class
-    from reranker_seqcls.refusals import qwen3_vl_refusal
+    from reranker_seqcls.convert.architectures import seq_cls_class
+    from reranker_seqcls.recipes.refusals import qwen3_vl_refusal
 
     assert (qwen3_vl_refusal() is None) == (seq_cls_class("qwen3_vl") is not None)
 
@@ -597,7 +597,7 @@ def test_token_ids_and_scale_fold_into_the_head(tiny_model, tmp_path):
 
 def test_scale_rounds_once_to_bfloat16():
     """A scaled head is not float32-exact: rounding through float32 could round twice."""
-    from reranker_seqcls.checkpoint import decode_floats, encode_floats
+    from reranker_seqcls.safetensors_io.checkpoint import decode_floats, encode_floats
 
     tricky = 1 + 2**-8 + 2**-30  # float32 rounds it to the bfloat16 tie 1 + 2**-8
     torch.manual_seed(0)
@@ -619,7 +619,7 @@ def test_logit_scaling_table_matches_installed_transformers():
     import importlib.util
     import re
 
-    from reranker_seqcls.convert import SCALED_LOGITS
+    from reranker_seqcls.convert.converter import SCALED_LOGITS
 
     root = Path(importlib.util.find_spec("transformers").origin).parent / "models"
     for model_type, (key, how) in SCALED_LOGITS.items():
@@ -633,7 +633,7 @@ def test_logit_scaling_table_matches_installed_transformers():
 
 
 def test_logit_factor_of_scaled_and_unscaled_configs():
-    from reranker_seqcls.convert import logit_factor
+    from reranker_seqcls.convert.converter import logit_factor
     from reranker_seqcls.errors import BadInput
 
     assert logit_factor({"model_type": "cohere", "logit_scale": 0.0625}) == 0.0625
@@ -649,8 +649,8 @@ def test_logit_factor_of_scaled_and_unscaled_configs():
 def test_source_logit_scaling_is_folded(tiny_model, tmp_path, monkeypatch):
     """No scaling model type has a seq-cls class in transformers 5.24, so the fold is exercised
     by declaring the tiny Qwen3's config key as applied (the numbers are what matter)."""
-    from reranker_seqcls import convert as convert_module
-    from reranker_seqcls.recipes import PRESETS
+    from reranker_seqcls.convert import converter as convert_module
+    from reranker_seqcls.recipes.recipe import PRESETS
 
     source = tmp_path / "Qwen3-Reranker-scaled"
     shutil.copytree(tiny_model("qwen3", tied=True), source)
@@ -671,7 +671,7 @@ def test_source_logit_scaling_is_folded(tiny_model, tmp_path, monkeypatch):
 
 
 def test_presets_lists_facts_of_every_family():
-    from reranker_seqcls.recipes import PRESETS
+    from reranker_seqcls.recipes.recipe import PRESETS
 
     result = run_cli("presets")
     assert result.returncode == 0, result.stderr
@@ -689,7 +689,7 @@ def test_presets_lists_facts_of_every_family():
 def test_card_names_family_and_formula(zerank, tmp_path):
     from huggingface_hub import ModelCard
 
-    from reranker_seqcls.card import render_card
+    from reranker_seqcls.hub.card import render_card
 
     out = tmp_path / "out"
     _convert(zerank, out)
@@ -704,7 +704,7 @@ def test_card_names_family_and_formula(zerank, tmp_path):
 def test_action_preset_input_documents_every_preset():
     import yaml
 
-    from reranker_seqcls.recipes import PRESETS
+    from reranker_seqcls.recipes.recipe import PRESETS
 
     spec = yaml.safe_load((Path(__file__).parent.parent / "action.yml").read_text("utf-8"))
     description = " ".join(spec["inputs"]["preset"]["description"].split())

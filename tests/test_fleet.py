@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from reranker_seqcls.errors import BadInput
-from reranker_seqcls.fleet import MAX_ENTRIES, load_fleet
-from reranker_seqcls.recipes import PRESETS
+from reranker_seqcls.recipes.recipe import PRESETS
+from reranker_seqcls.schedule.fleet import MAX_ENTRIES, load_fleet
 from tests.conftest import run_cli
 
 QWEN = "Qwen/Qwen3-Reranker-0.6B"

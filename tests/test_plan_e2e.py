@@ -195,7 +195,7 @@ def test_hub_failure_on_one_entry_hides_no_other(hub_server, hub_env, tmp_path):
 
 def test_plan_of_twenty_entries_is_fast_and_imports_no_torch(hub_server, hub_env, tmp_path):
     from reranker_seqcls import __version__
-    from reranker_seqcls.recipes import PRESETS
+    from reranker_seqcls.recipes.recipe import PRESETS
 
     recipe = PRESETS["qwen3-reranker"].to_json()
     entries, expected_stale = [], set()
@@ -227,7 +227,7 @@ def test_plan_of_twenty_entries_is_fast_and_imports_no_torch(hub_server, hub_env
     imported = _imports(result.stderr) - _imports(
         run_python("pass", {**hub_env, "PYTHONPROFILEIMPORTTIME": "1"}).stderr
     )  # less what the interpreter's startup imports (site hooks)
-    assert "reranker_seqcls.plan" in imported and "huggingface_hub" in imported
+    assert "reranker_seqcls.schedule.plan" in imported and "huggingface_hub" in imported
     heavy = {m for m in imported if m.split(".")[0] in HEAVY_MODULES}
     assert not heavy, sorted(heavy)[:5]
     # Everything it imports comes with click, huggingface_hub and PyYAML: the plan action's

@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 
-from reranker_seqcls import prompts, tiny
-from reranker_seqcls.consumer_files import (
+from reranker_seqcls.convert.consumer_files import (
     IDENTITY,
     SIGMOID,
     ST_MODEL_CONFIG_FILE,
@@ -31,7 +30,9 @@ from reranker_seqcls.consumer_files import (
     template_variables,
 )
 from reranker_seqcls.errors import BadInput
-from reranker_seqcls.recipes import PRESETS, QWEN3_DEFAULT_INSTRUCTION, Recipe
+from reranker_seqcls.recipes import prompts
+from reranker_seqcls.recipes.recipe import PRESETS, QWEN3_DEFAULT_INSTRUCTION, Recipe
+from testkit import tiny
 
 PRESET_FAMILIES = ("qwen3", "qwen2", "gemma")
 

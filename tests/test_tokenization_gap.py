@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from reranker_seqcls.pairs import BUILTIN_PAIRS
-from reranker_seqcls.prompt_gap import compare_prompt, excerpt
-from reranker_seqcls.prompts import official_prompt, render_scoring_prompt
-from reranker_seqcls.recipes import PRESETS
+from reranker_seqcls.check.pairs import BUILTIN_PAIRS
+from reranker_seqcls.check.prompt_gap import compare_prompt, excerpt
+from reranker_seqcls.recipes.prompts import official_prompt, render_scoring_prompt
+from reranker_seqcls.recipes.recipe import PRESETS
 from tests.conftest import run_cli
 from tests.loopback_hub.fixtures import TEST_TOKEN, TEST_USER
 
@@ -197,9 +197,9 @@ def test_a_template_changed_by_one_character_fails_on_the_real_vocabulary(
 def test_template_advice_never_restores_a_template_that_is_in_place():
     """If the recipe's own template rendered another text, the message must say so, not ask
     the user to restore what is already there."""
-    from reranker_seqcls.parity import ConsumerPrompts, _template_mismatch
-    from reranker_seqcls.prompt_gap import PromptComparison
-    from reranker_seqcls.prompts import OfficialPrompt
+    from reranker_seqcls.check.parity import ConsumerPrompts, _template_mismatch
+    from reranker_seqcls.check.prompt_gap import PromptComparison
+    from reranker_seqcls.recipes.prompts import OfficialPrompt
 
     official = [OfficialPrompt(("query: q", "\n", "document: d"), [1, 2, 3])]
     consumer = ConsumerPrompts(None, ["query: q\ndocument:d"], [[1, 2, 4]])
@@ -217,7 +217,13 @@ def test_template_advice_never_restores_a_template_that_is_in_place():
 
 
 def test_storage_tolerance_is_the_measured_rounding_and_explains_only_close_swaps():
-    from reranker_seqcls.parity import TOLERANCES, HeadCheck, PathMetrics, _with_storage, _within
+    from reranker_seqcls.check.parity import (
+        TOLERANCES,
+        HeadCheck,
+        PathMetrics,
+        _with_storage,
+        _within,
+    )
 
     plain = TOLERANCES["float32"]
     head = HeadCheck(None, "BF16", ((1e-2, -1e-2),))  # stored minus exact score.weight

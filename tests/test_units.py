@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reranker_seqcls.architectures import _auto_mappings
-from reranker_seqcls.checkpoint import decode_floats, encode_floats
+from reranker_seqcls.convert.architectures import _auto_mappings
 from reranker_seqcls.redact import redact, register_secret
+from reranker_seqcls.safetensors_io.checkpoint import decode_floats, encode_floats
 
 DTYPES = [(torch.bfloat16, "BF16"), (torch.float16, "F16"), (torch.float32, "F32")]
 
@@ -52,7 +52,7 @@ def test_redact(monkeypatch):
 
 
 def test_first_error_line_finds_the_root_cause_in_a_vllm_log():
-    from reranker_seqcls.vllm_consumer import first_error_line
+    from reranker_seqcls.check.vllm import first_error_line
 
     log = "\n".join(
         [

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from reranker_seqcls.pairs import Pair
+from reranker_seqcls.check.pairs import Pair
 from tests.conftest import run_cli
 from tests.loopback_hub.fixtures import TEST_USER
 
@@ -99,9 +99,9 @@ def _vllm_prompt_ids(converted: Path, pair: Pair) -> list[int]:
 
 
 def _family(name: str, source: Path, tmp: Path) -> Family:
-    from reranker_seqcls.parity import reference_scores
-    from reranker_seqcls.recipes import resolve_recipe
-    from reranker_seqcls.run import resolve_token_ids
+    from reranker_seqcls.check.parity import reference_scores
+    from reranker_seqcls.pipeline import resolve_token_ids
+    from reranker_seqcls.recipes.recipe import resolve_recipe
     from tests.scoring import seqcls_logits
 
     converted = tmp / f"{source.name}-seq-cls"
@@ -128,7 +128,7 @@ def _family(name: str, source: Path, tmp: Path) -> Family:
 def families(
     real_vocab_model: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Family]:
-    from reranker_seqcls.tiny import build_model
+    from testkit.tiny import build_model
 
     tmp = tmp_path_factory.mktemp("vllm-families")
     gemma = build_model(
@@ -156,7 +156,7 @@ def test_offline_llm_score_equals_official_for_every_family(
 ) -> None:
     """One vLLM process, ``LLM(model, runner="pooling", dtype="float32").score(q, docs,
     chat_template=TEXT)`` per query group, for the three families' conversions."""
-    from reranker_seqcls.vllm_consumer import LAUNCHER, build_job
+    from reranker_seqcls.check.vllm import LAUNCHER, build_job
 
     jobs = [build_job(f.converted, PAIRS, "float32", 256) for f in families.values()]
     job = {"models": [spec for j, _ in jobs for spec in j["models"]]}
@@ -295,7 +295,7 @@ def _post(url: str, body: dict) -> dict:
 
 def _card_commands(family: Family, target: str) -> list[str]:
     """The shell lines of the model card's vLLM block, as rendered for ``target``."""
-    from reranker_seqcls.card import render_card
+    from reranker_seqcls.hub.card import render_card
 
     provenance = json.loads((family.converted / "reranker_seqcls.json").read_text())
     card = render_card(
@@ -358,7 +358,7 @@ def card_server(
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(vllm_python), str(ROOT / "src/reranker_seqcls/vllm_launch.py"), *argv[1:],
+            [str(vllm_python), str(ROOT / "src/reranker_seqcls/check/vllm_launch.py"), *argv[1:],
              "--host", "127.0.0.1", "--port", str(port), "--enforce-eager"],
             cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **VLLM_ENV},
         )  # fmt: skip

@@ -1,4 +1,4 @@
-from .cli import main
+from reranker_seqcls.cli import main
 
 if __name__ == "__main__":
     main()

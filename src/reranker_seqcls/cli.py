@@ -9,12 +9,12 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 
-from . import __version__
-from .interrupt import Interrupted, interruption_behind, raise_on_stop_signals
+from reranker_seqcls import __version__
+from reranker_seqcls.interrupt import Interrupted, interruption_behind, raise_on_stop_signals
 
 EXIT_INTERNAL = 4
 
@@ -22,8 +22,8 @@ EXIT_INTERNAL = 4
 def _say(message: str, *, err: bool = False) -> None:
     """Print one message as one line: tokens redacted, control characters escaped (a newline in
     a repo id or a shard name cannot start a line of its own, e.g. a workflow command)."""
-    from .redact import redact
-    from .safe_text import one_line
+    from reranker_seqcls.redact import redact
+    from reranker_seqcls.safe_text import one_line
 
     click.echo(one_line(redact(message)), err=err)
 
@@ -127,9 +127,9 @@ def cli(debug: bool) -> None:
 @cli.command()
 def presets() -> None:
     """List the known reranker families, and the families that are refused."""
-    from .convert import served_score
-    from .recipes import PRESETS
-    from .refusals import REFUSALS, qwen3_vl_refusal
+    from reranker_seqcls.convert.converter import served_score
+    from reranker_seqcls.recipes.recipe import PRESETS
+    from reranker_seqcls.recipes.refusals import REFUSALS, qwen3_vl_refusal
 
     for preset in PRESETS.values():
         click.echo(f"{preset.name}: {preset.description}")
@@ -187,10 +187,10 @@ def convert(
     Also accepts the reference script's flags: --model_name SRC --classifier_from_tokens JSON
     --method M --path OUT.
     """
-    from .convert import convert as run_convert
-    from .errors import BadInput
-    from .recipes import resolve_recipe
-    from .run import locate_source, source_commit, source_name
+    from reranker_seqcls.convert.converter import convert as run_convert
+    from reranker_seqcls.errors import BadInput
+    from reranker_seqcls.pipeline import locate_source, source_commit, source_name
+    from reranker_seqcls.recipes.recipe import resolve_recipe
 
     source = _one_of(source, model_name, "SOURCE", "--model_name")
     output = _one_of(output, path_, "OUTPUT", "--path")
@@ -199,7 +199,7 @@ def convert(
         raise BadInput("convert needs SOURCE and OUTPUT: reranker-seqcls convert SOURCE OUTPUT")
     commit_sha = source_commit(source, revision, None)  # a missing repo says so, first
     name = source_name(source)
-    recipe_options = dict(
+    recipe_options: dict[str, Any] = dict(
         source_name=name, preset=preset, tokens_json=tokens, method=method,
         template_path=template, token_ids_json=token_ids, scale=scale,
     )  # fmt: skip
@@ -207,7 +207,7 @@ def convert(
     if explicit:  # options are validated before anything is downloaded
         recipe = resolve_recipe(**recipe_options)
     else:
-        from .refusals import refuse_by_name
+        from reranker_seqcls.recipes.refusals import refuse_by_name
 
         refuse_by_name(name)
     source_dir, source_ref = locate_source(source, revision, None, _log, commit_sha)
@@ -261,9 +261,15 @@ def check(
     CrossEncoder on raw text and, when vLLM can be used, vLLM's pooling runner (LLM.score with
     the saved chat template). Exit code 1 when parity fails.
     """
-    from .errors import BadInput
-    from .parity import check_parity, write_report
-    from .run import check_recipe, load_check_pairs, locate_source, resolve_token_ids, source_name
+    from reranker_seqcls.check.parity import check_parity, write_report
+    from reranker_seqcls.errors import BadInput
+    from reranker_seqcls.pipeline import (
+        check_recipe,
+        load_check_pairs,
+        locate_source,
+        resolve_token_ids,
+        source_name,
+    )
 
     if not (converted / "config.json").is_file():
         raise BadInput(f"{converted} has no config.json: give a converted checkpoint directory")
@@ -331,8 +337,8 @@ def run(result_json: Path | None, **kwargs) -> int:
     Idempotent: when the target already holds this source commit converted with the same recipe
     and tool version, nothing is downloaded or pushed ("already current", exit 0).
     """
-    from .redact import register_secret
-    from .run import RunOptions, RunOutcome, run_pipeline
+    from reranker_seqcls.pipeline import RunOptions, RunOutcome, run_pipeline
+    from reranker_seqcls.redact import register_secret
 
     register_secret(kwargs.get("token"))
     opts = RunOptions(**kwargs)
@@ -340,8 +346,8 @@ def run(result_json: Path | None, **kwargs) -> int:
         outcome = run_pipeline(opts, _log)
     except (Exception, Interrupted) as exc:
         if result_json is not None:
-            from .errors import SeqClsError
-            from .redact import redact
+            from reranker_seqcls.errors import SeqClsError
+            from reranker_seqcls.redact import redact
 
             failed = RunOutcome("failed", opts.target, opts.model)
             if isinstance(exc, Interrupted):
@@ -371,8 +377,8 @@ def push(converted: Path, target: str, **kwargs) -> int:
     Refuses a checkpoint whose recorded parity check failed. Adds a model card when the
     directory has none.
     """
-    from .redact import register_secret
-    from .run import push_converted
+    from reranker_seqcls.pipeline import push_converted
+    from reranker_seqcls.redact import register_secret
 
     register_secret(kwargs.get("token"))
     outcome = push_converted(converted, target, log=_log, **kwargs)
@@ -405,9 +411,9 @@ def plan(fleet_file: Path, list_all: bool, summary: Path | None, token: str | No
     """
     import json
 
-    from .fleet import load_fleet
-    from .plan import exit_code, matrix, plan_fleet, summary_markdown
-    from .redact import redact, register_secret
+    from reranker_seqcls.redact import redact, register_secret
+    from reranker_seqcls.schedule.fleet import load_fleet
+    from reranker_seqcls.schedule.plan import exit_code, matrix, plan_fleet, summary_markdown
 
     register_secret(token)
     fleet = load_fleet(fleet_file)
@@ -429,13 +435,13 @@ def plan(fleet_file: Path, list_all: bool, summary: Path | None, token: str | No
 def _write_result(path: Path, data: dict) -> None:
     import json
 
-    from .redact import redact
+    from reranker_seqcls.redact import redact
 
     path.write_text(redact(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
 
 
 def _one_of(a, b, name_a: str, name_b: str, optional: bool = False):
-    from .errors import BadInput
+    from reranker_seqcls.errors import BadInput
 
     if a is not None and b is not None and a != b:
         raise BadInput(f"give {name_a} or {name_b}, not both")
@@ -491,7 +497,7 @@ def _show_warning(
 
 
 def _report(exc: Exception, debug: bool) -> int:
-    from .errors import SeqClsError
+    from reranker_seqcls.errors import SeqClsError
 
     if debug:
         traceback.print_exc()

@@ -14,7 +14,7 @@ only
 
 What this module returns are the resolved real paths, so later opens do not follow links again.
 Nothing here writes; callers write only into their own new temporary directory, with files that
-must not exist yet (see :func:`reranker_seqcls.checkpoint.place_file`).
+must not exist yet (see :func:`reranker_seqcls.safetensors_io.checkpoint.place_file`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInput
+from reranker_seqcls.errors import BadInput
 
 # JSON files of a checkpoint (config, index, tokenizer config) are small; a bound keeps a
 # hostile multi-GB "config.json" from being read into memory.

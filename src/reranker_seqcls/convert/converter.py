@@ -23,9 +23,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .architectures import causal_lm_class, known_model_type, seq_cls_class
-from .checkpoint import (
+from reranker_seqcls import __version__
+from reranker_seqcls.convert.architectures import (
+    causal_lm_class,
+    known_model_type,
+    seq_cls_class,
+)
+from reranker_seqcls.convert.tokens import (
+    ResolvedToken,
+    TokenizerFiles,
+    resolve_pad_id,
+    resolve_tokens,
+)
+from reranker_seqcls.errors import BadInput
+from reranker_seqcls.names import (
+    CONFIG_FILE,
+    LICENSE_PATTERNS,
+    PROVENANCE_FILE,
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_PATTERNS,
+)
+from reranker_seqcls.recipes.recipe import Recipe
+from reranker_seqcls.safetensors_io.checkpoint import (
     INDEX_NAME,
     SINGLE_NAME,
     Checkpoint,
@@ -36,17 +55,7 @@ from .checkpoint import (
     write_shard,
     write_shard_without,
 )
-from .errors import BadInput
-from .files import (
-    CONFIG_FILE,
-    LICENSE_PATTERNS,
-    PROVENANCE_FILE,
-    TOKENIZER_CONFIG_FILE,
-    TOKENIZER_PATTERNS,
-)
-from .recipes import Recipe
-from .source import Source, check_no_overlap, read_json_object, unique_names
-from .tokens import ResolvedToken, TokenizerFiles, resolve_pad_id, resolve_tokens
+from reranker_seqcls.source import Source, check_no_overlap, read_json_object, unique_names
 
 IDENTITY = "torch.nn.modules.linear.Identity"
 
@@ -252,7 +261,7 @@ def _locate_head(plan: Plan) -> None:
 def check_architecture(config: dict[str, Any], *, allow_softcapping: bool = False) -> str:
     """Validate a source config; return the ``*ForSequenceClassification`` class name."""
     check_config_types(config)
-    from .refusals import refuse_by_config
+    from reranker_seqcls.recipes.refusals import refuse_by_config
 
     refuse_by_config(config)
     model_type = config.get("model_type")
@@ -580,7 +589,7 @@ def _move_into_place(tmp: Path, output: Path) -> None:
 
 def _write(plan: Plan, out: Path, *, copy: bool, log: Log) -> tuple[str, dict[str, str]]:
     if plan.checkpoint is None:
-        from .pickle_weights import stage_pickle_weights
+        from reranker_seqcls.safetensors_io.pickle_weights import stage_pickle_weights
 
         staging = out / ".staging"
         staging.mkdir()
@@ -727,8 +736,8 @@ def build_provenance(plan: Plan, ref: SourceRef, dtype: str) -> dict[str, Any]:
 def _write_readme(tmp: Path, output: Path, provenance: dict[str, Any], recipe: Recipe) -> None:
     """A short README saying how to serve OUTPUT (vLLM needs the template passed explicitly);
     ``push`` replaces it with the full model card."""
-    from .card import render_local_readme, write_card
-    from .consumer_files import TEMPLATE_FILE_NAME
+    from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
+    from reranker_seqcls.hub.card import render_local_readme, write_card
 
     template = TEMPLATE_FILE_NAME if recipe.template is not None else None
     write_card(tmp, render_local_readme(output, provenance, template))
@@ -757,6 +766,6 @@ def _copy_verbatim(source: Source, names: list[str], out: Path, log: Log) -> Non
 
 
 def _consumer_files(recipe: Recipe) -> dict[str, bytes]:
-    from .consumer_files import consumer_files
+    from reranker_seqcls.convert.consumer_files import consumer_files
 
     return consumer_files(recipe, recipe.num_labels)

@@ -43,10 +43,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from .prompts import ADD_BOS_VARIABLE
+from reranker_seqcls.recipes.prompts import ADD_BOS_VARIABLE
 
 if TYPE_CHECKING:
-    from .recipes import Recipe
+    from reranker_seqcls.recipes.recipe import Recipe
 
 TEMPLATE_FILE_NAME = "chat_template.jinja"
 ST_MODULES_FILE = "modules.json"

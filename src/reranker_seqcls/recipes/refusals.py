@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BadInput
+from reranker_seqcls.errors import BadInput
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ REFUSALS: tuple[Refusal, ...] = (
 
 def qwen3_vl_refusal() -> Refusal | None:
     """Qwen3-VL-Reranker is refused only while transformers lacks its seq-cls class."""
-    from .architectures import seq_cls_class
+    from reranker_seqcls.convert.architectures import seq_cls_class
 
     if seq_cls_class("qwen3_vl") is not None:
         return None

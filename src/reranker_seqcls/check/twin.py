@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .files import CONFIG_FILE, LICENSE_PATTERNS, PROVENANCE_FILE, TOKENIZER_PATTERNS
-from .recipes import Recipe
-from .source import Source
+from reranker_seqcls.names import CONFIG_FILE, LICENSE_PATTERNS, PROVENANCE_FILE, TOKENIZER_PATTERNS
+from reranker_seqcls.recipes.recipe import Recipe
+from reranker_seqcls.source import Source
 
 DEFAULT_CHECK_MEMORY = 1_500_000_000  # bytes: a standard runner's share for the check
 # Peak RSS of a check on a tiny model (torch, transformers, sentence-transformers imported):
@@ -142,7 +142,7 @@ def build_twin(
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from .convert import convert
+    from reranker_seqcls.convert.converter import convert
 
     files = Source(source)
     config = files.read_json(CONFIG_FILE)

@@ -31,8 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInput
-from .recipes import METHODS, PRESETS, Recipe, detect_preset, preset_names, resolve_recipe
+from reranker_seqcls.errors import BadInput
+from reranker_seqcls.recipes.recipe import (
+    METHODS,
+    PRESETS,
+    Recipe,
+    detect_preset,
+    preset_names,
+    resolve_recipe,
+)
 
 MAX_FILE_BYTES = 1 << 20
 MAX_TEMPLATE_BYTES = 1 << 20

@@ -19,7 +19,7 @@ states. :class:`StreamedCheck` therefore
 What the full check proves about consumers (prompt ids, pooling position, activation, loading
 with no missing keys; transformers, sentence-transformers and vLLM) is proven by running the
 unchanged :func:`parity.check_parity` on the real pair when it fits the memory budget, otherwise
-on a structural twin (:mod:`twin`). :func:`combine` merges the two halves into one
+on a structural twin (:mod:`.twin`). :func:`combine` merges the two halves into one
 :class:`parity.ParityReport`; :func:`streamed_check` does all of it for local directories.
 """
 
@@ -33,10 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .checkpoint import INDEX_NAME, SafetensorsFile, TensorInfo
-from .errors import BadInput
-from .pairs import Pair
-from .parity import (
+from reranker_seqcls.check.pairs import Pair
+from reranker_seqcls.check.parity import (
     TOLERANCES,
     ConvertedScores,
     ParityReport,
@@ -49,8 +47,7 @@ from .parity import (
     head_rows_needed,
     recipe_scores,
 )
-from .recipes import Recipe
-from .twin import (
+from reranker_seqcls.check.twin import (
     DEFAULT_CHECK_MEMORY,
     ConsumerPlan,
     build_twin,
@@ -58,9 +55,12 @@ from .twin import (
     float32_load_bytes,
     twin_overrides,
 )
+from reranker_seqcls.errors import BadInput
+from reranker_seqcls.recipes.recipe import Recipe
+from reranker_seqcls.safetensors_io.checkpoint import INDEX_NAME, SafetensorsFile, TensorInfo
 
 if TYPE_CHECKING:
-    from .layerwise import LayerwiseScorer
+    from reranker_seqcls.check.layerwise import LayerwiseScorer
 
 Log = Callable[[str], None]
 LAYERWISE_PATH = "converted (layerwise)"
@@ -147,8 +147,8 @@ class StreamedCheck:
     ) -> None:
         from transformers import AutoTokenizer
 
-        from .layerwise import LayerwiseScorer
-        from .prompts import official_prompt
+        from reranker_seqcls.check.layerwise import LayerwiseScorer
+        from reranker_seqcls.recipes.prompts import official_prompt
 
         if dtype not in TOLERANCES:
             raise BadInput(f"--dtype {dtype} is not supported: use one of {', '.join(TOLERANCES)}")
@@ -218,7 +218,7 @@ class StreamedCheck:
         states, the structural head check, the backbone hashes."""
         import torch
 
-        from .convert import head_tensor, logit_factor
+        from reranker_seqcls.convert.converter import head_tensor, logit_factor
 
         hidden = self.scorer.final_hidden()
         groups = [p.group or p.query for p in self.pairs]
@@ -348,8 +348,8 @@ def consumer_check(
 
 def source_shards(directory: Path) -> list[Path]:
     """The shard files of a local checkpoint directory, in index order."""
-    from .checkpoint import shard_names
-    from .source import Source
+    from reranker_seqcls.safetensors_io.checkpoint import shard_names
+    from reranker_seqcls.source import Source
 
     files = Source(directory)
     names, _ = shard_names(files)

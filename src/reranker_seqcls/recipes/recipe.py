@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from .errors import BadInput
+from reranker_seqcls.errors import BadInput
 
 Method = Literal["from_2_way_softmax", "no_post_processing"]
 METHODS: tuple[Method, ...] = ("from_2_way_softmax", "no_post_processing")
@@ -222,7 +222,7 @@ def preset_names() -> str:
 
 def detect_preset(source_name: str) -> Recipe | None:
     """The preset whose family name appears in a repo id or directory name, if exactly one."""
-    from .refusals import refuse_by_name
+    from reranker_seqcls.recipes.refusals import refuse_by_name
 
     refuse_by_name(source_name)
     lowered = source_name.lower()
@@ -334,7 +334,7 @@ def resolve_recipe(
             )
         if preset not in PRESETS:
             raise BadInput(f"unknown preset {preset!r}: use one of {preset_names()}")
-        from .refusals import refuse_by_name
+        from reranker_seqcls.recipes.refusals import refuse_by_name
 
         refuse_by_name(source_name)
         return _with_template(PRESETS[preset], template)
@@ -347,7 +347,7 @@ def resolve_recipe(
         detected = detect_preset(source_name)
         from_files = None
         if source_dir is not None:
-            from .st_recipe import reconcile, st_recipe
+            from reranker_seqcls.recipes.sentence_transformers import reconcile, st_recipe
 
             from_files = st_recipe(source_dir)
             if from_files is not None:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import BadInput
-from .source import Source, read_json_file
+from reranker_seqcls.errors import BadInput
+from reranker_seqcls.source import Source, read_json_file
 
 # The largest real tokenizer.json files are ~35 MB; the bound keeps a hostile one from being read
 # into memory whole.
@@ -172,7 +172,8 @@ class _TransformersVocab:
         return list(self._tok.encode(text, add_special_tokens=False))
 
     def id_to_token(self, token_id: int) -> str | None:
-        return self._tok.convert_ids_to_tokens(token_id)
+        token = self._tok.convert_ids_to_tokens(token_id)
+        return token if isinstance(token, str) else None
 
 
 def resolve_tokens(

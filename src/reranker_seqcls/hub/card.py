@@ -19,7 +19,7 @@ _MAX_CARD_BYTES = 4 * 1024 * 1024
 
 def source_license(source_dir: Path) -> tuple[str | None, dict[str, Any]]:
     """The license (and license_name/link for "other") from the source's model card."""
-    from .source import Source
+    from reranker_seqcls.source import Source
 
     readme = Source(source_dir).file("README.md")  # never a link out of the source
     if readme is None:
@@ -62,8 +62,9 @@ def render_card(
     body = _body(target_repo, provenance, parity_markdown, template_file, tokenization_gap)
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
     # Round-trip through the Hub's parser: what we wrote must read back the same.
-    parsed = ModelCard(str(card)).data
-    assert parsed.pipeline_tag == "text-ranking" and parsed.library_name == "transformers"
+    parsed = ModelCard(str(card)).data.to_dict()
+    assert parsed.get("pipeline_tag") == "text-ranking"
+    assert parsed.get("library_name") == "transformers"
     return str(card)
 
 

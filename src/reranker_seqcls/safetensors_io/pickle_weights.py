@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import BadInput
+from reranker_seqcls.errors import BadInput
 
 
 def stage_pickle_weights(files: list[Path], staging: Path, *, log: Callable[[str], None]) -> None:

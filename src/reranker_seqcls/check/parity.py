@@ -26,13 +26,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BadInput
-from .pairs import Pair
-from .recipes import Recipe
+from reranker_seqcls.check.pairs import Pair
+from reranker_seqcls.errors import BadInput
+from reranker_seqcls.recipes.recipe import Recipe
 
 if TYPE_CHECKING:
-    from .prompt_gap import PromptComparison
-    from .prompts import OfficialPrompt
+    from reranker_seqcls.check.prompt_gap import PromptComparison
+    from reranker_seqcls.recipes.prompts import OfficialPrompt
 
 Log = Callable[[str], None]
 BATCH_SIZE = 8
@@ -87,7 +87,7 @@ class ParityReport:
     # family's score, or on a tokenization-gap pair the converted model's score on the
     # consumer's own ids. Judge a consumer path against this, not against the reference.
     one_string_reference: list[list[float]] = field(default_factory=list)
-    # The streamed check (:mod:`streamed_check`): which checkpoint the consumers ran on
+    # The streamed check (:mod:`.streamed`): which checkpoint the consumers ran on
     # ("real", or "twin (...)" with its shape), and the source/converted backbone comparison.
     consumers_proven_on: str | None = None
     backbone_hash: str | None = None
@@ -97,11 +97,13 @@ class ParityReport:
         """The report :meth:`to_json` wrote (``parity_report.json``), for its Markdown; the
         per-pair scores are not read back. Exit 2 when ``data`` is no such report."""
         try:
+            bounds = data["tolerance"]
             tolerance = Tolerance(
-                **{
-                    k: bool(v) if k == "ranks_follow_values" else float(v)
-                    for k, v in data["tolerance"].items()
-                }
+                logit=float(bounds["logit"]),
+                prob=float(bounds["prob"]),
+                spearman=float(bounds["spearman"]),
+                top1=float(bounds["top1"]),
+                ranks_follow_values=bool(bounds.get("ranks_follow_values", False)),
             )
             metrics = {
                 str(name): PathMetrics(
@@ -331,7 +333,7 @@ def reference_scores(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .prompts import official_prompt
+    from reranker_seqcls.recipes.prompts import official_prompt
 
     tokenizer = AutoTokenizer.from_pretrained(str(source))
     official = [
@@ -484,7 +486,7 @@ def consumer_prompts(converted: Path, pairs: list[Pair]) -> ConsumerPrompts | No
     instead, i.e. the directory declares no ``message`` modality or has no chat template."""
     from transformers import AutoTokenizer
 
-    from .prompts import render_scoring_prompt
+    from reranker_seqcls.recipes.prompts import render_scoring_prompt
 
     st_config = converted / "sentence_bert_config.json"
     loaded = json.loads(st_config.read_text()) if st_config.is_file() else {}
@@ -549,9 +551,14 @@ def head_check(
 
     ``checkpoints`` replaces the (source, converted) checkpoints read from the directories by
     objects with the same reading methods (the streamed check's rows kept from shards gone)."""
-    from .checkpoint import Checkpoint
-    from .convert import SCORE_NAME, compute_score, head_tensor, logit_factor
-    from .errors import SeqClsError
+    from reranker_seqcls.convert.converter import (
+        SCORE_NAME,
+        compute_score,
+        head_tensor,
+        logit_factor,
+    )
+    from reranker_seqcls.errors import SeqClsError
+    from reranker_seqcls.safetensors_io.checkpoint import Checkpoint
 
     try:
         src, dst = checkpoints or (Checkpoint(source), Checkpoint(converted))
@@ -633,9 +640,9 @@ def _other_token(
 ) -> str | None:
     """Which other vocabulary entry the stored head belongs to, trying case and space variants
     of the recipe's tokens (with and without the scale)."""
-    from .convert import compute_score
-    from .errors import SeqClsError
-    from .tokens import TokenizerFiles
+    from reranker_seqcls.convert.converter import compute_score
+    from reranker_seqcls.convert.tokens import TokenizerFiles
+    from reranker_seqcls.errors import SeqClsError
 
     try:
         vocab = TokenizerFiles(source)
@@ -677,8 +684,8 @@ def _token_variants(vocab: Any, token_ids: list[int]) -> Iterator[tuple[int, int
 
 def head_rows_needed(source: Path, token_ids: list[int]) -> list[int]:
     """The head rows :func:`head_check` may read: the recipe's tokens and their variants."""
-    from .errors import SeqClsError
-    from .tokens import TokenizerFiles
+    from reranker_seqcls.convert.tokens import TokenizerFiles
+    from reranker_seqcls.errors import SeqClsError
 
     try:
         vocab = TokenizerFiles(source)
@@ -828,7 +835,7 @@ def check_parity(
 ) -> ParityReport:
     """Score ``pairs`` three ways (four with vLLM, see :mod:`vllm_consumer`) and judge the
     converted checkpoint against the original."""
-    from .prompt_gap import compare_prompt
+    from reranker_seqcls.check.prompt_gap import compare_prompt
 
     source_config = json.loads((source / "config.json").read_text())
     dtype = dtype or checkpoint_dtype(source_config)
@@ -836,7 +843,7 @@ def check_parity(
         raise BadInput(f"--dtype {dtype} is not supported: use one of {', '.join(TOLERANCES)}")
     tolerance = TOLERANCES[dtype]
     groups = [p.group or p.query for p in pairs]
-    from .vllm_consumer import add_vllm_row, locate_vllm_python
+    from reranker_seqcls.check.vllm import add_vllm_row, locate_vllm_python
 
     vllm = locate_vllm_python(vllm_python)  # before any scoring: a bad path fails at once
 
@@ -894,7 +901,7 @@ def check_parity(
         )
         counts: dict[str, int] = {}
         for i in merged:
-            for text in comparisons[i].merges:  # type: ignore[index]
+            for text in _merges(comparisons, i):
                 counts[text] = counts.get(text, 0) + 1
         gap = TokenizationGap(
             pairs=merged,
@@ -940,7 +947,7 @@ def check_parity(
     ]
     for i, row in zip(merged, scored.extra, strict=True):
         report.scores[i]["converted_template_ids"] = row
-        report.scores[i]["merged_tokens"] = list(comparisons[i].merges)  # type: ignore[index]
+        report.scores[i]["merged_tokens"] = list(_merges(comparisons, i))
     in_place = rendered is not None and rendered.tokenizer.chat_template == recipe.template
     structural = [
         head.problem,
@@ -953,9 +960,17 @@ def check_parity(
     return report
 
 
+def _merges(comparisons: list[PromptComparison | None] | None, i: int) -> list[str]:
+    """The merged-token texts of pair ``i``, which the caller knows was sorted as merged."""
+    comparison = comparisons[i] if comparisons is not None else None
+    if comparison is None:
+        raise AssertionError(f"pair {i} has no prompt comparison")
+    return list(comparison.merges)
+
+
 def _serves_raw_logits(converted: Path) -> bool:
     """Whether the converted directory's sentence-transformers activation is Identity."""
-    from .consumer_files import IDENTITY, ST_MODEL_CONFIG_FILE
+    from reranker_seqcls.convert.consumer_files import IDENTITY, ST_MODEL_CONFIG_FILE
 
     path = converted / ST_MODEL_CONFIG_FILE
     try:
@@ -1002,7 +1017,7 @@ def _judge(
         _within(report.metrics[name], t)
         for name in ("converted (batched)", "converted (one by one)")
     )
-    from .convert import config_value
+    from reranker_seqcls.convert.converter import config_value
 
     softcap = config_value(source_config, "final_logit_softcapping")
     if not conv_ok and not structural_failure:

@@ -25,8 +25,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInput
-from .recipes import Recipe
+from reranker_seqcls.errors import BadInput
+from reranker_seqcls.recipes.recipe import Recipe
 
 MODULES_FILE = "modules.json"
 MODULE_CONFIG_FILE = "sentence_bert_config.json"
@@ -42,7 +42,7 @@ MAX_TEMPLATE_BYTES = 1 << 20
 def _load(source: Path, name: str, *, required: bool = True) -> Any:
     """A JSON file of the source, read through the trust boundary (:class:`~.source.Source`:
     no link out of the source, bounded size and nesting); ``{}`` for an absent optional file."""
-    from .source import Source, read_json_file
+    from reranker_seqcls.source import Source, read_json_file
 
     path = Source(source).file(name)
     if path is None:
@@ -56,7 +56,7 @@ def _load(source: Path, name: str, *, required: bool = True) -> Any:
 
 
 def _has(source: Path, name: str) -> bool:
-    from .source import Source
+    from reranker_seqcls.source import Source
 
     return Source(source).has(name)
 
@@ -128,7 +128,7 @@ def _template_prefix(processing: Any) -> str:
 
 
 def _chat_template(source: Path) -> str:
-    from .source import Source
+    from reranker_seqcls.source import Source
 
     path = Source(source).file(TEMPLATE_FILE)
     if path is not None:
@@ -139,7 +139,8 @@ def _chat_template(source: Path) -> str:
         text = raw.decode("utf-8", errors="replace")
     else:
         loaded = _load(source, "tokenizer_config.json", required=False)
-        text = loaded.get("chat_template") if isinstance(loaded, dict) else None
+        found = loaded.get("chat_template") if isinstance(loaded, dict) else None
+        text = found if isinstance(found, str) else ""
     if not isinstance(text, str) or not text.strip():
         raise BadInput(
             "the sentence-transformers files score messages but the source has no chat template "
@@ -237,7 +238,7 @@ def reconcile(
     the files' recipe when the name names no family; a disagreement is refused."""
     if detected is None:
         return from_files
-    from .tokens import TokenizerFiles, resolve_tokens
+    from reranker_seqcls.convert.tokens import TokenizerFiles, resolve_tokens
 
     preset_ids = tuple(t.id for t in resolve_tokens(TokenizerFiles(source), detected.classifier))
     if preset_ids == from_files.token_ids and detected.method == from_files.method:

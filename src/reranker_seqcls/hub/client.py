@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import BadInput, HubError
-from .files import PROVENANCE_FILE, download_patterns
-from .redact import redact
+from reranker_seqcls.errors import BadInput, HubError
+from reranker_seqcls.names import PROVENANCE_FILE, download_patterns
+from reranker_seqcls.redact import redact
 
 Log = Callable[[str], None]
 T = TypeVar("T")

@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BadInput
-from .source import Source, safe_name, unique_names
+from reranker_seqcls.errors import BadInput
+from reranker_seqcls.source import Source, safe_name, unique_names
 
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"

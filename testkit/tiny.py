@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from .prompts import (
+from reranker_seqcls.recipes.prompts import (
     BGE_DEFAULT_PROMPT,
     MXBAI_PREFIX,
     MXBAI_SUFFIX,
@@ -34,7 +34,7 @@ from .prompts import (
     QWEN3_PREFIX,
     QWEN3_SUFFIX,
 )
-from .recipes import QWEN3_DEFAULT_INSTRUCTION
+from reranker_seqcls.recipes.recipe import QWEN3_DEFAULT_INSTRUCTION
 
 Family = Literal["qwen3", "qwen2", "gemma", "llama", "mistral"]
 FAMILIES: tuple[Family, ...] = ("qwen3", "qwen2", "gemma", "llama", "mistral")
@@ -202,7 +202,8 @@ def _byte_level_tokenizer(family: Family, vocab_size: int) -> Any:
             pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
         ]
     )
-    tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+    # The stubs give decoders.ByteLevel no parameters; the runtime takes (and stores) them.
+    tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)  # type: ignore[call-arg]
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=2,
@@ -434,7 +435,7 @@ def _config(family: Family, tokenizer: Any, *, tied: bool, dtype: str, **overrid
 
 
 def _calibration_recipe(family: Family, preset: str | None) -> Any:
-    from .recipes import PRESETS
+    from reranker_seqcls.recipes.recipe import PRESETS
 
     return PRESETS[preset or FAMILY_PRESET.get(family, "qwen3-reranker")]
 
@@ -442,7 +443,7 @@ def _calibration_recipe(family: Family, preset: str | None) -> Any:
 def _calibration_prompts(
     tokenizer: Any, family: Family, preset: str | None = None
 ) -> list[list[int]]:
-    from .prompts import build_prompt_ids
+    from reranker_seqcls.recipes.prompts import build_prompt_ids
 
     recipe = _calibration_recipe(family, preset)
     return [build_prompt_ids(tokenizer, recipe, q, d) for q, d in SAMPLE_PAIRS]

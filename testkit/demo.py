@@ -27,11 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     source = root / "Qwen3-Reranker-tiny"
     output = root / "Qwen3-Reranker-tiny-seq-cls"
 
-    from .convert import convert
-    from .pairs import Pair
-    from .parity import consumer_scores, reference_scores
-    from .recipes import PRESETS
-    from .tiny import build_model
+    from reranker_seqcls.check.pairs import Pair
+    from reranker_seqcls.check.parity import consumer_scores, reference_scores
+    from reranker_seqcls.convert.converter import convert
+    from reranker_seqcls.recipes.recipe import PRESETS
+    from testkit.tiny import build_model
 
     if source.exists():
         shutil.rmtree(source)

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BadInput
-from .files import PROVENANCE_FILE
-from .pairs import Pair, builtin_pairs, load_pairs
-from .recipes import Recipe, recipe_from_provenance, resolve_recipe
+from reranker_seqcls.check.pairs import Pair, builtin_pairs, load_pairs
+from reranker_seqcls.errors import BadInput
+from reranker_seqcls.names import PROVENANCE_FILE
+from reranker_seqcls.recipes.recipe import Recipe, recipe_from_provenance, resolve_recipe
 
 if TYPE_CHECKING:
-    from .convert import SourceRef
-    from .hub import PushResult
-    from .parity import ParityReport
+    from reranker_seqcls.check.parity import ParityReport
+    from reranker_seqcls.convert.converter import SourceRef
+    from reranker_seqcls.hub.client import PushResult
 
 Log = Callable[[str], None]
 
@@ -55,7 +55,7 @@ def check_recipe(
         )
     provenance_path = converted / PROVENANCE_FILE
     if provenance_path.is_file():
-        from .consumer_files import TEMPLATE_FILE_NAME
+        from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
 
         recorded = recipe_from_provenance(
             json.loads(provenance_path.read_text()), converted / TEMPLATE_FILE_NAME
@@ -82,7 +82,7 @@ def load_check_pairs(recipe: Recipe, pairs_file: Path | None) -> list[Pair]:
 
 
 def resolve_token_ids(source: Path, recipe: Recipe) -> list[int]:
-    from .tokens import TokenizerFiles, resolve_tokens
+    from reranker_seqcls.convert.tokens import TokenizerFiles, resolve_tokens
 
     if not (source / "config.json").is_file():
         raise BadInput(f"{source} has no config.json: give the original checkpoint")
@@ -125,7 +125,7 @@ class RunOutcome:
             self.message = f"pushed {label} to {self.target_repo} (commit {sha})"
 
     def to_json(self) -> dict[str, Any]:
-        from .hub import repo_url
+        from reranker_seqcls.hub.client import repo_url
 
         parity = None
         if self.parity is not None:
@@ -179,7 +179,7 @@ def source_commit(source: str, revision: str | None, token: str | None) -> str |
     """None for a local checkpoint directory; for a Hub repo id, the exact commit ``revision``
     names. Called before the recipe is chosen, so a missing repo is reported as missing (not
     as a name the family cannot be told from) and nothing is downloaded for a bad recipe."""
-    from .hub import require_repo_id, resolve_commit
+    from reranker_seqcls.hub.client import require_repo_id, resolve_commit
 
     if Path(source).is_dir():
         if revision is not None:
@@ -194,8 +194,8 @@ def locate_source(
 ) -> tuple[Path, SourceRef]:
     """A local checkpoint directory as is, or a Hub repo id downloaded at an exact commit
     (``commit_sha`` when :func:`source_commit` resolved it already)."""
-    from .convert import SourceRef
-    from .hub import fetch
+    from reranker_seqcls.convert.converter import SourceRef
+    from reranker_seqcls.hub.client import fetch
 
     if commit_sha is None:
         commit_sha = source_commit(source, revision, token)
@@ -209,13 +209,13 @@ def locate_source(
 
 def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     """download → convert → check → card → push, skipping when the target is already current."""
-    from . import __version__
-    from .card import render_card, source_license, write_card
-    from .consumer_files import TEMPLATE_FILE_NAME
-    from .convert import SourceRef, convert
-    from .hub import fetch, push, require_repo_id, target_state
-    from .parity import check_parity, write_report
-    from .staleness import expected_identity, why_stale
+    from reranker_seqcls import __version__
+    from reranker_seqcls.check.parity import check_parity, write_report
+    from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
+    from reranker_seqcls.convert.converter import SourceRef, convert
+    from reranker_seqcls.hub.card import render_card, source_license, write_card
+    from reranker_seqcls.hub.client import fetch, push, require_repo_id, target_state
+    from reranker_seqcls.schedule.staleness import expected_identity, why_stale
 
     require_repo_id(opts.target, "target")
     local = Path(opts.model).is_dir()
@@ -337,7 +337,7 @@ def _output_dir(requested: Path | None) -> Iterator[Path]:
 
     A run stopped by a signal removes the ``--output-dir`` it created (with any parents it
     created): what a stopped run leaves there is no finished, checked conversion."""
-    from .interrupt import Interrupted
+    from reranker_seqcls.interrupt import Interrupted
 
     if requested is not None:
         holds_other = requested.exists() and any(requested.iterdir())
@@ -392,9 +392,9 @@ def push_converted(
     log: Log,
 ) -> RunOutcome:
     """``push``: one commit of a converted directory, refusing a failed parity report."""
-    from .card import render_card, write_card
-    from .consumer_files import TEMPLATE_FILE_NAME
-    from .hub import push, require_repo_id, target_state
+    from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
+    from reranker_seqcls.hub.card import render_card, write_card
+    from reranker_seqcls.hub.client import push, require_repo_id, target_state
 
     require_repo_id(target, "target")
     provenance_path = converted / PROVENANCE_FILE
@@ -424,12 +424,12 @@ def push_converted(
             raise BadInput(f"{converted} failed its parity check ({reason}): nothing was pushed")
     else:
         log(f"warning: {converted} has no {PARITY_REPORT_FILE}; run `reranker-seqcls check` first")
-    from .card import is_local_readme
+    from reranker_seqcls.hub.card import is_local_readme
 
     readme = converted / "README.md"
     if not readme.is_file() or is_local_readme(readme):  # no card yet, or convert's short README
         if report:
-            from .parity import ParityReport
+            from reranker_seqcls.check.parity import ParityReport
 
             parsed = ParityReport.from_json(report, report_path)
             parity_md = parsed.markdown()
@@ -456,7 +456,7 @@ def push_converted(
     label = source.get("repo_id") or source.get("name") or "checkpoint"
     if source.get("commit_sha"):
         label += f"@{source['commit_sha'][:12]}"
-    from . import __version__
+    from reranker_seqcls import __version__
 
     pushed = push(
         converted,

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .hub import TargetState, identity
+from reranker_seqcls.hub.client import TargetState, identity
 
 if TYPE_CHECKING:
-    from .recipes import Recipe
+    from reranker_seqcls.recipes.recipe import Recipe
 
 
 def expected_identity(source_repo: str, source_sha: str, recipe: Recipe) -> dict[str, Any]:
-    """The :func:`~reranker_seqcls.hub.identity` a conversion of ``source_repo`` at
+    """The :func:`~reranker_seqcls.hub.client.identity` a conversion of ``source_repo`` at
     ``source_sha`` with ``recipe`` by this version of the tool records."""
-    from . import __version__
+    from reranker_seqcls import __version__
 
     return {
         "tool_version": __version__,

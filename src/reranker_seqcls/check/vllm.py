@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import BadInput
-from .pairs import Pair
+from reranker_seqcls.check.pairs import Pair
+from reranker_seqcls.errors import BadInput
 
 if TYPE_CHECKING:
-    from .parity import ParityReport
+    from reranker_seqcls.check.parity import ParityReport
 
 VLLM_PYTHON_ENV = "RERANKER_SEQCLS_VLLM_PYTHON"
 LAUNCHER = Path(__file__).with_name("vllm_launch.py")
@@ -90,7 +90,7 @@ def build_job(
     converted: Path, pairs: list[Pair], dtype: str, max_prompt_tokens: int
 ) -> tuple[dict, list[list[int]]]:
     """The launcher's job for one model, and the pair indices of each of its groups."""
-    from .consumer_files import TEMPLATE_FILE_NAME
+    from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
 
     template_path = converted / TEMPLATE_FILE_NAME
     template = None
@@ -209,7 +209,7 @@ def add_vllm_row(
     sentence-transformers row within the probability tolerance: both render the same saved
     template into one string, so any difference they share is judged on that row.
     """
-    from .parity import _path_metrics, _within
+    from reranker_seqcls.check.parity import _path_metrics, _within
 
     if len(reference[0]) != 1:
         report.notes.append(

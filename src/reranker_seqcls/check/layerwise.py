@@ -2,7 +2,7 @@
 
 The parity check needs, for each prompt, the backbone's final hidden state at the pooled (last)
 token: the reference logits are the source head's rows times it, the converted ones
-``score.weight`` times it (the backbones are byte-identical, see :mod:`streamed_check`). This
+``score.weight`` times it (the backbones are byte-identical, see :mod:`.streamed`). This
 module computes those hidden states without ever holding the model:
 
 - the model is transformers' own base model class (``AutoModel``), built from ``config.json``
@@ -33,14 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .checkpoint import SafetensorsFile, TensorInfo
-from .errors import BadInput, SeqClsError
+from reranker_seqcls.errors import BadInput, SeqClsError
+from reranker_seqcls.safetensors_io.checkpoint import SafetensorsFile, TensorInfo
 
 if TYPE_CHECKING:
     import torch
 
 # Batching as the full-model reference uses it (same batches, same padding: same numbers).
-from .parity import BATCH_SIZE, _length_batches, left_pad
+from reranker_seqcls.check.parity import BATCH_SIZE, _length_batches, left_pad
 
 _TORCH_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
 

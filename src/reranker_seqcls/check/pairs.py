@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BadInput
+from reranker_seqcls.errors import BadInput
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import SeqClsError
-from .fleet import Fleet, FleetEntry
+from reranker_seqcls.errors import SeqClsError
+from reranker_seqcls.schedule.fleet import Fleet, FleetEntry
 
 # Entries looked up at once: each makes two to four metadata calls of ~0.05-0.3 s on the real
 # Hub, which wait on the network; 16 halves the time of 8 for 100 entries (bench/PLAN_RESULTS.md).
@@ -59,8 +59,8 @@ def plan_fleet(fleet: Fleet, token: str | None) -> list[EntryPlan]:
 
 
 def plan_entry(entry: FleetEntry, token: str | None) -> EntryPlan:
-    from .hub import resolve_commit, target_state
-    from .staleness import expected_identity, why_stale
+    from reranker_seqcls.hub.client import resolve_commit, target_state
+    from reranker_seqcls.schedule.staleness import expected_identity, why_stale
 
     try:
         sha = resolve_commit(entry.model, entry.revision, token)

@@ -27,11 +27,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import BadInput
-from .recipes import QWEN3_DEFAULT_INSTRUCTION
+from reranker_seqcls.errors import BadInput
+from reranker_seqcls.recipes.recipe import QWEN3_DEFAULT_INSTRUCTION
 
 if TYPE_CHECKING:
-    from .recipes import Recipe
+    from reranker_seqcls.recipes.recipe import Recipe
 
 # --- Qwen3-Reranker (model card code) -------------------------------------------------------
 QWEN3_PREFIX = (
@@ -333,12 +333,13 @@ def render_scoring_prompt(
         else:
             from transformers.utils.chat_template_utils import render_jinja_template
 
-            rendered_list, _ = render_jinja_template(
+            # Annotated `-> str` upstream, but it returns (rendered, generation_indices).
+            result: Any = render_jinja_template(
                 conversations=[messages],
                 chat_template=template,
                 **{**dict(special_tokens or {}), **variables},
             )
-            rendered = rendered_list[0]
+            rendered = str(result[0][0])
     except Exception as exc:  # jinja2 raises several unrelated types; all mean "bad template"
         if isinstance(exc, BadInput):
             raise

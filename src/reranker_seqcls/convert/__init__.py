@@ -1,0 +1,1 @@
+"""Convert: plan the sequence-classification checkpoint and write it (no torch)."""

@@ -1,0 +1,1 @@
+"""Recipes: what a family's reranker is (tokens, method, prompt, template) and the presets."""
