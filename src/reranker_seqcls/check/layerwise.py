@@ -81,12 +81,12 @@ def _parameters_on_meta() -> Iterator[None]:
 
     original = torch.nn.Module.register_parameter
 
-    def register(module: torch.nn.Module, name: str, param: Any) -> None:
+    def register(module: torch.nn.Module, name: str, param: torch.nn.Parameter | None) -> None:
         original(module, name, param)
         if param is not None:
             module._parameters[name] = torch.nn.Parameter(param.to("meta"), requires_grad=False)
 
-    torch.nn.Module.register_parameter = register  # type: ignore[method-assign]
+    torch.nn.Module.register_parameter = register  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:

@@ -31,7 +31,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.check.parity import (
@@ -223,7 +223,8 @@ class StreamedCheck:
         hidden = self.scorer.final_hidden()
         groups = [p.group or p.query for p in self.pairs]
         tolerance = TOLERANCES[self.dtype]
-        head, _ = head_tensor(self.source_rows, self.config, set(self.source_rows.location))
+        rows_as_checkpoint = cast(Any, self.source_rows)  # reads like a Checkpoint
+        head, _ = head_tensor(rows_as_checkpoint, self.config, set(self.source_rows.location))
         rows = torch.tensor(self.source_rows.read_rows(head, self.token_ids), dtype=hidden.dtype)
         logits = (hidden @ rows.T) * logit_factor(self.config)
         softcap = self.config.get("final_logit_softcapping")
