@@ -337,9 +337,7 @@ def consumer_check(
     plan = ConsumerPlan("twin", real_bytes, check_memory, twin_overrides(config, check_memory))
     described = plan.describe(config)
     log(f"parity: consumers proven on the {described}")
-    twin_source, twin_converted = build_twin(
-        source, converted, work, recipe, plan, allow_softcapping=allow_softcapping
-    )
+    twin_source, twin_converted = build_twin(source, converted, work, recipe, plan)
     report = check_parity(
         twin_source, twin_converted, recipe, pairs, token_ids=token_ids,
         allow_softcapping=allow_softcapping, vllm_python=vllm_python, log=log,
