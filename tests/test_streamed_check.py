@@ -250,3 +250,16 @@ def test_consumer_plan_real_where_memory_allows_else_a_twin():
     assert plan.overrides["num_hidden_layers"] == 2 and plan.overrides["hidden_size"] == 128
     assert plan.describe(qwen06).startswith("twin (2 of 28 layers, hidden 128, vocab 151669")
     assert consumer_plan(qwen06, budget=4_000_000_000).on == "real"
+
+
+def test_weights_that_do_not_match_the_config_are_refused(tmp_path):
+    from reranker_seqcls.check.layerwise import LayerwiseScorer
+    from reranker_seqcls.errors import BadInput
+
+    source = _model(tmp_path, "qwen3", True, "float32", 1)
+    config = json.loads((source / "config.json").read_text())
+    config["intermediate_size"] = 96  # the shards hold 128-wide MLPs
+    scorer = LayerwiseScorer(config, [[1, 2, 3]], pad_id=0)
+    with pytest.raises(BadInput, match=r"mlp.*has shape .* config.json gives .*does not match"):
+        for shard in source_shards(source):
+            scorer.feed(shard)

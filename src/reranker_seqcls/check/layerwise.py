@@ -137,6 +137,14 @@ def read_rows(path: Path, info: TensorInfo, rows: list[int], dtype: torch.dtype)
     return out
 
 
+def _check_shape(info: TensorInfo, expected: tuple[int, ...]) -> None:
+    if tuple(info.shape) != expected:
+        raise BadInput(
+            f"{info.name} has shape {list(info.shape)}, config.json gives {list(expected)}: the "
+            "checkpoint does not match its config, re-download it"
+        )
+
+
 class LayerwiseScorer:
     """Final hidden states of ``sequences`` at their last token, computed shard by shard.
 
@@ -288,6 +296,7 @@ class LayerwiseScorer:
         """Embed the prompts and record each decoder layer's arguments, from the model's own
         forward (masks, rotary embeddings, per-layer-type masks), with the layers skipped."""
         path, info = self._where[self._embedding_name]
+        _check_shape(info, tuple(self._embedding.weight.shape))
         rows = read_rows(path, info, self._vocab, self.dtype)
         nbytes = rows.numel() * rows.element_size()
         self.ledger.add(nbytes)
@@ -397,6 +406,7 @@ class LayerwiseScorer:
     def _materialize(self, module: Any, _inputs: Any) -> None:
         for name, attr in self._leaf_names(module):
             path, info = self._where[name]
+            _check_shape(info, tuple(module._parameters[attr].shape))
             tensor = read_tensor(path, info, self.dtype)
             self.ledger.read += info.nbytes
             self.ledger.add(tensor.numel() * tensor.element_size())
