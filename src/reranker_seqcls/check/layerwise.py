@@ -25,6 +25,7 @@ needed, so a caller can delete each shard once it has been used.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -43,6 +44,23 @@ if TYPE_CHECKING:
 from reranker_seqcls.check.parity import BATCH_SIZE, _length_batches, left_pad
 
 _TORCH_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
+
+
+def _glibc_trim() -> Callable[[], object]:
+    """``malloc_trim(0)`` of glibc, else a no-op. Weights and activations of a few MB each are
+    allocated and freed for every module and batch; glibc keeps such freed chunks in its heaps
+    instead of returning them, and RSS then grows layer after layer (measured on the 0.6B shape:
+    +0.1 GB per three layers, 1.7 GB at the end, with 1 MB of live tensors)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
+
+
+_return_freed_memory = _glibc_trim()
 
 
 class _Stop(Exception):
@@ -355,6 +373,8 @@ class LayerwiseScorer:
             # After the last layer only the pooled (last) position matters.
             self._hidden[b] = out[:, -1:].clone() if last else out
             self._calls[b][index] = ((), {})
+            del out
+            _return_freed_memory()
         self._log(f"layerwise: layer {index + 1}/{len(self.layers)}")
 
     def _run_final(self) -> None:
@@ -416,6 +436,7 @@ class LayerwiseScorer:
         for _name, attr in self._leaf_names(module):
             param = module._parameters[attr]
             self._unset_param(module, attr, param.numel() * param.element_size())
+        _return_freed_memory()
 
     @staticmethod
     def _set_param(module: Any, attr: str, tensor: Any) -> None:
