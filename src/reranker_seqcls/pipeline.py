@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from reranker_seqcls.check.pairs import Pair, builtin_pairs, load_pairs
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.names import PROVENANCE_FILE
-from reranker_seqcls.recipes.recipe import Recipe, recipe_from_provenance, resolve_recipe
+from reranker_seqcls.recipes.recipe import Recipe
+from reranker_seqcls.recipes.resolve import recipe_from_provenance, resolve_recipe
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.parity import ParityReport

@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from reranker_seqcls.recipes.prompts import ADD_BOS_VARIABLE
+from reranker_seqcls.recipes.render import ADD_BOS_VARIABLE
 
 if TYPE_CHECKING:
     from reranker_seqcls.recipes.recipe import Recipe
