@@ -25,7 +25,7 @@ from synthetic import SHAPES, build_checkpoint
 
 def _inputs(directory: Path) -> tuple[Path, Path, object, list, list[int]]:
     from reranker_seqcls.pipeline import load_check_pairs, resolve_token_ids
-    from reranker_seqcls.recipes.recipe import PRESETS
+    from reranker_seqcls.recipes.presets import PRESETS
 
     source, converted = directory / "source", directory / "converted"
     recipe = PRESETS["qwen3-reranker"]
@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.mode == "build":
         from reranker_seqcls.convert.converter import convert
-        from reranker_seqcls.recipes.recipe import PRESETS
+        from reranker_seqcls.recipes.presets import PRESETS
 
         shape = SHAPES[args.shape_or_dir]
         build_checkpoint(shape, args.dir / "source", max_shard_bytes=args.shard_mb * 10**6)
