@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from reranker_seqcls.hub.client import TargetState, identity
+from reranker_seqcls.hub.target import TargetState, identity
 
 if TYPE_CHECKING:
     from reranker_seqcls.recipes.recipe import Recipe
 
 
 def expected_identity(source_repo: str, source_sha: str, recipe: Recipe) -> dict[str, Any]:
-    """The :func:`~reranker_seqcls.hub.client.identity` a conversion of ``source_repo`` at
+    """The :func:`~reranker_seqcls.hub.target.identity` a conversion of ``source_repo`` at
     ``source_sha`` with ``recipe`` by this version of the tool records."""
     from reranker_seqcls import __version__
 
