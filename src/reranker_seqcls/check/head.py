@@ -10,7 +10,7 @@ tokenizer files without torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,9 +82,14 @@ def head_check(
     method: str,
     config: dict[str, Any],
     recipe: Recipe | None = None,
+    *,
+    checkpoints: tuple[Any, Any] | None = None,
 ) -> HeadCheck:
     """Compare the converted score.weight with the recipe's rows of the source head, times the
-    recipe's scale and the source's own logit scaling; measure its storage rounding."""
+    recipe's scale and the source's own logit scaling; measure its storage rounding.
+
+    ``checkpoints`` replaces the (source, converted) checkpoints read from the directories by
+    objects with the same reading methods (the streamed check's rows kept from shards gone)."""
     from reranker_seqcls.convert.converter import (
         SCORE_NAME,
         compute_score,
@@ -95,8 +100,7 @@ def head_check(
     from reranker_seqcls.safetensors_io.checkpoint import Checkpoint
 
     try:
-        src = Checkpoint(source)
-        dst = Checkpoint(converted)
+        src, dst = checkpoints or (Checkpoint(source), Checkpoint(converted))
     except SeqClsError:
         return HeadCheck(None)  # a pickle-only source: the scores still judge it
     if SCORE_NAME not in dst:
@@ -172,6 +176,29 @@ def _other_token(compared: _HeadComparison) -> str | None:
         return None
     rows = compared.src.tensor(compared.head).shape[0]
     token_ids = compared.token_ids
+    for position, token_id, piece, variant, other in _token_variants(vocab, token_ids):
+        if other >= rows:
+            continue
+        ids = [*token_ids[:position], other, *token_ids[position + 1 :]]
+        for factor in {compared.scale, 1.0}:
+            if compared.matches(compared.expected(ids, factor)):
+                case = (
+                    ": the token's case differs"
+                    if variant.lower() == piece.lower()
+                    else ": a different token"
+                )
+                unscaled = "" if factor == compared.scale else ", and the scale is missing too"
+                return (
+                    f"score.weight holds the row of {variant!r} (id {other}) where the recipe "
+                    f"scores {piece!r} (id {token_id}){case}{unscaled}; convert again with "
+                    "the family's preset or the exact token"
+                )
+    return None
+
+
+def _token_variants(vocab: Any, token_ids: list[int]) -> Iterator[tuple[int, int, str, str, int]]:
+    """(position, token id, its piece, variant, variant's id) for the case and space variants
+    of the recipe's tokens that are vocabulary entries of their own."""
     for position, token_id in enumerate(token_ids):
         piece = vocab.piece(token_id) or ""
         bare = piece.lstrip("Ġ▁ ")
@@ -179,20 +206,17 @@ def _other_token(compared: _HeadComparison) -> str | None:
                     f"Ġ{bare}", f"▁{bare}", f" {bare}"} - {piece}  # fmt: skip
         for variant in sorted(variants):
             other = vocab.entry_id(variant)
-            if other is None or other == token_id or other >= rows:
-                continue
-            ids = [*token_ids[:position], other, *token_ids[position + 1 :]]
-            for factor in {compared.scale, 1.0}:
-                if compared.matches(compared.expected(ids, factor)):
-                    case = (
-                        ": the token's case differs"
-                        if variant.lower() == piece.lower()
-                        else ": a different token"
-                    )
-                    unscaled = "" if factor == compared.scale else ", and the scale is missing too"
-                    return (
-                        f"score.weight holds the row of {variant!r} (id {other}) where the recipe "
-                        f"scores {piece!r} (id {token_id}){case}{unscaled}; convert again with "
-                        "the family's preset or the exact token"
-                    )
-    return None
+            if other is not None and other != token_id:
+                yield position, token_id, piece, variant, other
+
+
+def head_rows_needed(source: Path, token_ids: list[int]) -> list[int]:
+    """The head rows :func:`head_check` may read: the recipe's tokens and their variants."""
+    from reranker_seqcls.convert.tokens import TokenizerFiles
+    from reranker_seqcls.errors import SeqClsError
+
+    try:
+        vocab = TokenizerFiles(source)
+    except SeqClsError:
+        return sorted(set(token_ids))
+    return sorted({*token_ids, *(v[-1] for v in _token_variants(vocab, token_ids))})

@@ -21,6 +21,17 @@ class ScoringPath(StrEnum):
     CONVERTED_SINGLE = "converted (one by one)"
     SENTENCE_TRANSFORMERS = "sentence-transformers"
     VLLM = "vllm"
+    # The streamed check: both heads on one layer-by-layer pass over the real weights, and the
+    # consumer paths run on a structural twin (fewer layers) where the real model does not fit.
+    LAYERWISE = "converted (layerwise)"
+    TWIN_CONVERTED_BATCHED = "twin: converted (batched)"
+    TWIN_CONVERTED_SINGLE = "twin: converted (one by one)"
+    TWIN_SENTENCE_TRANSFORMERS = "twin: sentence-transformers"
+    TWIN_VLLM = "twin: vllm"
+
+    def on_twin(self) -> ScoringPath:
+        """This path as run on the structural twin."""
+        return ScoringPath(f"twin: {self.value}")
 
 
 CONVERTED_PATHS = (ScoringPath.CONVERTED_BATCHED, ScoringPath.CONVERTED_SINGLE)

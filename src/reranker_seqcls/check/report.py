@@ -23,19 +23,23 @@ class PairScores:
     document: str  # the first 80 characters
     instruction: str | None
     reference: list[float]
-    converted_batched: list[float]
-    converted_single: list[float]
-    sentence_transformers: list[float]
+    # None in a streamed report, whose consumer paths ran on the twin (``twin``)
+    converted_batched: list[float] | None
+    converted_single: list[float] | None
+    sentence_transformers: list[float] | None
     # on tokenization-gap pairs: the converted model fed the template's ids, and the tokens
     # that span the family's piece boundaries
     converted_template_ids: list[float] | None = None
     merged_tokens: list[str] | None = None
     vllm: list[float] | None = None  # when vLLM scored the pairs
+    converted_layerwise: list[float] | None = None  # the streamed check's real-weights score
+    twin: PairScores | None = None  # the same pair scored on the structural twin
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        optional = ("converted_template_ids", "merged_tokens", "vllm")
-        return {k: v for k, v in data.items() if k not in optional or v is not None}
+        data = {k: v for k, v in asdict(self).items() if k == "instruction" or v is not None}
+        if self.twin is not None:
+            data["twin"] = self.twin.to_json()
+        return data
 
 
 @dataclass
@@ -52,6 +56,10 @@ class ParityReport:
     notes: list[str] = field(default_factory=list)  # how the tolerance was set, when not plain
     scores: list[PairScores] = field(default_factory=list)
     tokenization_gap: TokenizationGap | None = None
+    # The streamed check (:mod:`.streamed`): which checkpoint the consumers ran on ("real", or
+    # "twin (...)" with its shape), and the source/converted backbone comparison.
+    consumers_proven_on: str | None = None
+    backbone_hash: str | None = None
 
     def fail(self, reason: str) -> None:
         self.reasons.append(reason)
@@ -100,6 +108,8 @@ class ParityReport:
             "tokenization_gap": (
                 None if self.tokenization_gap is None else asdict(self.tokenization_gap)
             ),
+            "consumers_proven_on": self.consumers_proven_on,
+            "backbone_hash": self.backbone_hash,
             "scores": [row.to_json() for row in self.scores],
         }
 
@@ -136,6 +146,8 @@ class ParityReport:
             allowances=[str(a) for a in data.get("allowances") or []],
             notes=[str(n) for n in data.get("notes") or []],
             tokenization_gap=_gap_from_json(data.get("tokenization_gap")),
+            consumers_proven_on=_optional_str(data.get("consumers_proven_on")),
+            backbone_hash=_optional_str(data.get("backbone_hash")),
         )
 
     def table_rows(self) -> list[str]:
@@ -160,6 +172,10 @@ class ParityReport:
         rows.append(
             f"  {'tolerance':<24}{t.logit:>12.3g}{t.prob:>12.3g}{t.spearman:>10.3f}{t.top1:>8.0%}"
         )
+        if self.consumers_proven_on is not None:
+            rows.append(f"  consumers proven on: {self.consumers_proven_on}")
+        if self.backbone_hash is not None:
+            rows.append(f"  backbone hash: {self.backbone_hash}")
         rows += [f"  note: {note}" for note in self.notes]
         rows += [f"  why: {reason}" for reason in self.reasons]
         rows += [f"  allowed: {allowance}" for allowance in self.allowances]
@@ -191,6 +207,10 @@ class ParityReport:
         lines.append(
             f"| tolerance | {t.logit:.3g} | {t.prob:.3g} | ≥ {t.spearman} | ≥ {t.top1:.0%} |"
         )
+        if self.consumers_proven_on:
+            lines.append(f"\n- Consumers proven on: {self.consumers_proven_on}")
+        if self.backbone_hash:
+            lines.append(f"\n- Backbone hash (sha256 per tensor): {self.backbone_hash}")
         lines += [f"\n- Note: {n}" for n in self.notes]
         lines += [f"\n- Failed because: {r}" for r in self.reasons]
         lines += [f"\n- Allowed: {a}" for a in self.allowances]
@@ -199,6 +219,10 @@ class ParityReport:
 
 def write_report(report: ParityReport, path: Path) -> None:
     path.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _tolerance_from_json(bounds: Any) -> Tolerance:

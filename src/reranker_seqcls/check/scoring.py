@@ -102,17 +102,22 @@ def reference_scores(
             logits = model(
                 input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1
             ).logits
-            picked = logits[:, -1, token_ids].float()
-            if recipe.method == "from_2_way_softmax":
-                # softmax over [false, true] taken at [true] == sigmoid(l_true - l_false)
-                picked = (picked[:, 1] - picked[:, 0]).unsqueeze(-1)
-            if recipe.scale != 1.0:  # the family's calibration, e.g. zerank-2's l(Yes) / 5
-                picked = picked * recipe.scale
+            picked = recipe_scores(logits[:, -1, token_ids].float(), recipe)
             for i, row in zip(batch, picked.tolist(), strict=True):
                 scores[i] = row
     del model  # freed before the next model loads
     gc.collect()
     return official, scores
+
+
+def recipe_scores(picked: Any, recipe: Recipe) -> Any:
+    """The family's score logit(s) from the logits of its tokens (``[n, len(token_ids)]``)."""
+    if recipe.method == "from_2_way_softmax":
+        # softmax over [false, true] taken at [true] == sigmoid(l_true - l_false)
+        picked = (picked[:, 1] - picked[:, 0]).unsqueeze(-1)
+    if recipe.scale != 1.0:  # the family's calibration, e.g. zerank-2's l(Yes) / 5
+        picked = picked * recipe.scale
+    return picked
 
 
 @dataclass

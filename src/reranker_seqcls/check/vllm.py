@@ -252,7 +252,7 @@ def _judge_vllm_row(report: ParityReport, metrics: PathMetrics, scores: list[flo
     t = report.tolerance
     if within(metrics, t):
         return
-    st = [row.sentence_transformers[-1] for row in report.scores]
+    st = [row.sentence_transformers[-1] for row in report.scores if row.sentence_transformers]
     to_st = max(abs(a - b) for a, b in zip(scores, st, strict=True))
     if to_st <= t.prob:
         report.notes.append(

@@ -1,0 +1,461 @@
+"""Hidden states of a causal LM computed layer by layer, as its shards arrive.
+
+The parity check needs, for each prompt, the backbone's final hidden state at the pooled (last)
+token: the reference logits are the source head's rows times it, the converted ones
+``score.weight`` times it (the backbones are byte-identical, see :mod:`.streamed`). This
+module computes those hidden states without ever holding the model:
+
+- the model is transformers' own base model class (``AutoModel``), built from ``config.json``
+  with its **parameters on the meta device** (buffers such as rotary frequencies and Gemma's
+  embedding scale stay real, as the class computes them);
+- the **embedding** holds only the rows of the token ids the prompts use: ids are remapped to
+  compact ids and the model's own embedding module (with any scaling) does the lookup;
+- one **dry pass** of the model's own ``forward`` records what it hands each decoder layer
+  (masks, position embeddings, position ids: built by the model's code, per layer type), with
+  every layer replaced by a pass-through that records its arguments;
+- then each decoder layer runs on the carried hidden states of every batch once all of its
+  tensors have arrived, each **leaf module's weights materialized in the compute dtype just before
+  it runs and freed right after** (forward pre/post hooks), read with plain file reads of the
+  tensor's byte range (no mmap: mapped pages would count in RSS);
+- the final norm runs on the last position only.
+
+:meth:`LayerwiseScorer.feed` takes one shard at a time and returns the shard files no longer
+needed, so a caller can delete each shard once it has been used.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import math
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reranker_seqcls.errors import BadInput, SeqClsError
+from reranker_seqcls.safetensors_io.checkpoint import SafetensorsFile, TensorInfo
+
+if TYPE_CHECKING:
+    import torch
+
+# Batching as the full-model reference uses it (same batches, same padding: same numbers).
+from reranker_seqcls.check.scoring import BATCH_SIZE, left_pad, length_batches
+
+_TORCH_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
+
+
+def _glibc_trim() -> Callable[[], object]:
+    """``malloc_trim(0)`` of glibc, else a no-op. Weights and activations of a few MB each are
+    allocated and freed for every module and batch; glibc keeps such freed chunks in its heaps
+    instead of returning them, and RSS then grows layer after layer (measured on the 0.6B shape:
+    +0.1 GB per three layers, 1.7 GB at the end, with 1 MB of live tensors)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
+
+
+_return_freed_memory = _glibc_trim()
+
+
+class _Stop(Exception):
+    """Raised by the last recording layer: the dry pass has what it needs."""
+
+
+@dataclass
+class WeightLedger:
+    """Bytes of weights held in memory (compute dtype), for the tests and the report."""
+
+    held: int = 0  # right now
+    peak: int = 0  # most at any time
+    read: int = 0  # bytes read from shard files in total
+    embedding_rows: int = 0  # rows of the input embedding materialized
+
+    def add(self, nbytes: int) -> None:
+        self.held += nbytes
+        self.peak = max(self.peak, self.held)
+
+    def remove(self, nbytes: int) -> None:
+        self.held -= nbytes
+
+
+@dataclass
+class _Shard:
+    path: Path
+    header: SafetensorsFile
+    pending: set[str] = field(default_factory=set)  # tensors not used yet
+
+
+@contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    """Build modules with every parameter on the meta device and every buffer real (what
+    accelerate's ``init_empty_weights(include_buffers=False)`` does)."""
+    import torch
+
+    original = torch.nn.Module.register_parameter
+
+    def register(module: torch.nn.Module, name: str, param: torch.nn.Parameter | None) -> None:
+        original(module, name, param)
+        if param is not None:
+            module._parameters[name] = torch.nn.Parameter(param.to("meta"), requires_grad=False)
+
+    torch.nn.Module.register_parameter = register  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = original  # type: ignore[method-assign]
+
+
+def read_tensor(path: Path, info: TensorInfo, dtype: torch.dtype) -> torch.Tensor:
+    """One tensor from a shard, by a plain read of its byte range, converted to ``dtype``."""
+    import torch
+
+    source_dtype = _TORCH_DTYPES.get(info.dtype)
+    if source_dtype is None:
+        raise BadInput(
+            f"{info.name} is stored as {info.dtype}; the check reads float tensors only: "
+            "convert a non-quantized checkpoint"
+        )
+    buffer = bytearray(info.nbytes)
+    with path.open("rb") as fh:
+        fh.seek(info.start)
+        if fh.readinto(buffer) != info.nbytes:
+            raise BadInput(f"{path.name} is truncated at {info.name}: re-download the checkpoint")
+    raw = torch.frombuffer(buffer, dtype=getattr(torch, source_dtype)) if buffer else None
+    if raw is None:
+        return torch.empty(info.shape, dtype=dtype)
+    return raw.reshape(info.shape).to(dtype, copy=True)
+
+
+def read_rows(path: Path, info: TensorInfo, rows: list[int], dtype: torch.dtype) -> torch.Tensor:
+    """Rows ``rows`` of a 2-D tensor, each read on its own (never the whole tensor)."""
+    import torch
+
+    source_dtype = _TORCH_DTYPES.get(info.dtype)
+    if source_dtype is None or len(info.shape) != 2:
+        raise BadInput(f"{info.name} is not a 2-D float tensor: convert a non-quantized checkpoint")
+    n_rows, width = info.shape
+    row_bytes = info.nbytes // n_rows if n_rows else 0
+    out = torch.empty((len(rows), width), dtype=dtype)
+    with path.open("rb") as fh:
+        for i, row in enumerate(rows):
+            if not 0 <= row < n_rows:
+                raise BadInput(
+                    f"token id {row} is outside {info.name} ({n_rows} rows): the tokenizer does "
+                    "not match the weights"
+                )
+            fh.seek(info.start + row * row_bytes)
+            raw = bytearray(fh.read(row_bytes))
+            out[i] = torch.frombuffer(raw, dtype=getattr(torch, source_dtype)).to(dtype)
+    return out
+
+
+def _check_shape(info: TensorInfo, expected: tuple[int, ...]) -> None:
+    if tuple(info.shape) != expected:
+        raise BadInput(
+            f"{info.name} has shape {list(info.shape)}, config.json gives {list(expected)}: the "
+            "checkpoint does not match its config, re-download it"
+        )
+
+
+class LayerwiseScorer:
+    """Final hidden states of ``sequences`` at their last token, computed shard by shard.
+
+    ``config`` is the source's ``config.json`` (a dict). ``sequences`` are token-id prompts,
+    scored in left-padded batches exactly as :func:`parity.reference_scores` scores them.
+    Call :meth:`feed` with each shard file as it arrives (any order); it runs every layer whose
+    tensors are all there, in order, and returns the shard files it no longer needs. After the
+    last shard, :meth:`final_hidden` gives ``[len(sequences), hidden]`` in the compute dtype.
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        sequences: list[list[int]],
+        *,
+        pad_id: int,
+        dtype: str = "float32",
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        import torch
+        from transformers import AutoConfig, AutoModel
+        from transformers.initialization import no_init_weights
+
+        if not sequences or any(not s for s in sequences):
+            raise BadInput("the layerwise check needs at least one non-empty prompt")
+        self._log = log or (lambda _m: None)
+        self.dtype = getattr(torch, dtype)
+        settings = {k: v for k, v in config.items() if k not in ("model_type",)}
+        settings.pop("transformers_version", None)
+        hf_config = AutoConfig.for_model(str(config.get("model_type")), **settings)
+        hf_config.use_cache = False
+        with _parameters_on_meta(), no_init_weights():
+            self.model = AutoModel.from_config(hf_config, dtype=self.dtype)
+        self.model.eval()
+        self.config = hf_config
+        prefix = getattr(self.model, "base_model_prefix", "model")
+        self.prefix = f"{prefix}." if prefix else ""
+        self.layers = list(self.model.layers)
+        self.ledger = WeightLedger()
+
+        # Parameter names (checkpoint spelling) of each stage: embedding, layers, final norm.
+        self._embedding = self.model.get_input_embeddings()
+        params = dict(self.model.named_parameters(remove_duplicate=False))
+        self._param_of: dict[str, tuple[torch.nn.Module, str]] = {}
+        for name in params:
+            owner, _, leaf = name.rpartition(".")
+            self._param_of[self.prefix + name] = (self.model.get_submodule(owner), leaf)
+        embedding_name = next(n for n, p in params.items() if p is self._embedding.weight)
+        self._embedding_name = self.prefix + embedding_name
+        self._layer_names = [
+            {self.prefix + f"layers.{i}.{n}" for n, _ in layer.named_parameters()}
+            for i, layer in enumerate(self.layers)
+        ]
+        staged = {self._embedding_name, *(n for names in self._layer_names for n in names)}
+        self._final_names = {n for n in self._param_of if n not in staged}  # the final norm
+
+        # Compact embedding: the ids the prompts use (and the pad id), in sorted order.
+        self._vocab = sorted({pad_id, *(t for s in sequences for t in s)})
+        compact = {token: i for i, token in enumerate(self._vocab)}
+        self._batches = length_batches([len(s) for s in sequences], BATCH_SIZE)
+        self._inputs = [
+            left_pad([[compact[t] for t in sequences[i]] for i in batch], compact[pad_id])
+            for batch in self._batches
+        ]
+        self.num_sequences = len(sequences)
+
+        self._where: dict[str, tuple[Path, TensorInfo]] = {}  # tensor → its shard
+        self._shards: dict[Path, _Shard] = {}
+        self._hidden: list[torch.Tensor] | None = None  # per batch, carried between layers
+        self._calls: list[list[tuple[tuple[Any, ...], dict[str, Any]]]] = []
+        self._next_layer = 0
+        self._final: torch.Tensor | None = None
+        self._hooked: list[Any] = []
+        self._hook_leaves()
+
+    # ------------------------------------------------------------------ feeding
+
+    @property
+    def needed(self) -> set[str]:
+        """Checkpoint tensor names not yet used."""
+        if self._final is not None:
+            return set()
+        names = set(self._final_names)
+        if self._hidden is None:
+            names.add(self._embedding_name)
+        for layer in range(self._next_layer, len(self.layers)):
+            names |= self._layer_names[layer]
+        return names
+
+    @property
+    def done(self) -> bool:
+        return self._final is not None
+
+    def feed(self, shard_path: Path, tensor_names: Iterable[str] | None = None) -> list[Path]:
+        """Make the tensors of ``shard_path`` available (``tensor_names`` limits which; default
+        every tensor in its header), run as far as the available tensors allow, and return the
+        shard files (this one or earlier ones) that are no longer needed."""
+        path = Path(shard_path)
+        header = SafetensorsFile(path)
+        names = set(header.tensors) if tensor_names is None else set(tensor_names)
+        missing = names - set(header.tensors)
+        if missing:
+            raise BadInput(f"{path.name} does not hold {sorted(missing)[0]!r}: re-download it")
+        shard = _Shard(path, header)
+        needed = self.needed
+        for name in names:
+            if name in needed:
+                self._where[name] = (path, header.tensors[name])
+                shard.pending.add(name)
+        self._shards[path] = shard
+        self._advance()
+        return self._release()
+
+    def _release(self) -> list[Path]:
+        needed = self.needed
+        released = []
+        for path, shard in list(self._shards.items()):
+            shard.pending &= needed
+            if not shard.pending:
+                released.append(path)
+                del self._shards[path]
+        for name in [n for n in self._where if n not in needed]:
+            del self._where[name]
+        return released
+
+    def _have(self, names: Iterable[str]) -> bool:
+        return all(n in self._where for n in names)
+
+    def _advance(self) -> None:
+        import torch
+
+        with torch.inference_mode():
+            if self._hidden is None:
+                if not self._have([self._embedding_name]):
+                    return
+                self._dry_pass()
+            while self._next_layer < len(self.layers) and self._have(
+                self._layer_names[self._next_layer]
+            ):
+                self._run_layer(self._next_layer)
+                self._next_layer += 1
+            finished = self._next_layer == len(self.layers) and self._final is None
+            if finished and self._have(self._final_names):
+                self._run_final()
+
+    # ------------------------------------------------------------------ stages
+
+    def _dry_pass(self) -> None:
+        """Embed the prompts and record each decoder layer's arguments, from the model's own
+        forward (masks, rotary embeddings, per-layer-type masks), with the layers skipped."""
+        path, info = self._where[self._embedding_name]
+        _check_shape(info, tuple(self._embedding.weight.shape))
+        rows = read_rows(path, info, self._vocab, self.dtype)
+        nbytes = rows.numel() * rows.element_size()
+        self.ledger.add(nbytes)
+        self.ledger.read += len(self._vocab) * (info.nbytes // max(info.shape[0], 1))
+        self.ledger.embedding_rows = len(self._vocab)
+        self._set_param(self._embedding, "weight", rows)
+        hidden: list[Any] = []
+        for ids, mask, positions in self._inputs:
+            calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+            with self._recording_layers(calls, hidden), suppress(_Stop):
+                self.model(
+                    input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
+                )
+            if len(calls) != len(self.layers):
+                raise SeqClsError(
+                    f"the model's forward called {len(calls)} of {len(self.layers)} layers"
+                )
+            self._calls.append(calls)
+        self._unset_param(self._embedding, "weight", nbytes)
+        self._hidden = hidden
+        self._log(f"layerwise: embedded {self.num_sequences} prompts ({len(self._vocab)} rows)")
+
+    @contextmanager
+    def _recording_layers(
+        self, calls: list[tuple[tuple[Any, ...], dict[str, Any]]], hidden: list[Any]
+    ) -> Iterator[None]:
+        last = len(self.layers) - 1
+
+        def recorder(index: int) -> Callable[..., Any]:
+            def forward(hidden_states: Any, *args: Any, **kwargs: Any) -> Any:
+                if index == 0:
+                    hidden.append(hidden_states)
+                calls.append((args, kwargs))
+                if index == last:
+                    raise _Stop
+                return hidden_states
+
+            return forward
+
+        for index, layer in enumerate(self.layers):
+            layer.forward = recorder(index)
+        try:
+            yield
+        finally:
+            for layer in self.layers:
+                del layer.forward
+
+    def _run_layer(self, index: int) -> None:
+        assert self._hidden is not None
+        layer = self.layers[index]
+        last = index == len(self.layers) - 1
+        for b, hidden in enumerate(self._hidden):
+            args, kwargs = self._calls[b][index]
+            out = layer(hidden, *args, **kwargs)
+            out = out[0] if isinstance(out, tuple) else out
+            # After the last layer only the pooled (last) position matters.
+            self._hidden[b] = out[:, -1:].clone() if last else out
+            self._calls[b][index] = ((), {})
+            del out
+            _return_freed_memory()
+        self._log(f"layerwise: layer {index + 1}/{len(self.layers)}")
+
+    def _run_final(self) -> None:
+        import torch
+
+        assert self._hidden is not None
+        norm = self.model.norm
+        rows = [norm(h)[:, -1] for h in self._hidden]
+        final = torch.empty((self.num_sequences, rows[0].shape[-1]), dtype=self.dtype)
+        for batch, values in zip(self._batches, rows, strict=True):
+            final[batch] = values
+        self._final = final
+        self._hidden = []
+        self._calls = []
+        gc.collect()
+
+    def final_hidden(self) -> torch.Tensor:
+        """The final (normed) hidden state of each sequence at its last token."""
+        if self._final is None:
+            missing = sorted(self.needed)
+            raise BadInput(
+                f"the checkpoint's shards do not hold {missing[0]!r} (and {len(missing) - 1} "
+                "more tensors): it is incomplete, re-download it"
+            )
+        return self._final
+
+    # ------------------------------------------------------------------ weights
+
+    def _hook_leaves(self) -> None:
+        """Pre/post forward hooks on every module owning parameters (layers and final norm)."""
+        modules = [*self.layers, self.model.norm]
+        for module in modules:
+            for leaf in module.modules():
+                if not leaf._parameters:
+                    continue
+                self._hooked.append(leaf.register_forward_pre_hook(self._materialize))
+                self._hooked.append(leaf.register_forward_hook(self._dematerialize))
+
+    def _leaf_names(self, module: Any) -> list[tuple[str, str]]:
+        """(checkpoint name, attribute) of ``module``'s own parameters."""
+        cached = getattr(module, "_layerwise_names", None)
+        if cached is None:
+            cached = [
+                (name, leaf) for name, (owner, leaf) in self._param_of.items() if owner is module
+            ]
+            module._layerwise_names = cached
+        return cached
+
+    def _materialize(self, module: Any, _inputs: Any) -> None:
+        for name, attr in self._leaf_names(module):
+            path, info = self._where[name]
+            _check_shape(info, tuple(module._parameters[attr].shape))
+            tensor = read_tensor(path, info, self.dtype)
+            self.ledger.read += info.nbytes
+            self.ledger.add(tensor.numel() * tensor.element_size())
+            self._set_param(module, attr, tensor)
+
+    def _dematerialize(self, module: Any, _inputs: Any, _output: Any) -> None:
+        for _name, attr in self._leaf_names(module):
+            param = module._parameters[attr]
+            self._unset_param(module, attr, param.numel() * param.element_size())
+        _return_freed_memory()
+
+    @staticmethod
+    def _set_param(module: Any, attr: str, tensor: Any) -> None:
+        import torch
+
+        module._parameters[attr] = torch.nn.Parameter(tensor, requires_grad=False)
+
+    def _unset_param(self, module: Any, attr: str, nbytes: int) -> None:
+        import torch
+
+        shape = module._parameters[attr].shape
+        module._parameters[attr] = torch.nn.Parameter(
+            torch.empty(shape, device="meta", dtype=self.dtype), requires_grad=False
+        )
+        self.ledger.remove(nbytes)
+
+    def largest_layer_bytes(self) -> int:
+        """Bytes (compute dtype) of the largest decoder layer: the bound on what is held."""
+        size = self.dtype.itemsize if hasattr(self.dtype, "itemsize") else 4
+        return max(
+            sum(math.prod(p.shape) for p in layer.parameters()) * size for layer in self.layers
+        )

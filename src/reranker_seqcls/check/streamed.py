@@ -1,0 +1,426 @@
+"""The parity check without holding the model: one layerwise pass and a structural twin.
+
+The full check (:func:`parity.check_parity`) loads the source and the converted model in turn:
+memory about the model's size. The converted backbone is byte-identical to the source's (only
+``lm_head`` becomes ``score``), so reference and converted scores can come from the same hidden
+states. :class:`StreamedCheck` therefore
+
+1. hashes every backbone tensor of the source shards and of the converted shards as they pass
+   (sha256 of dtype, shape and bytes, per tensor): equal hashes are what makes one pass valid for
+   both models;
+2. computes the final hidden states of the family's prompts layer by layer
+   (:class:`layerwise.LayerwiseScorer`), releasing each shard once used;
+3. keeps the head rows :func:`parity.head_check` needs (the recipe's tokens and their case and
+   space variants, from ``lm_head`` or the tied embedding) and the converted ``score.weight``;
+4. scores both heads on the same hidden states: the reference with the family's math
+   (:func:`parity.recipe_scores`, the source's logit scaling and final-logit softcapping), the
+   converted with ``score.weight``, and judges them with the full check's own verdict code.
+
+What the full check proves about consumers (prompt ids, pooling position, activation, loading
+with no missing keys; transformers, sentence-transformers and vLLM) is proven by running the
+unchanged :func:`parity.check_parity` on the real pair when it fits the memory budget, otherwise
+on a structural twin (:mod:`.twin`). :func:`combine` merges the two halves into one
+:class:`parity.ParityReport`; :func:`streamed_check` does all of it for local directories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from reranker_seqcls.check.head import head_check, head_rows_needed
+from reranker_seqcls.check.metrics import CONVERTED_PATHS, ScoringPath, path_metrics
+from reranker_seqcls.check.pairs import Pair
+from reranker_seqcls.check.parity import check_parity
+from reranker_seqcls.check.report import PairScores, ParityReport
+from reranker_seqcls.check.scoring import recipe_scores
+from reranker_seqcls.check.twin import (
+    DEFAULT_CHECK_MEMORY,
+    ConsumerPlan,
+    build_twin,
+    consumer_plan,
+    float32_load_bytes,
+    twin_overrides,
+)
+from reranker_seqcls.check.verdict import (
+    TOLERANCES,
+    Evidence,
+    checkpoint_dtype,
+    judge,
+    storage_note,
+    with_storage,
+)
+from reranker_seqcls.errors import BadInput
+from reranker_seqcls.recipes.recipe import Recipe
+from reranker_seqcls.safetensors_io.checkpoint import INDEX_NAME, SafetensorsFile, TensorInfo
+
+if TYPE_CHECKING:
+    from reranker_seqcls.check.layerwise import LayerwiseScorer
+
+Log = Callable[[str], None]
+_HASH_CHUNK = 16 * 1024 * 1024
+_HEAD = "lm_head.weight"
+_SCORE = "score.weight"
+_EMBEDDINGS = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight")
+
+
+class RowStore:
+    """Rows of some 2-D tensors, kept while their shards were present, read the way
+    :class:`checkpoint.Checkpoint` reads them (what :func:`parity.head_check` calls)."""
+
+    def __init__(self) -> None:
+        self.location: dict[str, str] = {}  # every tensor name seen → its shard's name
+        self._info: dict[str, TensorInfo] = {}
+        self._rows: dict[str, dict[int, list[float]]] = {}
+
+    def keep(self, header: SafetensorsFile, name: str, rows: list[int]) -> None:
+        info = header.tensors[name]
+        rows = [r for r in rows if len(info.shape) == 2 and 0 <= r < info.shape[0]]
+        self._info[name] = info
+        self._rows[name] = dict(zip(rows, header.read_rows(name, rows), strict=True))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.location
+
+    def tensor(self, name: str) -> TensorInfo:
+        return self._info[name]
+
+    def read_rows(self, name: str, rows: Any) -> list[list[float]]:
+        kept = self._rows[name]
+        missing = [r for r in rows if r not in kept]
+        if missing:  # a bug: head_rows_needed must list every row head_check reads
+            raise KeyError(f"row {missing[0]} of {name} was not kept")
+        return [kept[r] for r in rows]
+
+    def find(self, suffix: str) -> str | None:
+        hits = sorted(n for n in self.location if n == suffix or n.endswith("." + suffix))
+        return hits[0] if len(hits) == 1 else None
+
+
+def tensor_digests(header: SafetensorsFile, skip: set[str]) -> dict[str, str]:
+    """sha256 of each tensor's dtype, shape and bytes (plain reads in 16 MB chunks)."""
+    digests: dict[str, str] = {}
+    with header.path.open("rb") as fh:
+        for name, info in sorted(header.tensors.items(), key=lambda kv: kv[1].start):
+            if name in skip:
+                continue
+            digest = hashlib.sha256(f"{info.dtype}{list(info.shape)}".encode())
+            fh.seek(info.start)
+            remaining = info.nbytes
+            while remaining:
+                chunk = fh.read(min(_HASH_CHUNK, remaining))
+                if not chunk:
+                    raise BadInput(f"{header.path.name} is truncated: re-download the checkpoint")
+                digest.update(chunk)
+                remaining -= len(chunk)
+            digests[name] = digest.hexdigest()
+    return digests
+
+
+class StreamedCheck:
+    """The real-weights half of a streamed check, driven shard by shard.
+
+    ``source`` and ``converted`` are directories that hold at least the small files (config,
+    tokenizer, the converted directory's template and sentence-transformers files); their shards
+    come through :meth:`feed_source` and :meth:`feed_converted`, in any order. ``feed_source``
+    returns the source shard files no longer needed (delete them if you like); converted shards
+    are only read while fed.
+    """
+
+    def __init__(
+        self,
+        source: Path,
+        converted: Path,
+        recipe: Recipe,
+        pairs: list[Pair],
+        *,
+        token_ids: list[int],
+        dtype: str = "float32",
+        allow_softcapping: bool = False,
+        log: Log = lambda _m: None,
+    ) -> None:
+        from transformers import AutoTokenizer
+
+        from reranker_seqcls.check.layerwise import LayerwiseScorer
+        from reranker_seqcls.recipes.prompts import official_prompt
+
+        if dtype not in TOLERANCES:
+            raise BadInput(f"--dtype {dtype} is not supported: use one of {', '.join(TOLERANCES)}")
+        self.source, self.converted = Path(source), Path(converted)
+        self.recipe, self.pairs, self.token_ids = recipe, pairs, token_ids
+        self.dtype, self.allow_softcapping, self.log = dtype, allow_softcapping, log
+        self.config = json.loads((self.source / "config.json").read_text())
+        tokenizer = AutoTokenizer.from_pretrained(str(self.source))
+        self.official = [
+            official_prompt(tokenizer, recipe, p.query, p.document, p.instruction) for p in pairs
+        ]
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.scorer: LayerwiseScorer = LayerwiseScorer(
+            self.config, [o.ids for o in self.official], pad_id=pad_id, dtype=dtype, log=log
+        )
+        self._head_rows = head_rows_needed(self.source, token_ids)
+        self.source_rows, self.converted_rows = RowStore(), RowStore()
+        self.source_digests: dict[str, str] = {}
+        self.converted_digests: dict[str, str] = {}
+        self._by_inode: dict[tuple[int, int], dict[str, str]] = {}
+
+    def _digests(self, header: SafetensorsFile, skip: set[str]) -> dict[str, str]:
+        """Per-tensor digests, computed once per file (a converted shard is often a hard link
+        or reflink of the source shard; a reflink has its own inode and is hashed again)."""
+        stat = os.stat(header.path)
+        key = (stat.st_dev, stat.st_ino)
+        if key not in self._by_inode:
+            self._by_inode[key] = tensor_digests(header, set())
+        return {k: v for k, v in self._by_inode[key].items() if k not in skip}
+
+    def feed_source(self, shard: Path) -> list[Path]:
+        header = SafetensorsFile(Path(shard))
+        for name in header.tensors:
+            self.source_rows.location[name] = header.path.name
+            if name == _HEAD or name.endswith(_EMBEDDINGS):
+                self.source_rows.keep(header, name, self._head_rows)
+        self.source_digests |= self._digests(header, {_HEAD})
+        return self.scorer.feed(header.path)
+
+    def feed_converted(self, shard: Path) -> None:
+        header = SafetensorsFile(Path(shard))
+        for name, info in header.tensors.items():
+            self.converted_rows.location[name] = header.path.name
+            if name == _SCORE:
+                self.converted_rows.keep(header, name, list(range(info.shape[0])))
+        self.converted_digests |= self._digests(header, {_SCORE})
+
+    def backbone_problem(self) -> str | None:
+        src, dst = self.source_digests, self.converted_digests
+        if src.keys() != dst.keys():
+            name = sorted(src.keys() ^ dst.keys())[0]
+            side = "source" if name in src else "converted checkpoint"
+            return (
+                f"the converted backbone does not have the source's tensors ({name!r} is only in "
+                f"the {side}): convert again"
+            )
+        differ = sorted(n for n in src if src[n] != dst[n])
+        if differ:
+            return (
+                f"the converted backbone differs from the source's in {len(differ)} tensor(s), "
+                f"e.g. {differ[0]!r}: the layerwise scores would not hold for it; convert again"
+            )
+        return None
+
+    def report(self) -> ParityReport:
+        """The verdict on the real weights: reference and converted heads on the same hidden
+        states, the structural head check, the backbone hashes."""
+        import torch
+
+        from reranker_seqcls.convert.converter import head_tensor, logit_factor
+
+        hidden = self.scorer.final_hidden()
+        groups = [p.group or p.query for p in self.pairs]
+        tolerance = TOLERANCES[self.dtype]
+        rows_as_checkpoint = cast(Any, self.source_rows)  # reads like a Checkpoint
+        head, _ = head_tensor(rows_as_checkpoint, self.config, set(self.source_rows.location))
+        rows = torch.tensor(self.source_rows.read_rows(head, self.token_ids), dtype=hidden.dtype)
+        logits = (hidden @ rows.T) * logit_factor(self.config)
+        softcap = self.config.get("final_logit_softcapping")
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        reference = recipe_scores(logits.float(), self.recipe).tolist()
+        converted_config = json.loads((self.converted / "config.json").read_text())
+        check = head_check(
+            self.source, self.converted, self.token_ids, self.recipe.method, self.config,
+            self.recipe, checkpoints=(self.source_rows, self.converted_rows),
+        )  # fmt: skip
+        if _SCORE in self.converted_rows:
+            score_rows = self.converted_rows.read_rows(
+                _SCORE, range(self.converted_rows.tensor(_SCORE).shape[0])
+            )
+            score = torch.tensor(score_rows, dtype=hidden.dtype)
+            converted = (hidden @ score.T).float().tolist()
+        else:
+            converted = [[0.0] * len(reference[0]) for _ in reference]
+        hidden_rows = hidden.float().tolist()
+        report = ParityReport(
+            passed=True,
+            dtype=self.dtype,
+            tolerance=with_storage(tolerance, check.logit_shift(hidden_rows)),
+            recipe=self.recipe.name,
+            num_pairs=len(self.pairs),
+            num_groups=len(set(groups)),
+            metrics={},
+        )
+        if len(converted[0]) != len(reference[0]):
+            report.fail(
+                check.problem
+                or f"the converted model has {len(converted[0])} label(s), the recipe gives "
+                f"{len(reference[0])}: convert again with the right --method/--tokens"
+            )
+            return report
+        metrics = path_metrics(groups, reference, converted, probs=False)
+        report.metrics = {ScoringPath.LAYERWISE: metrics}
+        structural = [r for r in (check.problem, self.backbone_problem()) if r is not None]
+        # The full check's verdict code, fed the one layerwise path as both converted paths
+        # and as the consumer path (the consumers are judged on the twin).
+        verdict = judge(
+            Evidence(
+                tolerance=report.tolerance,
+                dtype=self.dtype,
+                metrics=dict.fromkeys(CONVERTED_PATHS, metrics),
+                consumer_exact=metrics,
+                gap=None,
+                structural=structural,
+                loading_problems=[],
+                pad_token_id=converted_config.get("pad_token_id"),
+                prompts=[o.ids for o in self.official],
+                reference=reference,
+                batched=converted,
+                single=converted,
+                softcap=self.config.get("final_logit_softcapping"),
+                allow_softcapping=self.allow_softcapping,
+            )
+        )
+        report.reasons, report.allowances = verdict.reasons, verdict.allowances
+        report.passed = not verdict.reasons
+        if (note := storage_note(tolerance, report.tolerance, check.dtype)) is not None:
+            report.notes.append(note)
+        report.backbone_hash = "identical" if self.backbone_problem() is None else "differs"
+        report.scores = [
+            PairScores(
+                group=groups[i], query=p.query[:80], document=p.document[:80],
+                instruction=p.instruction, reference=reference[i], converted_batched=None,
+                converted_single=None, sentence_transformers=None,
+                converted_layerwise=converted[i],
+            )
+            for i, p in enumerate(self.pairs)
+        ]  # fmt: skip
+        return report
+
+
+def combine(real: ParityReport, consumers: ParityReport, proven_on: str) -> ParityReport:
+    """One report: the real-weights verdict and the consumer check (run on ``proven_on``:
+    "real" or the twin's description). Twin rows, reasons and allowances are labelled."""
+    label = "" if proven_on == "real" else "twin: "
+    on_twin = bool(label)
+    report = ParityReport(
+        passed=real.passed and consumers.passed,
+        dtype=real.dtype,
+        tolerance=real.tolerance,
+        recipe=real.recipe,
+        num_pairs=real.num_pairs,
+        num_groups=real.num_groups,
+        metrics={
+            **real.metrics,
+            **{(k.on_twin() if on_twin else k): v for k, v in consumers.metrics.items()},
+        },
+        reasons=real.reasons + [label + r for r in consumers.reasons],
+        allowances=real.allowances + [label + a for a in consumers.allowances],
+        notes=real.notes + [label + n for n in consumers.notes],
+        tokenization_gap=consumers.tokenization_gap,
+        consumers_proven_on=proven_on,
+        backbone_hash=real.backbone_hash,
+    )
+    if label and consumers.tolerance != real.tolerance:
+        t = consumers.tolerance
+        report.notes.append(f"twin rows are judged with the twin's tolerance ({t.logit:g} logit)")
+    twin_scores = dict(enumerate(consumers.scores))
+    report.scores = [
+        replace(row, twin=twin_scores.get(i)) if on_twin else row
+        for i, row in enumerate(real.scores)
+    ]
+    return report
+
+
+def consumer_check(
+    source: Path,
+    converted: Path,
+    recipe: Recipe,
+    pairs: list[Pair],
+    work: Path,
+    *,
+    token_ids: list[int],
+    check_memory: int = DEFAULT_CHECK_MEMORY,
+    allow_softcapping: bool = False,
+    vllm_python: str | Path | None = None,
+    log: Log,
+) -> tuple[ParityReport, str]:
+    """The full check on the twin of (``source``, ``converted``), built under ``work``; returns
+    its report and the twin's description. Needs only the two directories' small files."""
+    config = json.loads((Path(source) / "config.json").read_text())
+    real_bytes = float32_load_bytes(config)
+    plan = ConsumerPlan("twin", real_bytes, check_memory, twin_overrides(config, check_memory))
+    described = plan.describe(config)
+    log(f"parity: consumers proven on the {described}")
+    twin_source, twin_converted = build_twin(source, converted, work, recipe, plan)
+    report = check_parity(
+        twin_source, twin_converted, recipe, pairs, token_ids=token_ids,
+        allow_softcapping=allow_softcapping, vllm_python=vllm_python, log=log,
+    )  # fmt: skip
+    return report, described
+
+
+def source_shards(directory: Path) -> list[Path]:
+    """The shard files of a local checkpoint directory, in index order."""
+    from reranker_seqcls.safetensors_io.checkpoint import shard_names
+    from reranker_seqcls.source import Source
+
+    files = Source(directory)
+    names, _ = shard_names(files)
+    paths = [files.file(n, what=INDEX_NAME) for n in names]
+    return [p for p in paths if p is not None]
+
+
+def streamed_check(
+    source: Path,
+    converted: Path,
+    recipe: Recipe,
+    pairs: list[Pair],
+    *,
+    token_ids: list[int],
+    dtype: str | None = None,
+    allow_softcapping: bool = False,
+    vllm_python: str | Path | None = None,
+    check_memory: int = DEFAULT_CHECK_MEMORY,
+    log: Log,
+) -> ParityReport:
+    """The check of two complete local directories within ``check_memory`` bytes: the full
+    check when the real model fits (:func:`twin.consumer_plan`), else the layerwise pass over
+    their shards plus the consumer check on a twin."""
+    source, converted = Path(source), Path(converted)
+    config = json.loads((source / "config.json").read_text())
+    plan = consumer_plan(config, check_memory)
+    if plan.on == "real":
+        log("parity: the model fits the check's memory budget: full check on the real checkpoint")
+        report = check_parity(
+            source, converted, recipe, pairs, token_ids=token_ids, dtype=dtype,
+            allow_softcapping=allow_softcapping, vllm_python=vllm_python, log=log,
+        )  # fmt: skip
+        report.consumers_proven_on = "real"
+        return report
+    compute = dtype or "float32"
+    if compute not in TOLERANCES:
+        raise BadInput(f"--dtype {compute} is not supported: use one of {', '.join(TOLERANCES)}")
+    log(
+        f"parity: layerwise pass over {source.name} in {compute} "
+        f"(source dtype {checkpoint_dtype(config)})"
+    )
+    check = StreamedCheck(
+        source, converted, recipe, pairs, token_ids=token_ids, dtype=compute,
+        allow_softcapping=allow_softcapping, log=log,
+    )  # fmt: skip
+    for shard in source_shards(source):
+        check.feed_source(shard)
+    for shard in source_shards(converted):
+        check.feed_converted(shard)
+    real = check.report()
+    with tempfile.TemporaryDirectory(prefix="reranker-seqcls-twin-") as work:
+        consumers, described = consumer_check(
+            source, converted, recipe, pairs, Path(work), token_ids=token_ids,
+            check_memory=check_memory, allow_softcapping=allow_softcapping,
+            vllm_python=vllm_python, log=log,
+        )  # fmt: skip
+    return combine(real, consumers, described)
