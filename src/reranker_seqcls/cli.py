@@ -127,7 +127,7 @@ def cli(debug: bool) -> None:
 @cli.command()
 def presets() -> None:
     """List the known reranker families, and the families that are refused."""
-    from reranker_seqcls.convert.converter import served_score
+    from reranker_seqcls.convert.output_config import served_score
     from reranker_seqcls.recipes.recipe import PRESETS
     from reranker_seqcls.recipes.refusals import REFUSALS, qwen3_vl_refusal
 

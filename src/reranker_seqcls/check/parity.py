@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.errors import BadInput
+from reranker_seqcls.log import Log
 from reranker_seqcls.recipes.recipe import Recipe
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.prompt_gap import PromptComparison
     from reranker_seqcls.recipes.prompts import OfficialPrompt
 
-Log = Callable[[str], None]
 BATCH_SIZE = 8
 
 
@@ -521,12 +521,8 @@ def head_check(
     rounding): independent of any compute-dtype noise. A mismatch is explained when it can be
     (swapped tokens, a missing or wrong scale, another token such as a different case). Also
     measures that rounding, which the numeric tolerance must allow for."""
-    from reranker_seqcls.convert.converter import (
-        SCORE_NAME,
-        compute_score,
-        head_tensor,
-        logit_factor,
-    )
+    from reranker_seqcls.convert.head import SCORE_NAME, compute_score, head_tensor
+    from reranker_seqcls.convert.rules import logit_factor
     from reranker_seqcls.errors import SeqClsError
     from reranker_seqcls.safetensors_io.checkpoint import Checkpoint
 
@@ -611,7 +607,7 @@ def _other_token(
 ) -> str | None:
     """Which other vocabulary entry the stored head belongs to, trying case and space variants
     of the recipe's tokens (with and without the scale)."""
-    from reranker_seqcls.convert.converter import compute_score
+    from reranker_seqcls.convert.head import compute_score
     from reranker_seqcls.convert.tokens import TokenizerFiles
     from reranker_seqcls.errors import SeqClsError
 
@@ -969,7 +965,7 @@ def _judge(
         _within(report.metrics[name], t)
         for name in ("converted (batched)", "converted (one by one)")
     )
-    from reranker_seqcls.convert.converter import config_value
+    from reranker_seqcls.convert.rules import config_value
 
     softcap = config_value(source_config, "final_logit_softcapping")
     if not conv_ok and not structural_failure:

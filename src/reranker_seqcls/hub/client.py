@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from reranker_seqcls.errors import BadInput, HubError
+from reranker_seqcls.log import Log
 from reranker_seqcls.names import PROVENANCE_FILE, download_patterns
 from reranker_seqcls.redact import redact
 
-Log = Callable[[str], None]
 T = TypeVar("T")
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", re.ASCII)
 # Target files the tool never deletes (the Hub manages them).
@@ -245,17 +245,6 @@ def target_state(repo_id: str, token: str | None) -> TargetState:
     except ValueError:
         provenance = None
     return TargetState(True, head, provenance if isinstance(provenance, dict) else None)
-
-
-def identity(provenance: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a provenance record that decide whether a re-conversion changes anything."""
-    source = provenance.get("source") or {}
-    return {
-        "tool_version": (provenance.get("tool") or {}).get("version"),
-        "source_repo": source.get("repo_id"),
-        "source_sha": source.get("commit_sha"),
-        "recipe": provenance.get("recipe"),
-    }
 
 
 def push(

@@ -424,9 +424,9 @@ def _read_template(path: Path) -> str:
     return text
 
 
-def recipe_from_provenance(provenance: dict, template_path: Path | None) -> Recipe | None:
-    """The recipe a conversion recorded (its provenance file), for checks and re-conversions."""
-    recorded = provenance.get("recipe")
+def recipe_from_provenance(recorded: object, template_path: Path | None) -> Recipe | None:
+    """The recipe a conversion recorded (the ``recipe`` of its provenance file, any JSON value),
+    for checks and re-conversions; None when it is not a usable recipe."""
     if not isinstance(recorded, dict):
         return None
     name = recorded.get("name")
