@@ -194,7 +194,7 @@ def convert(
 
     source = _one_of(source, model_name, "SOURCE", "--model_name")
     output = _one_of(output, path_, "OUTPUT", "--path")
-    tokens = _one_of(tokens, classifier_from_tokens, "--tokens", "--classifier_from_tokens", True)
+    tokens = _one_of(tokens, classifier_from_tokens, "--tokens", "--classifier_from_tokens")
     if source is None or output is None:
         raise BadInput("convert needs SOURCE and OUTPUT: reranker-seqcls convert SOURCE OUTPUT")
     commit_sha = source_commit(source, revision, None)  # a missing repo says so, first
@@ -263,6 +263,7 @@ def check(
     """
     from reranker_seqcls.check.parity import check_parity, write_report
     from reranker_seqcls.errors import BadInput
+    from reranker_seqcls.names import CONFIG_FILE
     from reranker_seqcls.pipeline import (
         check_recipe,
         load_check_pairs,
@@ -271,7 +272,7 @@ def check(
         source_name,
     )
 
-    if not (converted / "config.json").is_file():
+    if not (converted / CONFIG_FILE).is_file():
         raise BadInput(f"{converted} has no config.json: give a converted checkpoint directory")
     source_dir, _ = locate_source(source, revision, None, _log)
     recipe = check_recipe(
@@ -440,7 +441,7 @@ def _write_result(path: Path, data: dict) -> None:
     path.write_text(redact(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
 
 
-def _one_of(a, b, name_a: str, name_b: str, optional: bool = False):
+def _one_of(a, b, name_a: str, name_b: str):
     from reranker_seqcls.errors import BadInput
 
     if a is not None and b is not None and a != b:
