@@ -113,10 +113,10 @@ class Source:
             return None
         try:
             real = candidate.resolve(strict=True)
-        except (OSError, RuntimeError):  # a dangling or looping link
+        except (OSError, RuntimeError) as exc:  # a dangling or looping link
             raise BadInput(
                 f"{relative!r} in the source is a broken symlink: re-download the checkpoint"
-            ) from None
+            ) from exc
         allowed = _inside(real, self.real_root) or (
             self.blobs is not None and _inside(real, self.blobs)
         )
@@ -128,7 +128,7 @@ class Source:
         try:
             mode = os.stat(real).st_mode
         except OSError as exc:
-            raise BadInput(f"{relative!r} in the source cannot be read ({exc.strerror})") from None
+            raise BadInput(f"{relative!r} in the source cannot be read ({exc.strerror})") from exc
         if not stat.S_ISREG(mode):
             if stat.S_ISDIR(mode):
                 return None
@@ -180,15 +180,15 @@ def read_json_file(path: Path, what: str) -> Any:
     except OSError as exc:
         raise BadInput(
             f"{what} cannot be read ({exc.strerror}): re-download the checkpoint"
-        ) from None
+        ) from exc
     if len(raw) > MAX_JSON_BYTES:
         raise BadInput(f"{what} is larger than {MAX_JSON_BYTES >> 20} MiB: it is not a config file")
     try:
         return json.loads(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise BadInput(f"{what} is not valid JSON: re-download the checkpoint") from None
-    except RecursionError:
-        raise BadInput(f"{what} is nested too deeply: re-download the checkpoint") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{what} is not valid JSON: re-download the checkpoint") from exc
+    except RecursionError as exc:
+        raise BadInput(f"{what} is nested too deeply: re-download the checkpoint") from exc
 
 
 def read_json_object(source: Source, name: str) -> dict[str, Any] | None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.log import Log
+from reranker_seqcls.names import CONFIG_FILE, ST_MODULE_CONFIG_FILE
 from reranker_seqcls.recipes.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -463,7 +464,7 @@ def consumer_prompts(converted: Path, pairs: list[Pair]) -> ConsumerPrompts | No
 
     from reranker_seqcls.recipes.prompts import render_scoring_prompt
 
-    st_config = converted / "sentence_bert_config.json"
+    st_config = converted / ST_MODULE_CONFIG_FILE
     loaded = json.loads(st_config.read_text()) if st_config.is_file() else {}
     if "message" not in (loaded.get("modality_config") or {}):
         return None
@@ -785,7 +786,7 @@ def check_parity(
     converted checkpoint against the original."""
     from reranker_seqcls.check.prompt_gap import compare_prompt
 
-    source_config = json.loads((source / "config.json").read_text())
+    source_config = json.loads((source / CONFIG_FILE).read_text())
     dtype = dtype or checkpoint_dtype(source_config)
     if dtype not in TOLERANCES:
         raise BadInput(f"--dtype {dtype} is not supported: use one of {', '.join(TOLERANCES)}")

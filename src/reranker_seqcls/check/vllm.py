@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.errors import BadInput
+from reranker_seqcls.names import CONFIG_FILE
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.parity import ParityReport
@@ -100,7 +101,7 @@ def build_job(
     # room for the longest prompt (vLLM rejects longer ones), rounded up, within the model's
     max_len = 256 * math.ceil((max_prompt_tokens + 16) / 256)
     try:
-        config = json.loads((converted / "config.json").read_text("utf-8"))
+        config = json.loads((converted / CONFIG_FILE).read_text("utf-8"))
         limit = config.get("max_position_embeddings")
     except (OSError, ValueError, AttributeError):
         limit = None

@@ -68,7 +68,7 @@ class TokenizerFiles:
                 first = (str(exc).splitlines() or [exc.__class__.__name__])[0][:120]
                 raise BadInput(
                     f"tokenizer.json cannot be loaded ({first}): re-download the checkpoint"
-                ) from None
+                ) from exc
         elif self.config or source.listing(["*.model", "vocab.json"]):
             source.listing(["*"])  # transformers reads more files: none may leave the source
             self._backend = _TransformersVocab(directory)
@@ -168,7 +168,7 @@ class _TransformersVocab:
             raise BadInput(
                 f"the tokenizer in {directory} cannot be loaded ({exc.__class__.__name__}): "
                 "the source must carry a tokenizer transformers can read"
-            ) from None
+            ) from exc
 
     def token_to_id(self, text: str) -> int | None:
         return self._tok.get_vocab().get(text)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from reranker_seqcls.errors import BadInput, HubError
 from reranker_seqcls.log import Log
-from reranker_seqcls.names import PROVENANCE_FILE, download_patterns
+from reranker_seqcls.names import PROVENANCE_FILE, README_FILE, download_patterns
 from reranker_seqcls.redact import redact
 
 T = TypeVar("T")
@@ -210,7 +210,7 @@ def fetch(
     with hub_errors(f"source {repo_id}@{sha[:12]}"):
         files = _api(token).list_repo_files(repo_id, revision=sha)
         has_safetensors = any(f.endswith(".safetensors") for f in files)
-        patterns = [*download_patterns(include_pickle=not has_safetensors), "README.md"]
+        patterns = [*download_patterns(include_pickle=not has_safetensors), README_FILE]
         log(f"downloading {repo_id}@{sha[:12]} ({'safetensors' if has_safetensors else 'pickle'})")
         path = snapshot_download(repo_id, revision=sha, allow_patterns=patterns, token=token)
     return Fetched(Path(path), repo_id, revision, sha)
