@@ -13,7 +13,12 @@ import pytest
 from reranker_seqcls.convert.atomic import atomic_directory
 from reranker_seqcls.convert.converter import convert
 from reranker_seqcls.convert.plan import ShardAction, plan_conversion
-from reranker_seqcls.convert.write import write_output_index, write_output_shard, write_score_shard
+from reranker_seqcls.convert.write import (
+    score_weight,
+    write_output_index,
+    write_output_shard,
+    write_score_shard,
+)
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.names import INDEX_FILE, PROVENANCE_FILE, SCORE_SHARD_FILE
 from reranker_seqcls.provenance import Identity, Provenance
@@ -61,12 +66,16 @@ def test_output_shards_written_one_at_a_time_match_convert(tiny_model, tmp_path)
     fetched.mkdir()
     out.mkdir()
     placed = {}
-    for shard in plan.planned_weights.shards:
+    score = None
+    for shard in plan.planned_weights.shards:  # one source shard on disk at a time
         downloaded = fetched / shard.source_name
         shutil.copyfile(source / shard.source_name, downloaded)
         placed[shard.name] = write_output_shard(plan, shard, downloaded, out)
-    assert sorted(placed.values()).count(Placement.REWRITTEN) == 1
-    assert write_score_shard(plan, out) is Placement.WRITTEN
+        if shard.source_name == plan.planned_weights.head_shard:
+            score = score_weight(plan, downloaded)
+        downloaded.unlink()
+    assert list(placed.values()).count(Placement.REWRITTEN) == 1 and score is not None
+    assert write_score_shard(plan, out, score) is Placement.WRITTEN
     write_output_index(plan, out)
     assert _weight_files(out) == expected
     assert set(expected) == {*placed, SCORE_SHARD_FILE, INDEX_FILE}
@@ -115,7 +124,7 @@ def test_provenance_round_trips_byte_for_byte(tiny_model, tmp_path):
         (lambda r: r["recipe"].pop("name"), "'recipe.name' is missing"),
         (lambda r: r["tool"].update(version=3), "'tool.version' is missing"),
         (lambda r: r["source"].update(name=None), "'source' is not a map of names"),
-        (lambda r: r.update(pad_token_id=False), "'pad_token_id' is missing or not a int"),
+        (lambda r: r.update(pad_token_id=False), "'pad_token_id' is missing or not an integer"),
     ],
 )
 def test_provenance_read_names_the_file_and_the_field(tiny_model, tmp_path, edit, problem):

@@ -228,6 +228,9 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number"}
+
+
 def _typed(data: Mapping[str, Any], key: str, kind: type, scope: str | None, path: Path) -> Any:
     """``data[key]`` if it is a ``kind`` (a float may be any JSON number, never a bool)."""
     value = data.get(key)
@@ -236,5 +239,5 @@ def _typed(data: Mapping[str, Any], key: str, kind: type, scope: str | None, pat
         ok = _is_int(value) or isinstance(value, float)
     if not ok:
         where = f"{scope}.{key}" if scope else key
-        raise _not_a_record(path, f"{where!r} is missing or not a {kind.__name__}")
+        raise _not_a_record(path, f"{where!r} is missing or not {_KIND_NAMES[kind]}")
     return value

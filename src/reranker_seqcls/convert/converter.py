@@ -38,6 +38,7 @@ from reranker_seqcls.names import PROVENANCE_FILE, SCORE_SHARD_FILE
 from reranker_seqcls.provenance import ClassifierRecord, Provenance, SourceRef
 from reranker_seqcls.recipes.recipe import Recipe
 from reranker_seqcls.safetensors_io.place import Placement
+from reranker_seqcls.safetensors_io.shards import TensorBytes
 from reranker_seqcls.source import Source
 
 
@@ -69,14 +70,12 @@ def convert(
     plan = plan_conversion(
         source, recipe, allow_pickle=allow_pickle, allow_softcapping=allow_softcapping
     )
-    _log_plan(plan, log)
+    log_plan(plan, log)
     ref = source_ref or SourceRef.local(source)
     with atomic_directory(output) as tmp:
-        plan, placed = _write_weights(plan, tmp, copy=copy, log=log)
-        write_config_files(plan, tmp, log)
-        provenance = build_provenance(plan, ref)
-        provenance.write(tmp / PROVENANCE_FILE)
-        write_local_readme(tmp, output, provenance, recipe)
+        plan, placed = _write_shards(plan, tmp, copy=copy, log=log)
+        provenance = finish_output(plan, tmp, ref, output=output, log=log)
+    placed[SCORE_SHARD_FILE] = Placement.WRITTEN
     rewritten = sorted(n for n, how in placed.items() if how is Placement.REWRITTEN)
     dtype = plan.planned_weights.dtype
     log(
@@ -86,7 +85,8 @@ def convert(
     return ConversionResult(output, plan, dtype, placed, provenance)
 
 
-def _log_plan(plan: Plan, log: Log) -> None:
+def log_plan(plan: Plan, log: Log) -> None:
+    """What the conversion will do, before it does it."""
     recipe = plan.recipe
     log(f"recipe: {recipe.name} ({recipe.method}, {recipe.describe_classifier()})")
     for token in plan.tokens:
@@ -98,12 +98,11 @@ def _log_plan(plan: Plan, log: Log) -> None:
     log(f"served score (vLLM, sentence-transformers): {served_score(recipe)}")
 
 
-def _write_weights(
+def _write_shards(
     plan: Plan, out: Path, *, copy: bool, log: Log
 ) -> tuple[Plan, dict[str, Placement]]:
-    """Every planned shard, then score.safetensors and the index; a pickle source's weights are
-    staged (and planned) first. Returns the plan with its weights planned, and how each output
-    weights file got there."""
+    """Every planned shard; a pickle source's weights are staged (and planned) first. Returns
+    the plan with its weights planned, and how each output shard got there."""
     staging = None
     if plan.weights is None:
         plan, staging = stage_pickle_weights(plan, out, log)
@@ -120,11 +119,31 @@ def _write_weights(
         if placed[shard.name] is not Placement.DROPPED_HEAD_ONLY:
             log(f"{shard.name}: {placed[shard.name]}")
     progress.close()
-    placed[SCORE_SHARD_FILE] = write_score_shard(plan, out)
-    write_output_index(plan, out)
     if staging is not None:
         shutil.rmtree(staging)
     return plan, placed
+
+
+def finish_output(
+    plan: Plan,
+    out: Path,
+    ref: SourceRef,
+    *,
+    score: TensorBytes | None = None,
+    output: Path | None = None,
+    log: Log = log_to_stderr,
+) -> Provenance:
+    """Everything but the model shards, once each went through :func:`write_output_shard`:
+    score.safetensors (``score``, when read while the head's shard was present, else read
+    now), the index, config and tokenizer files, consumer files, provenance and the local
+    README (naming ``output``, the directory ``out`` becomes; default ``out``)."""
+    write_score_shard(plan, out, score)
+    write_output_index(plan, out)
+    write_config_files(plan, out, log)
+    provenance = build_provenance(plan, ref)
+    provenance.write(out / PROVENANCE_FILE)
+    write_local_readme(out, output or out, provenance, plan.recipe)
+    return provenance
 
 
 def build_provenance(plan: Plan, ref: SourceRef) -> Provenance:

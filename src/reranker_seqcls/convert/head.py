@@ -9,6 +9,7 @@ from typing import Any
 from reranker_seqcls.convert.tokens import ResolvedToken
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.safetensors_io.checkpoint import HEAD_NAME, Checkpoint
+from reranker_seqcls.safetensors_io.header import SafetensorsFile
 
 SCORE_NAME = "score.weight"
 EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight")
@@ -58,7 +59,11 @@ def check_pad_id(ckpt: Checkpoint, head_name: str, pad_token_id: int) -> None:
 
 
 def compute_score(
-    ckpt: Checkpoint, head_name: str, token_ids: list[int], method: str, scale: float = 1.0
+    ckpt: Checkpoint | SafetensorsFile,
+    head_name: str,
+    token_ids: list[int],
+    method: str,
+    scale: float = 1.0,
 ) -> tuple[list[list[float]], str]:
     """The score weight rows (float64) and the dtype to store them in (the head's own).
 

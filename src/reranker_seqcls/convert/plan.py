@@ -81,6 +81,11 @@ class WeightsPlan:
     shards: tuple[OutputShard, ...]
 
     @property
+    def head_shard(self) -> str:
+        """The source shard holding the rows score.weight is read from."""
+        return self.checkpoint.location[self.head_name]
+
+    @property
     def score_bytes(self) -> int:
         return self.score_shape[0] * self.score_shape[1] * ITEMSIZE[self.dtype]
 

@@ -56,21 +56,23 @@ def _same_header(planned: SafetensorsFile, found: SafetensorsFile) -> Safetensor
     return found
 
 
-def write_score_shard(plan: Plan, out_dir: Path) -> Placement:
-    """``score.safetensors``: the recipe's rows of the head, combined and scaled (the only
-    tensor data the conversion decodes)."""
+def score_weight(plan: Plan, head_shard_path: Path | None = None) -> TensorBytes:
+    """score.weight: the recipe's rows of the head, combined and scaled (the only tensor data
+    the conversion decodes). Read from the planned head shard, or from ``head_shard_path``
+    (a streamed download, which must hold the planned header) while that file is present."""
     weights = plan.planned_weights
+    header = weights.checkpoint.shards[weights.head_shard]
+    if head_shard_path is not None and head_shard_path != header.path:
+        header = _same_header(header, SafetensorsFile(head_shard_path, label=weights.head_shard))
     rows, dtype = compute_score(
-        weights.checkpoint,
-        weights.head_name,
-        [t.id for t in plan.tokens],
-        plan.recipe.method,
-        plan.scale,
+        header, weights.head_name, [t.id for t in plan.tokens], plan.recipe.method, plan.scale
     )
-    raw = encode_floats(rows, dtype)
-    write_shard(
-        out_dir / SCORE_SHARD_FILE, [TensorBytes(SCORE_NAME, dtype, weights.score_shape, raw)]
-    )
+    return TensorBytes(SCORE_NAME, dtype, weights.score_shape, encode_floats(rows, dtype))
+
+
+def write_score_shard(plan: Plan, out_dir: Path, score: TensorBytes | None = None) -> Placement:
+    """``score.safetensors``, holding ``score`` (default: :func:`score_weight` of ``plan``)."""
+    write_shard(out_dir / SCORE_SHARD_FILE, [score or score_weight(plan)])
     return Placement.WRITTEN
 
 

@@ -14,13 +14,13 @@ import math
 import os
 import re
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 from reranker_seqcls.errors import BadInput
+from reranker_seqcls.log import Log
 
 Method = Literal["from_2_way_softmax", "no_post_processing"]
 METHODS: tuple[Method, ...] = ("from_2_way_softmax", "no_post_processing")
@@ -313,7 +313,7 @@ def resolve_recipe(
     token_ids_json: str | None = None,
     scale: str | float | None = None,
     source_dir: Path | None = None,
-    log: Callable[[str], None] | None = None,
+    log: Log | None = None,
 ) -> Recipe:
     """Pick the recipe from explicit options, or from the source's name and files.
 

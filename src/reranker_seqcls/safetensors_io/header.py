@@ -82,6 +82,9 @@ class SafetensorsFile:
                 name, info["dtype"], tuple(info["shape"]), data_start + begin, data_start + stop
             )
 
+    def tensor(self, name: str) -> TensorInfo:
+        return self.tensors[name]
+
     def read_rows(self, name: str, rows: Iterable[int]) -> list[list[float]]:
         """Rows of a 2-D float tensor (values exactly as stored), reading only those rows."""
         info = self.tensors[name]
