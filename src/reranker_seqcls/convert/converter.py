@@ -73,8 +73,10 @@ def convert(
     log_plan(plan, log)
     ref = source_ref or SourceRef.local(source)
     with atomic_directory(output) as tmp:
-        plan, placed = _write_shards(plan, tmp, copy=copy, log=log)
+        plan, placed, staging = _write_shards(plan, tmp, copy=copy, log=log)
         provenance = finish_output(plan, tmp, ref, output=output, log=log)
+        if staging is not None:  # read until the score rows were
+            shutil.rmtree(staging)
     placed[SCORE_SHARD_FILE] = Placement.WRITTEN
     rewritten = sorted(n for n, how in placed.items() if how is Placement.REWRITTEN)
     dtype = plan.planned_weights.dtype
@@ -100,9 +102,10 @@ def log_plan(plan: Plan, log: Log) -> None:
 
 def _write_shards(
     plan: Plan, out: Path, *, copy: bool, log: Log
-) -> tuple[Plan, dict[str, Placement]]:
+) -> tuple[Plan, dict[str, Placement], Path | None]:
     """Every planned shard; a pickle source's weights are staged (and planned) first. Returns
-    the plan with its weights planned, and how each output shard got there."""
+    the plan with its weights planned, how each output shard got there, and the staging
+    directory of a pickle source."""
     staging = None
     if plan.weights is None:
         plan, staging = stage_pickle_weights(plan, out, log)
@@ -119,9 +122,7 @@ def _write_shards(
         if placed[shard.name] is not Placement.DROPPED_HEAD_ONLY:
             log(f"{shard.name}: {placed[shard.name]}")
     progress.close()
-    if staging is not None:
-        shutil.rmtree(staging)
-    return plan, placed
+    return plan, placed, staging
 
 
 def finish_output(
