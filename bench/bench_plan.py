@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from reranker_seqcls import __version__  # noqa: E402
-from reranker_seqcls.recipes.recipe import PRESETS  # noqa: E402
+from reranker_seqcls.recipes.presets import PRESETS  # noqa: E402
 from reranker_seqcls.schedule.plan import MAX_WORKERS  # noqa: E402
 from tests.loopback_hub.fixtures import TEST_USER, make_hub_env, make_server  # noqa: E402
 

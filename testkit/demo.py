@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     from reranker_seqcls.check.pairs import Pair
     from reranker_seqcls.check.parity import consumer_scores, reference_scores
     from reranker_seqcls.convert.converter import convert
-    from reranker_seqcls.recipes.recipe import PRESETS
+    from reranker_seqcls.recipes.presets import PRESETS
     from testkit.tiny import build_model
 
     if source.exists():

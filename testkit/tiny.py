@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
+from reranker_seqcls.recipes.presets import QWEN3_DEFAULT_INSTRUCTION
 from reranker_seqcls.recipes.prompts import (
     BGE_DEFAULT_PROMPT,
     MXBAI_PREFIX,
@@ -34,7 +35,6 @@ from reranker_seqcls.recipes.prompts import (
     QWEN3_PREFIX,
     QWEN3_SUFFIX,
 )
-from reranker_seqcls.recipes.recipe import QWEN3_DEFAULT_INSTRUCTION
 
 Family = Literal["qwen3", "qwen2", "gemma", "llama", "mistral"]
 FAMILIES: tuple[Family, ...] = ("qwen3", "qwen2", "gemma", "llama", "mistral")
@@ -435,7 +435,7 @@ def _config(family: Family, tokenizer: Any, *, tied: bool, dtype: str, **overrid
 
 
 def _calibration_recipe(family: Family, preset: str | None) -> Any:
-    from reranker_seqcls.recipes.recipe import PRESETS
+    from reranker_seqcls.recipes.presets import PRESETS
 
     return PRESETS[preset or FAMILY_PRESET.get(family, "qwen3-reranker")]
 

@@ -185,6 +185,21 @@ def test_debug_shows_traceback(tiny_model, tmp_path):
     assert result.returncode == 2 and "Traceback" in result.stderr
 
 
+def test_debug_shows_the_cause_of_a_translated_error(tiny_model, tmp_path):
+    """A library error translated into a one-line BadInput keeps it as its cause: --debug shows
+    both; without --debug the line alone is printed."""
+    source = tmp_path / "src"
+    shutil.copytree(tiny_model("qwen3"), source)
+    (source / "config.json").write_text('{"model_type": "qwen3",')
+    plain = run_cli("convert", source, tmp_path / "o1", "--preset", "qwen3-reranker")
+    debug = run_cli("--debug", "convert", source, tmp_path / "o2", "--preset", "qwen3-reranker")
+    assert plain.returncode == debug.returncode == 2
+    assert plain.stderr.count("\n") == 1 and "config.json is not valid JSON" in plain.stderr
+    assert "JSONDecodeError" in debug.stderr
+    assert "The above exception was the direct cause of the following exception" in debug.stderr
+    assert debug.stderr.rstrip().splitlines()[-1] == plain.stderr.rstrip()
+
+
 def test_ctrl_c_leaves_nothing(tiny_model, tmp_path):
     """SIGINT in the middle of a shard rewrite: exit 130, no OUTPUT, no temporary directory."""
     import signal

@@ -22,7 +22,7 @@ from reranker_seqcls.convert.write import (
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.names import INDEX_FILE, PROVENANCE_FILE, SCORE_SHARD_FILE
 from reranker_seqcls.provenance import Identity, Provenance
-from reranker_seqcls.recipes.recipe import PRESETS
+from reranker_seqcls.recipes.presets import PRESETS
 from reranker_seqcls.safetensors_io.place import Placement
 from tests.conftest import run_cli
 

@@ -226,8 +226,9 @@ def test_new_templates_render_the_official_ids_for_both_consumers(
     from transformers import AutoTokenizer
 
     from reranker_seqcls.convert.consumer_files import template_variables
-    from reranker_seqcls.recipes.prompts import build_prompt_ids, render_scoring_prompt
-    from reranker_seqcls.recipes.recipe import PRESETS
+    from reranker_seqcls.recipes.presets import PRESETS
+    from reranker_seqcls.recipes.prompts import build_prompt_ids
+    from reranker_seqcls.recipes.render import render_scoring_prompt
 
     preset = PRESETS["zerank-2" if which == "zerank-2" else "ctxl-rerank-v2"]
     directory = ctxl_mistral if which == "ctxl-mistral" else qwen_tokenizer_dir("qwen3")
@@ -650,7 +651,7 @@ def test_source_logit_scaling_is_folded(tiny_model, tmp_path, monkeypatch):
     """No scaling model type has a seq-cls class in transformers 5.24, so the fold is exercised
     by declaring the tiny Qwen3's config key as applied (the numbers are what matter)."""
     from reranker_seqcls.convert import converter as convert_module
-    from reranker_seqcls.recipes.recipe import PRESETS
+    from reranker_seqcls.recipes.presets import PRESETS
 
     source = tmp_path / "Qwen3-Reranker-scaled"
     shutil.copytree(tiny_model("qwen3", tied=True), source)
@@ -671,7 +672,7 @@ def test_source_logit_scaling_is_folded(tiny_model, tmp_path, monkeypatch):
 
 
 def test_presets_lists_facts_of_every_family():
-    from reranker_seqcls.recipes.recipe import PRESETS
+    from reranker_seqcls.recipes.presets import PRESETS
 
     result = run_cli("presets")
     assert result.returncode == 0, result.stderr
@@ -704,7 +705,7 @@ def test_card_names_family_and_formula(zerank, tmp_path):
 def test_action_preset_input_documents_every_preset():
     import yaml
 
-    from reranker_seqcls.recipes.recipe import PRESETS
+    from reranker_seqcls.recipes.presets import PRESETS
 
     spec = yaml.safe_load((Path(__file__).parent.parent / "action.yml").read_text("utf-8"))
     description = " ".join(spec["inputs"]["preset"]["description"].split())

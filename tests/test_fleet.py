@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reranker_seqcls.errors import BadInput
-from reranker_seqcls.recipes.recipe import PRESETS
+from reranker_seqcls.recipes.presets import PRESETS
 from reranker_seqcls.schedule.fleet import MAX_ENTRIES, load_fleet
 from tests.conftest import run_cli
 

@@ -68,8 +68,8 @@ def test_crossencoder_in_process_equals_causal_lm(tiny_model, tmp_path):
     from sentence_transformers import CrossEncoder
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from reranker_seqcls.recipes.presets import PRESETS
     from reranker_seqcls.recipes.prompts import build_prompt_ids
-    from reranker_seqcls.recipes.recipe import PRESETS
 
     source = tiny_model("qwen3", tied=False, dtype="float32")
     out = tmp_path / "converted"
@@ -104,8 +104,8 @@ def test_swapped_tokens_fail(tiny_model, tmp_path):
 def test_wrong_pad_token_id_fails(tiny_model, tmp_path):
     from transformers import AutoTokenizer
 
+    from reranker_seqcls.recipes.presets import PRESETS
     from reranker_seqcls.recipes.prompts import build_prompt_ids
-    from reranker_seqcls.recipes.recipe import PRESETS
 
     source = tiny_model("qwen3", tied=True)
     out = tmp_path / "badpad"

@@ -195,7 +195,7 @@ def test_hub_failure_on_one_entry_hides_no_other(hub_server, hub_env, tmp_path):
 
 def test_plan_of_twenty_entries_is_fast_and_imports_no_torch(hub_server, hub_env, tmp_path):
     from reranker_seqcls import __version__
-    from reranker_seqcls.recipes.recipe import PRESETS
+    from reranker_seqcls.recipes.presets import PRESETS
 
     recipe = PRESETS["qwen3-reranker"].to_json()
     entries, expected_stale = [], set()

@@ -30,8 +30,9 @@ from reranker_seqcls.convert.consumer_files import (
     template_variables,
 )
 from reranker_seqcls.errors import BadInput
-from reranker_seqcls.recipes import prompts
-from reranker_seqcls.recipes.recipe import PRESETS, QWEN3_DEFAULT_INSTRUCTION, Recipe
+from reranker_seqcls.recipes import prompts, render
+from reranker_seqcls.recipes.presets import PRESETS, QWEN3_DEFAULT_INSTRUCTION
+from reranker_seqcls.recipes.recipe import Recipe
 from testkit import tiny
 
 PRESET_FAMILIES = ("qwen3", "qwen2", "gemma")
@@ -72,7 +73,7 @@ def _vllm_ids(
 ) -> list[int]:
     """vLLM score API: plain-string messages, rendered, tokenized with special tokens."""
     text = tokenizer.apply_chat_template(
-        prompts.scoring_messages(query, document, instruction),
+        render.scoring_messages(query, document, instruction),
         chat_template=recipe.template,
         tokenize=False,
     )
@@ -84,7 +85,7 @@ def _st_ids(
 ) -> list[int]:
     """sentence-transformers: structured messages, apply_chat_template(tokenize=True)."""
     out = tokenizer.apply_chat_template(
-        prompts.scoring_messages(query, document, instruction, structured=True),
+        render.scoring_messages(query, document, instruction, structured=True),
         chat_template=recipe.template,
         tokenize=True,
         return_dict=True,
@@ -185,7 +186,7 @@ def test_template_renders_the_documented_prompt(
     recipe = _recipe(family)
     for query, document in PAIRS[:3] + PAIRS[-3:]:
         for instruction in INSTRUCTIONS:
-            text = prompts.render_scoring_prompt(
+            text = render.render_scoring_prompt(
                 recipe.template,
                 query,
                 document,
@@ -197,7 +198,7 @@ def test_template_renders_the_documented_prompt(
 
 
 def test_qwen3_prompt_keeps_its_trailing_blank_line(tokenizers: dict) -> None:
-    text = prompts.render_scoring_prompt(
+    text = render.render_scoring_prompt(
         _recipe("qwen3").template, "q", "d", tokenizer=tokenizers["qwen3"]
     )
     assert text.endswith("<think>\n\n</think>\n\n")
@@ -208,8 +209,8 @@ def test_render_without_tokenizer_matches_apply_chat_template(tokenizers: dict) 
         tok = tokenizers[family]
         template = _recipe(family).template
         for variables in ({}, {"add_bos_token": True}):
-            with_tok = prompts.render_scoring_prompt(template, "q", "d", tokenizer=tok, **variables)
-            without = prompts.render_scoring_prompt(
+            with_tok = render.render_scoring_prompt(template, "q", "d", tokenizer=tok, **variables)
+            without = render.render_scoring_prompt(
                 template, "q", "d", special_tokens=tok.special_tokens_map, **variables
             )
             assert with_tok == without
@@ -228,8 +229,8 @@ def test_bge_bos_appears_exactly_once(tokenizers: dict) -> None:
             assert ids[0] == bos
             assert ids.count(bos) == 1
     # The template writes <bos> only when asked (vLLM's tokenizer call adds it otherwise).
-    plain = prompts.render_scoring_prompt(recipe.template, "q", "d", tokenizer=tok)
-    asked = prompts.render_scoring_prompt(
+    plain = render.render_scoring_prompt(recipe.template, "q", "d", tokenizer=tok)
+    asked = render.render_scoring_prompt(
         recipe.template, "q", "d", tokenizer=tok, add_bos_token=True
     )
     assert not plain.startswith("<bos>")
@@ -240,7 +241,7 @@ def test_qwen_templates_never_write_a_bos(tokenizers: dict) -> None:
     for family in ("qwen3", "qwen2"):
         recipe = _recipe(family)
         assert template_variables(recipe) == {}
-        text = prompts.render_scoring_prompt(
+        text = render.render_scoring_prompt(
             recipe.template, "q", "d", tokenizer=tokenizers[family], add_bos_token=True
         )
         assert text.startswith("<|im_start|>system\n")
@@ -252,7 +253,7 @@ def test_instruction_variable_and_instruction_role(family: str, tokenizers: dict
     recipe = _recipe(family)
     reference = prompts.build_prompt_ids(tok, recipe, "q", "d", "Pick the best passage")
     via_variable = tok.apply_chat_template(
-        prompts.scoring_messages("q", "d"),
+        render.scoring_messages("q", "d"),
         chat_template=recipe.template,
         tokenize=True,
         return_dict=True,
@@ -262,7 +263,7 @@ def test_instruction_variable_and_instruction_role(family: str, tokenizers: dict
     via_role = tok.apply_chat_template(
         [
             {"role": "instruction", "content": "Pick the best passage"},
-            *prompts.scoring_messages("q", "d"),
+            *render.scoring_messages("q", "d"),
         ],
         chat_template=recipe.template,
         tokenize=True,
@@ -350,7 +351,7 @@ def test_piece_boundaries_that_a_single_string_cannot_reproduce(
         assert (_vllm_ids(tok, recipe, query, document, None) == reference) is expected_same, family
         assert (_st_ids(tok, recipe, query, document, None) == reference) is expected_same, family
         # The text itself is always the documented prompt; only its tokenization differs.
-        text = prompts.render_scoring_prompt(recipe.template, query, document, tokenizer=tok)
+        text = render.render_scoring_prompt(recipe.template, query, document, tokenizer=tok)
         assert text == _expected_text(family, query, document, None)
 
 
@@ -420,7 +421,7 @@ def test_bad_recipes_are_refused(tokenizers: dict) -> None:
     with pytest.raises(BadInput, match="unknown prompt style"):
         prompts.build_prompt_ids(tok, unknown, "q", "d")
     with pytest.raises(BadInput, match="cannot be rendered"):
-        prompts.render_scoring_prompt("{{ messages[0].content", "q", "d", tokenizer=tok)
+        render.render_scoring_prompt("{{ messages[0].content", "q", "d", tokenizer=tok)
 
 
 # --------------------------------------------------------------------------- consumer files

@@ -19,8 +19,9 @@ from transformers import AutoTokenizer
 
 from reranker_seqcls.check.pairs import BUILTIN_PAIRS
 from reranker_seqcls.check.prompt_gap import compare_prompt, excerpt
-from reranker_seqcls.recipes.prompts import official_prompt, render_scoring_prompt
-from reranker_seqcls.recipes.recipe import PRESETS
+from reranker_seqcls.recipes.presets import PRESETS
+from reranker_seqcls.recipes.prompts import official_prompt
+from reranker_seqcls.recipes.render import render_scoring_prompt
 from tests.conftest import run_cli
 from tests.loopback_hub.fixtures import TEST_TOKEN, TEST_USER
 

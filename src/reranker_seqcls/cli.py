@@ -4,111 +4,22 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import traceback
 import warnings
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import click
 
 from reranker_seqcls import __version__
+from reranker_seqcls.cli_options import (
+    check_options,
+    conversion_options,
+    hub_options,
+    recipe_options,
+)
+from reranker_seqcls.console import log, report_error, report_interrupted, say, show_warning
 from reranker_seqcls.interrupt import Interrupted, interruption_behind, raise_on_stop_signals
-
-EXIT_INTERNAL = 4
-
-
-def _say(message: str, *, err: bool = False) -> None:
-    """Print one message as one line: tokens redacted, control characters escaped (a newline in
-    a repo id or a shard name cannot start a line of its own, e.g. a workflow command)."""
-    from reranker_seqcls.redact import redact
-    from reranker_seqcls.safe_text import one_line
-
-    click.echo(one_line(redact(message)), err=err)
-
-
-def _log(message: str) -> None:
-    _say(message, err=True)
-
-
-def _stack(func, options):
-    """Apply click options so they list in the order given."""
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _recipe_options(func):
-    """--preset / custom recipe options shared by convert, check and run."""
-    options = [
-        click.option("--preset", help="Reranker family (see `reranker-seqcls presets`)."),
-        click.option("--tokens", help='Custom classifier tokens as JSON, e.g. \'["no","yes"]\'.'),
-        click.option(
-            "--method",
-            type=click.Choice(["from_2_way_softmax", "no_post_processing"]),
-            help="How the classifier tokens' logits become the score.",
-        ),
-        click.option(
-            "--template",
-            type=click.Path(path_type=Path, dir_okay=False),
-            help="Scoring chat template (Jinja, roles query/document) for a custom recipe.",
-        ),
-        click.option(
-            "--token-ids", "token_ids",
-            help="Custom classifier tokens by vocabulary id as JSON, e.g. '[0]' (instead of "
-            "--tokens).",
-        ),
-        click.option(
-            "--scale",
-            help="Constant the score logit is multiplied by, folded into the head (e.g. 0.2 for "
-            "logit / 5).",
-        ),
-    ]  # fmt: skip
-    return _stack(func, options)
-
-
-def _conversion_options(func):
-    options = [
-        click.option("--force", is_flag=True, help="Replace a non-empty OUTPUT."),
-        click.option(
-            "--copy", "force_copy", is_flag=True,
-            help="Write real copies of unchanged shards instead of reflinks/hard links.",
-        ),
-        click.option(
-            "--allow-pickle", is_flag=True,
-            help="Accept a .bin-only checkpoint (loaded with torch weights_only=True).",
-        ),
-        click.option(
-            "--allow-softcapping", is_flag=True,
-            help="Convert despite final_logit_softcapping (scores differ; check reports it).",
-        ),
-    ]  # fmt: skip
-    return _stack(func, options)
-
-
-def _check_options(func):
-    """Parity-check options shared by check and run."""
-    options = [
-        click.option(
-            "--pairs", "pairs_file", type=click.Path(path_type=Path, dir_okay=False),
-            help="JSONL of query/document[/instruction] pairs instead of the built-in set.",
-        ),
-        click.option(
-            "--dtype", type=click.Choice(["float32", "bfloat16", "float16"]),
-            help="Parity-check compute dtype (default: the checkpoint's).",
-        ),
-        click.option(
-            "--allow-softcapping", is_flag=True,
-            help="Accept a softcapped source when rankings agree (differences are reported).",
-        ),
-        click.option(
-            "--vllm-python", type=click.Path(path_type=Path, dir_okay=False),
-            help="Python of an environment with vLLM: adds a vllm row to the check (default: "
-            "$RERANKER_SEQCLS_VLLM_PYTHON, else this Python if it imports vllm, else skipped).",
-        ),
-    ]  # fmt: skip
-    return _stack(func, options)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -128,7 +39,7 @@ def cli(debug: bool) -> None:
 def presets() -> None:
     """List the known reranker families, and the families that are refused."""
     from reranker_seqcls.convert.output_config import served_score
-    from reranker_seqcls.recipes.recipe import PRESETS
+    from reranker_seqcls.recipes.presets import PRESETS
     from reranker_seqcls.recipes.refusals import REFUSALS, qwen3_vl_refusal
 
     for preset in PRESETS.values():
@@ -153,8 +64,8 @@ def presets() -> None:
 @click.argument("source", required=False)
 @click.argument("output", required=False, type=click.Path(path_type=Path, file_okay=False))
 @click.option("--revision", help="Branch, tag or commit of a Hub SOURCE.")
-@_recipe_options
-@_conversion_options
+@recipe_options
+@conversion_options
 @click.option(
     "--model_name", "model_name", hidden=True, help="Reference-script spelling of SOURCE."
 )
@@ -190,7 +101,7 @@ def convert(
     from reranker_seqcls.convert.converter import convert as run_convert
     from reranker_seqcls.errors import BadInput
     from reranker_seqcls.pipeline import locate_source, source_commit, source_name
-    from reranker_seqcls.recipes.recipe import resolve_recipe
+    from reranker_seqcls.recipes.resolve import resolve_recipe
 
     source = _one_of(source, model_name, "SOURCE", "--model_name")
     output = _one_of(output, path_, "OUTPUT", "--path")
@@ -210,9 +121,9 @@ def convert(
         from reranker_seqcls.recipes.refusals import refuse_by_name
 
         refuse_by_name(name)
-    source_dir, source_ref = locate_source(source, revision, None, _log, commit_sha)
+    source_dir, source_ref = locate_source(source, revision, None, log, commit_sha)
     if not explicit:  # the name, or the source's own sentence-transformers files
-        recipe = resolve_recipe(**recipe_options, source_dir=source_dir, log=_log)
+        recipe = resolve_recipe(**recipe_options, source_dir=source_dir, log=log)
     run_convert(
         source_dir,
         output,
@@ -222,7 +133,7 @@ def convert(
         copy=force_copy,
         allow_pickle=allow_pickle,
         allow_softcapping=allow_softcapping,
-        log=_log,
+        log=log,
     )
 
 
@@ -230,8 +141,8 @@ def convert(
 @click.argument("source")
 @click.argument("converted", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--revision", help="Branch, tag or commit of a Hub SOURCE.")
-@_recipe_options
-@_check_options
+@recipe_options
+@check_options
 @click.option(
     "--report",
     "report_file",
@@ -274,7 +185,7 @@ def check(
 
     if not (converted / CONFIG_FILE).is_file():
         raise BadInput(f"{converted} has no config.json: give a converted checkpoint directory")
-    source_dir, _ = locate_source(source, revision, None, _log)
+    source_dir, _ = locate_source(source, revision, None, log)
     recipe = check_recipe(
         source_name(source), converted, preset, tokens, method, template,
         token_ids=token_ids, scale=scale, source_dir=source_dir,
@@ -288,44 +199,31 @@ def check(
         dtype=dtype,
         allow_softcapping=allow_softcapping,
         vllm_python=vllm_python,
-        log=_log,
+        log=log,
     )
     for row in report.table_rows():
-        _say(row)
+        say(row)
     if report_file is not None:
         write_report(report, report_file)
     if not report.passed:
-        _log(f"error: parity failed: {report.reasons[0]}")
+        log(f"error: parity failed: {report.reasons[0]}")
         return 1
     return 0
-
-
-def _hub_options(func):
-    options = [
-        click.option("--private", is_flag=True, help="Create the target repo as private."),
-        click.option("--create-pr", is_flag=True, help="Open a pull request instead."),
-        click.option("--dry-run", is_flag=True, help="Do everything but push; list what would be."),
-        click.option(
-            "--token", envvar="HF_TOKEN", show_envvar=True,
-            help="Hub token (prefer the HF_TOKEN environment variable).",
-        ),
-    ]  # fmt: skip
-    return _stack(func, options)
 
 
 @cli.command()
 @click.option("--model", required=True, help="Source reranker: Hub repo id or local directory.")
 @click.option("--target", required=True, help="Target Hub repo id (owner/name).")
 @click.option("--revision", help="Branch, tag or commit of the source (default: main).")
-@_recipe_options
-@_hub_options
+@recipe_options
+@hub_options
 @click.option("--force", is_flag=True, help="Convert and push even if the target is current.")
 @click.option(
     "--output-dir",
     type=click.Path(path_type=Path, file_okay=False),
     help="Keep the converted checkpoint here (default: a temporary directory).",
 )
-@_check_options
+@check_options
 @click.option("--allow-pickle", is_flag=True, help="Accept a .bin-only source.")
 @click.option(
     "--result-json",
@@ -344,7 +242,7 @@ def run(result_json: Path | None, **kwargs) -> int:
     register_secret(kwargs.get("token"))
     opts = RunOptions(**kwargs)
     try:
-        outcome = run_pipeline(opts, _log)
+        outcome = run_pipeline(opts, log)
     except (Exception, Interrupted) as exc:
         if result_json is not None:
             from reranker_seqcls.errors import SeqClsError
@@ -361,9 +259,9 @@ def run(result_json: Path | None, **kwargs) -> int:
         raise
     if result_json is not None:
         _write_result(result_json, outcome.to_json())
-    _say(outcome.message)
+    say(outcome.message)
     if outcome.status == "failed":
-        _log(f"error: {outcome.message}")
+        log(f"error: {outcome.message}")
         return 1
     return 0
 
@@ -371,7 +269,7 @@ def run(result_json: Path | None, **kwargs) -> int:
 @cli.command()
 @click.argument("converted", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("target")
-@_hub_options
+@hub_options
 def push(converted: Path, target: str, **kwargs) -> int:
     """Push the converted checkpoint CONVERTED to the Hub repo TARGET in one commit.
 
@@ -382,8 +280,8 @@ def push(converted: Path, target: str, **kwargs) -> int:
     from reranker_seqcls.redact import register_secret
 
     register_secret(kwargs.get("token"))
-    outcome = push_converted(converted, target, log=_log, **kwargs)
-    _say(outcome.message)
+    outcome = push_converted(converted, target, log=log, **kwargs)
+    say(outcome.message)
     return 0
 
 
@@ -428,7 +326,7 @@ def plan(fleet_file: Path, list_all: bool, summary: Path | None, token: str | No
             handle.write(table)
     click.echo(table, err=True, nl=False)
     for failed in (p for p in plans if p.status == "error"):
-        _log(f"error: {failed.entry.label}: {failed.error}")
+        log(f"error: {failed.entry.label}: {failed.error}")
     click.echo(redact(json.dumps(matrix(plans, include_current=list_all), ensure_ascii=False)))
     return exit_code(plans)
 
@@ -457,59 +355,23 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     raise_on_stop_signals()
-    warnings.showwarning = _show_warning  # library warnings can quote a source's text
+    warnings.showwarning = show_warning  # library warnings can quote a source's text
     try:
         code = cli.main(args=args, prog_name="reranker-seqcls", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except Interrupted as exc:
-        code = _report_interrupted(exc)
+        code = report_interrupted(exc)
     except click.exceptions.Abort:  # click's wrapping of KeyboardInterrupt (and EOF)
-        _log("error: interrupted; nothing was written")
+        log("error: interrupted; nothing was written")
         code = 130
     except click.ClickException as exc:
-        _log(f"error: {exc.format_message()} (see reranker-seqcls --help)")
+        log(f"error: {exc.format_message()} (see reranker-seqcls --help)")
         code = exc.exit_code
     except KeyboardInterrupt:
-        _log("error: interrupted; nothing was written")
+        log("error: interrupted; nothing was written")
         code = 130
     except Exception as exc:
         stopped = interruption_behind(exc)  # a signal that landed inside a wrapping hook
-        code = _report(exc, debug) if stopped is None else _report_interrupted(stopped)
+        code = report_error(exc, debug) if stopped is None else report_interrupted(stopped)
     sys.exit(code if isinstance(code, int) else 0)
-
-
-def _report_interrupted(exc: Interrupted) -> int:
-    by = "" if exc.signum == signal.SIGINT else f" by {exc.signal_name}"
-    _log(f"error: interrupted{by}; nothing was written")
-    return exc.exit_code
-
-
-def _show_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: TextIO | None = None,
-    line: str | None = None,
-) -> None:
-    """Python warnings as one sanitized line each, like every other line the CLI prints."""
-    _log(f"warning: {category.__name__}: {message}")
-
-
-def _report(exc: Exception, debug: bool) -> int:
-    from reranker_seqcls.errors import SeqClsError
-
-    if debug:
-        traceback.print_exc()
-    if isinstance(exc, SeqClsError):
-        _log(f"error: {exc}")
-        return exc.exit_code
-    if isinstance(exc, OSError):
-        where = f" ({exc.filename})" if exc.filename else ""
-        _log(f"error: {exc.strerror or exc}{where}: check the path, permissions and free space")
-        return 2
-    _log(
-        f"error: internal error {exc.__class__.__name__}: {exc} (rerun with --debug and report it)"
-    )
-    return EXIT_INTERNAL

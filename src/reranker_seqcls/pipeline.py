@@ -16,7 +16,8 @@ from reranker_seqcls.errors import BadInput
 from reranker_seqcls.log import Log
 from reranker_seqcls.names import CONFIG_FILE, PARITY_REPORT_FILE, PROVENANCE_FILE, README_FILE
 from reranker_seqcls.provenance import Provenance, SourceRef, read_json_record
-from reranker_seqcls.recipes.recipe import Recipe, recipe_from_provenance, resolve_recipe
+from reranker_seqcls.recipes.recipe import Recipe
+from reranker_seqcls.recipes.resolve import recipe_from_provenance, resolve_recipe
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.parity import ParityReport

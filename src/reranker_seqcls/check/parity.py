@@ -462,7 +462,7 @@ def consumer_prompts(converted: Path, pairs: list[Pair]) -> ConsumerPrompts | No
     instead, i.e. the directory declares no ``message`` modality or has no chat template."""
     from transformers import AutoTokenizer
 
-    from reranker_seqcls.recipes.prompts import render_scoring_prompt
+    from reranker_seqcls.recipes.render import render_scoring_prompt
 
     st_config = converted / ST_MODULE_CONFIG_FILE
     loaded = json.loads(st_config.read_text()) if st_config.is_file() else {}

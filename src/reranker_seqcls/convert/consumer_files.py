@@ -49,7 +49,7 @@ from reranker_seqcls.names import (
     ST_MODULE_CONFIG_FILE,
     ST_MODULES_FILE,
 )
-from reranker_seqcls.recipes.prompts import ADD_BOS_VARIABLE
+from reranker_seqcls.recipes.render import ADD_BOS_VARIABLE
 
 if TYPE_CHECKING:
     from reranker_seqcls.recipes.recipe import Recipe

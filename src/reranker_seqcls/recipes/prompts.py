@@ -15,20 +15,20 @@ tokenize one string, so such inputs score slightly differently there than in the
 Truncation of long inputs, which the original codes apply per piece, is not reproduced: parity is
 checked on inputs that fit.
 
-``render_scoring_prompt`` renders a scoring chat template the way consumers do (transformers'
-``apply_chat_template`` machinery, which vLLM's score API and sentence-transformers both call).
+Custom recipes render their template the way consumers do (:mod:`render`).
 
 Nothing here imports torch; transformers is imported lazily, only for rendering.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reranker_seqcls.errors import BadInput
-from reranker_seqcls.recipes.recipe import QWEN3_DEFAULT_INSTRUCTION
+from reranker_seqcls.recipes.presets import QWEN3_DEFAULT_INSTRUCTION
+from reranker_seqcls.recipes.render import render_scoring_prompt
 
 if TYPE_CHECKING:
     from reranker_seqcls.recipes.recipe import Recipe
@@ -69,20 +69,6 @@ ZERANK_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n"
 # --- ctxl-rerank-v2 (ContextualAI model card code) --------------------------------------------
 CTXL_HEAD = "Check whether a given document contains information helpful to answer the query."
 CTXL_END = " ??"
-
-PROMPT_STYLES: tuple[str, ...] = (
-    "qwen3-reranker",
-    "mxbai-rerank-v2",
-    "bge-reranker-v2-gemma",
-    "zerank-2",
-    "ctxl-rerank-v2",
-    "template",
-    "sentence-transformers",
-)
-
-# The template variable that makes a preset template write the tokenizer's BOS itself. See
-# ``templates/bge-reranker-v2-gemma.jinja`` and ``consumer_files`` for why it is opt-in.
-ADD_BOS_VARIABLE = "add_bos_token"
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
@@ -237,18 +223,10 @@ def official_prompt(
     if instruction is None:
         instruction = recipe.default_instruction
     style = recipe.prompt_style
-    if style == "qwen3-reranker":
-        return _tokenized(tokenizer, qwen3_pieces(query, document, instruction), None)
-    if style == "mxbai-rerank-v2":
-        return _tokenized(tokenizer, mxbai_pieces(query, document, instruction), None)
-    if style == "bge-reranker-v2-gemma":
-        pieces = bge_gemma_pieces(query, document, instruction)
-        return _tokenized(tokenizer, pieces, _bos_id_if_distinct(tokenizer))
-    if style == "zerank-2":
-        return zerank2_prompt(tokenizer, query, document, instruction)
-    if style == "ctxl-rerank-v2":
-        return ctxl_prompt(tokenizer, query, document, instruction)
-    if style in ("template", "sentence-transformers"):
+    family = _FAMILY_PROMPTS.get(style)
+    if family is not None:
+        return family(tokenizer, query, document, instruction)
+    if style in TEMPLATE_STYLES:
         if recipe.template is None:
             raise BadInput(
                 f"recipe {recipe.name!r} has no prompt template: give one with --template FILE"
@@ -266,6 +244,34 @@ def official_prompt(
     raise BadInput(f"unknown prompt style {style!r}: use one of {', '.join(PROMPT_STYLES)}")
 
 
+def _qwen3_prompt(tokenizer: Any, query: str, document: str, instr: str | None) -> OfficialPrompt:
+    return _tokenized(tokenizer, qwen3_pieces(query, document, instr), None)
+
+
+def _mxbai_prompt(tokenizer: Any, query: str, document: str, instr: str | None) -> OfficialPrompt:
+    return _tokenized(tokenizer, mxbai_pieces(query, document, instr), None)
+
+
+def _bge_prompt(tokenizer: Any, query: str, document: str, instr: str | None) -> OfficialPrompt:
+    pieces = bge_gemma_pieces(query, document, instr)
+    return _tokenized(tokenizer, pieces, _bos_id_if_distinct(tokenizer))
+
+
+FamilyPrompt = Callable[[Any, str, str, str | None], OfficialPrompt]
+# Each preset's own prompt construction, by the preset's prompt style (its name).
+_FAMILY_PROMPTS: dict[str, FamilyPrompt] = {
+    "qwen3-reranker": _qwen3_prompt,
+    "mxbai-rerank-v2": _mxbai_prompt,
+    "bge-reranker-v2-gemma": _bge_prompt,
+    "zerank-2": zerank2_prompt,
+    "ctxl-rerank-v2": ctxl_prompt,
+}
+# Recipes without a family prompt render their template: custom ones as vLLM does, ones read
+# from sentence-transformers files as their CrossEncoder does.
+TEMPLATE_STYLES = ("template", "sentence-transformers")
+PROMPT_STYLES: tuple[str, ...] = (*_FAMILY_PROMPTS, *TEMPLATE_STYLES)
+
+
 def build_prompt_ids(
     tokenizer: Any,
     recipe: Recipe,
@@ -275,78 +281,3 @@ def build_prompt_ids(
 ) -> list[int]:
     """The ids the family's original scoring code feeds the causal LM for one pair."""
     return official_prompt(tokenizer, recipe, query, document, instruction).ids
-
-
-def scoring_messages(
-    query: str,
-    document: str,
-    instruction: str | None = None,
-    *,
-    structured: bool = False,
-) -> list[dict[str, Any]]:
-    """The messages a consumer renders for one pair.
-
-    vLLM's score API passes plain-string content; sentence-transformers v6 passes a list of
-    ``{"type": "text", "text": ...}`` items (``structured=True``) and an instruction/prompt as a
-    leading ``system`` message.
-    """
-
-    def content(text: str) -> str | list[dict[str, str]]:
-        return [{"type": "text", "text": text}] if structured else text
-
-    messages: list[dict[str, Any]] = []
-    if instruction is not None:
-        messages.append({"role": "system", "content": content(instruction)})
-    messages.append({"role": "query", "content": content(query)})
-    messages.append({"role": "document", "content": content(document)})
-    return messages
-
-
-def render_scoring_prompt(
-    template: str | None,
-    query: str,
-    document: str,
-    instruction: str | None = None,
-    *,
-    tokenizer: Any | None = None,
-    structured: bool = False,
-    special_tokens: Mapping[str, str] | None = None,
-    **variables: Any,
-) -> str:
-    """Render a scoring chat template for one (query, document) pair.
-
-    With a ``tokenizer`` this is exactly ``tokenizer.apply_chat_template(..., tokenize=False)``,
-    the call vLLM's score API and sentence-transformers make (the tokenizer supplies
-    ``bos_token`` and the other special-token variables). Without one, transformers' own Jinja
-    renderer is used with ``special_tokens`` (if given) as the special-token variables.
-    ``variables`` are extra template variables (e.g. ``add_bos_token=True``). A ``template`` of
-    ``None`` means the tokenizer's own chat template, as a consumer loading a directory uses.
-    """
-    messages = scoring_messages(query, document, instruction, structured=structured)
-    try:
-        if tokenizer is not None:
-            rendered = tokenizer.apply_chat_template(
-                messages, chat_template=template, tokenize=False, **variables
-            )
-        elif template is None:
-            raise BadInput("no prompt template to render: give one with --template FILE")
-        else:
-            from transformers.utils.chat_template_utils import render_jinja_template
-
-            # Annotated `-> str` upstream, but it returns (rendered, generation_indices).
-            result: Any = render_jinja_template(
-                conversations=[messages],
-                chat_template=template,
-                **{**dict(special_tokens or {}), **variables},
-            )
-            rendered = str(result[0][0])
-    except Exception as exc:  # jinja2 raises several unrelated types; all mean "bad template"
-        if isinstance(exc, BadInput):
-            raise
-        raise BadInput(
-            f"the prompt template cannot be rendered for a query/document pair "
-            f"({exc.__class__.__name__}: {exc})"
-        ) from None
-    if not isinstance(rendered, str):
-        raise BadInput("the prompt template rendered to something other than text")
-    return rendered

@@ -34,6 +34,7 @@ from reranker_seqcls.names import (
     ST_MODULES_FILE,
     TOKENIZER_CONFIG_FILE,
 )
+from reranker_seqcls.recipes.options import MAX_TEMPLATE_BYTES
 from reranker_seqcls.recipes.recipe import Recipe
 
 MODULES_FILE = ST_MODULES_FILE
@@ -44,7 +45,6 @@ TRANSFORMER_TYPE = "sentence_transformers.base.modules.transformer.Transformer"
 LOGIT_SCORE_TYPE = "sentence_transformers.cross_encoder.modules.logit_score.LogitScore"
 ACTIVATIONS = ("torch.nn.modules.activation.Sigmoid", "torch.nn.modules.linear.Identity")
 ST_RECIPE_NAME = "sentence-transformers"
-MAX_TEMPLATE_BYTES = 1 << 20
 
 
 def _load(source: Path, name: str, *, required: bool = True) -> Any:

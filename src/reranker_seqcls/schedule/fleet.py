@@ -22,39 +22,36 @@ A problem is one :class:`BadInput` line naming the entry and the key.
 
 from __future__ import annotations
 
-import difflib
-import functools
 import json
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reranker_seqcls.errors import BadInput
-from reranker_seqcls.recipes.recipe import (
-    METHODS,
-    PRESETS,
-    Recipe,
-    detect_preset,
-    preset_names,
-    resolve_recipe,
+from reranker_seqcls.recipes.presets import PRESETS, detect_preset, preset_names
+from reranker_seqcls.recipes.recipe import METHODS, Recipe
+from reranker_seqcls.recipes.resolve import resolve_recipe
+from reranker_seqcls.schedule.fleet_values import (
+    REPO_ID,
+    REVISION,
+    check_values,
+    choice_value,
+    flag_value,
+    optional_text,
+    refuse_unknown,
+    relative_to_cwd,
+    repo_id_value,
+    template_value,
+    tokens_value,
 )
+from reranker_seqcls.schedule.fleet_yaml import kind_of, load_yaml, printable
 
-MAX_FILE_BYTES = 1 << 20
-MAX_TEMPLATE_BYTES = 1 << 20
 # A GitHub Actions matrix runs at most 256 jobs.
 MAX_ENTRIES = 256
-MAX_TOKENS = 64
-MAX_TOKEN_CHARS = 64
 
 RECIPE_KEYS = ("preset", "tokens", "method", "template", "private", "create_pr")
 ENTRY_KEYS = ("model", "revision", "target", *RECIPE_KEYS)
 TOP_KEYS = ("defaults", "rerankers")
-
-# Hub repo ids (owner/name, at most 96 characters a part) and git revisions, whole-string.
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
-_REVISION = re.compile(r"[A-Za-z0-9][\w./+-]{0,199}")
 
 
 @dataclass(frozen=True)
@@ -104,24 +101,24 @@ class Fleet:
 
 def load_fleet(path: Path) -> Fleet:
     """Read and validate a fleet file; :class:`BadInput` names the first problem."""
-    where = _printable(str(path))
-    document = _load_yaml(path, where)
+    where = printable(str(path))
+    document = load_yaml(path, where)
     if isinstance(document, dict):
-        _refuse_unknown(document, TOP_KEYS, where)
+        refuse_unknown(document, TOP_KEYS, where)
         if "rerankers" not in document:
             raise BadInput(f"{where}: no `rerankers:` list: list the rerankers to keep converted")
         defaults = document.get("defaults") or {}
         if not isinstance(defaults, dict):
             raise BadInput(f"{where}: defaults: must be a mapping of {', '.join(RECIPE_KEYS)}")
-        _refuse_unknown(defaults, RECIPE_KEYS, f"{where}: defaults")
-        _check_values(defaults, f"{where}: defaults", path.parent)
+        refuse_unknown(defaults, RECIPE_KEYS, f"{where}: defaults")
+        check_values(defaults, f"{where}: defaults", path.parent)
         entries = document["rerankers"]
     elif isinstance(document, list):
         defaults, entries = {}, document
     elif document is None:
         raise BadInput(f"{where} is empty: list the rerankers under `rerankers:`")
     else:
-        raise BadInput(f"{where}: must hold a `rerankers:` list, not {_kind(document)}")
+        raise BadInput(f"{where}: must hold a `rerankers:` list, not {kind_of(document)}")
     if not isinstance(entries, list) or not entries:
         raise BadInput(f"{where}: rerankers: must be a non-empty list of entries")
     if len(entries) > MAX_ENTRIES:
@@ -145,83 +142,25 @@ def load_fleet(path: Path) -> Fleet:
     return Fleet(path, tuple(parsed))
 
 
-# --------------------------------------------------------------------------------- parsing
-
-
-def _load_yaml(path: Path, where: str) -> Any:
-    import yaml
-
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise BadInput(
-                f"{where} is {size} bytes: a fleet file is at most {MAX_FILE_BYTES} bytes"
-            )
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"{where} does not exist: give the path of the fleet file") from None
-    except IsADirectoryError:
-        raise BadInput(f"{where} is a directory: give the path of the fleet file") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"{where} is not UTF-8 text: save the fleet file as UTF-8") from None
-    except OSError as exc:
-        why = exc.strerror or exc.__class__.__name__
-        raise BadInput(f"{where} cannot be read ({why}): check the path and permissions") from None
-    try:
-        return yaml.load(text, Loader=_strict_loader())  # a SafeLoader: plain data only
-    except yaml.MarkedYAMLError as exc:
-        line = f" at line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
-        problem = _printable(exc.problem or exc.context or "syntax error", 120)
-        raise BadInput(f"{where} is not valid YAML: {problem}{line}") from None
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{where} is not valid YAML: {_printable(str(exc), 120)}") from None
-    except RecursionError:
-        raise BadInput(f"{where} nests too deeply: a fleet file is a list of entries") from None
-
-
-@functools.cache
-def _strict_loader() -> type:
-    """PyYAML's safe loader (the C one when built), refusing a key given twice in one mapping
-    (PyYAML silently keeps the last). Built on first use: importing this module imports no yaml."""
-    import yaml
-
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-    class StrictLoader(base):  # type: ignore[misc, valid-type]
-        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-            keys: set[str] = set()
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=deep)
-                if isinstance(key, str):
-                    if key in keys:
-                        raise yaml.constructor.ConstructorError(
-                            None, None, f"key {_shown(key)} given twice", key_node.start_mark
-                        )
-                    keys.add(key)
-            return super().construct_mapping(node, deep=deep)
-
-    return StrictLoader
-
-
 def _entry(index: int, raw: object, defaults: dict[str, Any], base: Path, where: str) -> FleetEntry:
     here = f"{where}: entry {index}"
     if not isinstance(raw, dict):
-        raise BadInput(f"{here}: must be a mapping with model and target, not {_kind(raw)}")
-    if isinstance(raw.get("target"), str) and _REPO_ID.fullmatch(raw["target"]):
+        raise BadInput(f"{here}: must be a mapping with model and target, not {kind_of(raw)}")
+    if isinstance(raw.get("target"), str) and REPO_ID.fullmatch(raw["target"]):
         here = f"{here} ({raw['target']})"  # name the entry by its target where it has one
-    _refuse_unknown(raw, ENTRY_KEYS, here)
-    target = _repo_id(raw, "target", here)
-    model = _repo_id(raw, "model", here)
+    refuse_unknown(raw, ENTRY_KEYS, here)
+    target = repo_id_value(raw, "target", here)
+    model = repo_id_value(raw, "model", here)
     if model.casefold() == target.casefold():
         raise BadInput(f"{here}: target: is the model itself: give a separate repo to push to")
     values = {**defaults, **raw}
-    revision = _optional_text(values, "revision", here, _REVISION, "a branch, tag or commit")
-    preset = _choice(values, "preset", here, tuple(PRESETS))
-    method = _choice(values, "method", here, METHODS)
-    tokens = _tokens(values, here)
-    template = _template(values, here, base)
-    private = _flag(values, "private", here)
-    create_pr = _flag(values, "create_pr", here)
+    revision = optional_text(values, "revision", here, REVISION, "a branch, tag or commit")
+    preset = choice_value(values, "preset", here, tuple(PRESETS))
+    method = choice_value(values, "method", here, METHODS)
+    tokens = tokens_value(values, here)
+    template = template_value(values, here, base)
+    private = flag_value(values, "private", here)
+    create_pr = flag_value(values, "create_pr", here)
 
     if preset is not None and (tokens is not None or method is not None):
         raise BadInput(f"{here}: preset: give either preset or tokens and method, not both")
@@ -247,7 +186,7 @@ def _entry(index: int, raw: object, defaults: dict[str, Any], base: Path, where:
             template_path=(base / template) if template is not None else None,
         )
     except BadInput as exc:
-        raise BadInput(f"{here}: {exc}") from None
+        raise BadInput(f"{here}: {exc}") from exc
     return FleetEntry(
         index=index,
         model=model,
@@ -256,146 +195,11 @@ def _entry(index: int, raw: object, defaults: dict[str, Any], base: Path, where:
         preset=preset,
         tokens=tokens,
         method=method,
-        template=_relative_to_cwd(base / template) if template is not None else None,
+        template=relative_to_cwd(base / template) if template is not None else None,
         private=private,
         create_pr=create_pr,
         recipe=recipe,
     )
 
 
-def _check_values(values: dict[str, Any], here: str, base: Path) -> None:
-    """Type-check the recipe options of ``values`` (so a bad default is reported as one)."""
-    _choice(values, "preset", here, tuple(PRESETS))
-    _choice(values, "method", here, METHODS)
-    _tokens(values, here)
-    _template(values, here, base)
-    _flag(values, "private", here)
-    _flag(values, "create_pr", here)
-
-
-def _refuse_unknown(mapping: dict[Any, Any], allowed: tuple[str, ...], here: str) -> None:
-    for key in mapping:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"use {', '.join(allowed)}"
-            raise BadInput(f"{here}: unknown key {_shown(key)}: {hint}")
-
-
-def _repo_id(raw: dict[str, Any], key: str, here: str) -> str:
-    value = raw.get(key)
-    if value is None:
-        raise BadInput(f"{here}: {key}: missing: give the Hub repo id (owner/name)")
-    if not isinstance(value, str) or not _REPO_ID.fullmatch(value) or ".." in value:
-        raise BadInput(f"{here}: {key}: {_shown(value)} is not a Hub repo id: give owner/name")
-    return value
-
-
-def _optional_text(
-    values: dict[str, Any], key: str, here: str, pattern: re.Pattern[str], what: str
-) -> str | None:
-    value = values.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        quote = " (quote it)" if isinstance(value, int | float) else ""
-        raise BadInput(f"{here}: {key}: {_shown(value)} is not {what}{quote}")
-    return value
-
-
-def _choice(values: dict[str, Any], key: str, here: str, choices: tuple[str, ...]) -> str | None:
-    value = values.get(key)
-    if value is None:
-        return None
-    if value not in choices:
-        raise BadInput(f"{here}: {key}: {_shown(value)} is not one of {', '.join(choices)}")
-    return str(value)
-
-
-def _tokens(values: dict[str, Any], here: str) -> tuple[str, ...] | None:
-    value = values.get("tokens")
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value or len(value) > MAX_TOKENS:
-        raise BadInput(
-            f'{here}: tokens: must be a list of 1 to {MAX_TOKENS} strings, like ["no", "yes"]'
-        )
-    for token in value:
-        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
-            raise BadInput(
-                f"{here}: tokens: {_shown(token)} is not a token: each is a non-empty string "
-                f"of at most {MAX_TOKEN_CHARS} characters"
-            )
-    if len(set(value)) != len(value):
-        raise BadInput(f"{here}: tokens: a token is listed twice: each must be distinct")
-    return tuple(value)
-
-
-def _template(values: dict[str, Any], here: str, base: Path) -> str | None:
-    value = values.get("template")
-    if value is None:
-        return None
-    if (
-        not isinstance(value, str)
-        or not value
-        or len(value) > 500
-        or not value.isprintable()
-        or os.path.isabs(value)
-    ):
-        raise BadInput(
-            f"{here}: template: {_shown(value)} is not a relative file path: give the Jinja "
-            "file's path relative to the fleet file"
-        )
-    path = base / value
-    if not path.is_file():
-        raise BadInput(f"{here}: template: {_shown(value)} is not a file next to the fleet file")
-    if path.stat().st_size > MAX_TEMPLATE_BYTES:
-        raise BadInput(
-            f"{here}: template: {_shown(value)} is larger than {MAX_TEMPLATE_BYTES} bytes"
-        )
-    return value
-
-
-def _flag(values: dict[str, Any], key: str, here: str) -> bool:
-    value = values.get(key, False)
-    if not isinstance(value, bool):
-        raise BadInput(f"{here}: {key}: must be true or false, not {_shown(value)}")
-    return value
-
-
-def _relative_to_cwd(path: Path) -> str:
-    """A template's path as ``run`` and the Action's convert step, started in the same working
-    directory as ``plan``, open it."""
-    return Path(os.path.relpath(path.resolve(), Path.cwd())).as_posix()
-
-
 # --------------------------------------------------------------------------------- messages
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
-def _shown(value: object) -> str:
-    """A value from the file as short, printable, one-line text for an error message."""
-    if isinstance(value, str):
-        return repr(_printable(value, 60))
-    if isinstance(value, bool | int | float):
-        return repr(value)
-    return _kind(value)
-
-
-def _printable(text: str, limit: int = 200) -> str:
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
