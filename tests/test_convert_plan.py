@@ -120,6 +120,7 @@ def test_provenance_round_trips_byte_for_byte(tiny_model, tmp_path):
     [
         (lambda r: r.pop("classifier"), "'classifier' is not an object"),
         (lambda r: r["classifier"].update(token_ids=["1"]), "'classifier.token_ids'"),
+        (lambda r: r["classifier"].update(token_ids=[1]), "token_ids and pieces do not match"),
         (lambda r: r["classifier"].update(scale=True), "'classifier.scale' is missing"),
         (lambda r: r["recipe"].pop("name"), "'recipe.name' is missing"),
         (lambda r: r["tool"].update(version=3), "'tool.version' is missing"),

@@ -24,6 +24,7 @@ def test_wheel_ships_no_fixtures_and_every_template(tmp_path: Path) -> None:
     templates = {p.name for p in (ROOT / "src/reranker_seqcls/recipes/templates").glob("*.jinja")}
     shipped = {n.rsplit("/", 1)[-1] for n in names if n.endswith(".jinja")}
     assert templates and templates <= shipped, (templates, shipped)
+    assert "reranker_seqcls/hub/card_template.md" in names, names
 
     # Installed on its own (no repo on the path), the fixtures cannot be imported.
     target = tmp_path / "site"
@@ -37,6 +38,8 @@ def test_wheel_ships_no_fixtures_and_every_template(tmp_path: Path) -> None:
         "import reranker_seqcls.pipeline, reranker_seqcls.recipes.presets as r\n"
         "assert r.__file__.startswith(sys.argv[1]), r.__file__\n"
         "assert r.PRESETS, 'presets load their templates from the installed package'\n"
+        "import reranker_seqcls.hub.card as card\n"
+        "assert card.CARD_TEMPLATE.is_file() and card.CARD_TEMPLATE.is_relative_to(sys.argv[1])\n"
         "import reranker_seqcls.tiny\n"
     )
     proc = subprocess.run(

@@ -21,7 +21,7 @@ from reranker_seqcls.recipes.resolve import recipe_from_provenance, resolve_reci
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.parity import ParityReport
-    from reranker_seqcls.hub.client import PushResult
+    from reranker_seqcls.hub.push import PushResult
 
 
 def check_recipe(
@@ -124,7 +124,7 @@ class RunOutcome:
             self.message = f"pushed {label} to {self.target_repo} (commit {sha})"
 
     def to_json(self) -> dict[str, Any]:
-        from reranker_seqcls.hub.client import repo_url
+        from reranker_seqcls.hub.repo_ids import repo_url
 
         parity = None
         if self.parity is not None:
@@ -178,7 +178,8 @@ def source_commit(source: str, revision: str | None, token: str | None) -> str |
     """None for a local checkpoint directory; for a Hub repo id, the exact commit ``revision``
     names. Called before the recipe is chosen, so a missing repo is reported as missing (not
     as a name the family cannot be told from) and nothing is downloaded for a bad recipe."""
-    from reranker_seqcls.hub.client import require_repo_id, resolve_commit
+    from reranker_seqcls.hub.fetch import resolve_commit
+    from reranker_seqcls.hub.repo_ids import require_repo_id
 
     if Path(source).is_dir():
         if revision is not None:
@@ -193,7 +194,7 @@ def locate_source(
 ) -> tuple[Path, SourceRef]:
     """A local checkpoint directory as is, or a Hub repo id downloaded at an exact commit
     (``commit_sha`` when :func:`source_commit` resolved it already)."""
-    from reranker_seqcls.hub.client import fetch
+    from reranker_seqcls.hub.fetch import fetch
 
     if commit_sha is None:
         commit_sha = source_commit(source, revision, token)
@@ -212,7 +213,10 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
     from reranker_seqcls.convert.converter import convert
     from reranker_seqcls.hub.card import render_card, source_license, write_card
-    from reranker_seqcls.hub.client import fetch, push, require_repo_id, target_state
+    from reranker_seqcls.hub.fetch import fetch
+    from reranker_seqcls.hub.push import push
+    from reranker_seqcls.hub.repo_ids import require_repo_id
+    from reranker_seqcls.hub.target import target_state
     from reranker_seqcls.schedule.staleness import expected_identity, why_stale
 
     require_repo_id(opts.target, "target")
@@ -376,7 +380,9 @@ def push_converted(
     """``push``: one commit of a converted directory, refusing a failed parity report."""
     from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
     from reranker_seqcls.hub.card import render_card, write_card
-    from reranker_seqcls.hub.client import push, require_repo_id, target_state
+    from reranker_seqcls.hub.push import push
+    from reranker_seqcls.hub.repo_ids import require_repo_id
+    from reranker_seqcls.hub.target import target_state
 
     require_repo_id(target, "target")
     provenance_path = converted / PROVENANCE_FILE

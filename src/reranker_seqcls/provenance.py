@@ -182,10 +182,14 @@ def _classifier(data: dict[str, Any], path: Path) -> ClassifierRecord:
     formula = data.get("score_formula")
     if not isinstance(formula, str | None):
         raise _not_a_record(path, "'classifier.score_formula' is not a string")
+    tokens, pieces = strings("tokens"), strings("pieces")
+    two_way = data.get("method") == "from_2_way_softmax"
+    if not len(tokens) == len(ids) == len(pieces) or not tokens or (two_way and len(tokens) != 2):
+        raise _not_a_record(path, "'classifier' tokens, token_ids and pieces do not match")
     return ClassifierRecord(
-        tokens=strings("tokens"),
+        tokens=tokens,
         token_ids=tuple(ids),
-        pieces=strings("pieces"),
+        pieces=pieces,
         method=_typed(data, "method", str, "classifier", path),
         num_labels=_typed(data, "num_labels", int, "classifier", path),
         score_from=_typed(data, "score_from", str, "classifier", path),

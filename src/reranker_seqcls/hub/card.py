@@ -1,15 +1,17 @@
-"""The model card (README.md) of a converted checkpoint.
+"""The model card (README.md) of a converted checkpoint, and the short README of ``convert``.
 
-Metadata goes through huggingface_hub's own ``ModelCardData``/``ModelCard`` so that what is
-written is what the Hub parses; the body says what was converted and how to use it in each
-consumer, with the parity table of the run.
+The card's text is ``card_template.md`` (package data), rendered by huggingface_hub's
+``ModelCard.from_template`` with ``ModelCardData`` metadata, so that what is written is what the
+Hub parses; this module computes the pieces it fills in (what was converted, the score head, the
+parity table of the run, each consumer's usage). The template is plain Jinja with variables
+only: every value is computed here, inserted as is, never evaluated.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from reranker_seqcls.names import README_FILE
 
@@ -19,13 +21,20 @@ TAGS = ["reranker", "sequence-classification", "text-ranking", "reranker-seqcls"
 _MAX_CARD_BYTES = 4 * 1024 * 1024
 
 
-def source_license(source_dir: Path) -> tuple[str | None, dict[str, Any]]:
+class SourceLicense(NamedTuple):
+    """The source card's ``license`` and, for "other", its ``license_name``/``license_link``."""
+
+    license: str | None
+    extra: dict[str, Any]
+
+
+def source_license(source_dir: Path) -> SourceLicense:
     """The license (and license_name/link for "other") from the source's model card."""
     from reranker_seqcls.source import Source
 
     readme = Source(source_dir).file(README_FILE)  # never a link out of the source
     if readme is None:
-        return None, {}
+        return SourceLicense(None, {})
     from huggingface_hub import ModelCard
 
     try:
@@ -33,10 +42,15 @@ def source_license(source_dir: Path) -> tuple[str | None, dict[str, Any]]:
             text = fh.read(_MAX_CARD_BYTES).decode("utf-8", errors="replace")
         data = ModelCard(text).data.to_dict()
     except Exception:  # a malformed source card must not stop the conversion
-        return None, {}
+        return SourceLicense(None, {})
     extra = {k: data[k] for k in ("license_name", "license_link") if data.get(k)}
     license_ = data.get("license")
-    return (license_ if isinstance(license_, str) else None), extra
+    return SourceLicense(license_ if isinstance(license_, str) else None, extra)
+
+
+class CardNotReadable(RuntimeError):
+    """The rendered card does not read back through the Hub's parser: a bug of the template or
+    of this module (an internal error, exit 4), never the input's fault."""
 
 
 def render_card(
@@ -49,6 +63,7 @@ def render_card(
     license_extra: dict[str, Any],
     template_file: str | None,
 ) -> str:
+    """The model card of ``target_repo``: ``card_template.md`` rendered by ``ModelCard``."""
     from huggingface_hub import ModelCard, ModelCardData
 
     source = provenance["source"]
@@ -61,32 +76,75 @@ def render_card(
         license=license_,
         **license_extra,
     )
-    body = _body(target_repo, provenance, parity_markdown, template_file, tokenization_gap)
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+    variables = _card_variables(
+        target_repo, provenance, parity_markdown, template_file, tokenization_gap
+    )
+    card = ModelCard.from_template(data, template_path=str(CARD_TEMPLATE), **variables)
     # Round-trip through the Hub's parser: what we wrote must read back the same.
     parsed = ModelCard(str(card)).data.to_dict()
-    assert parsed.get("pipeline_tag") == "text-ranking"
-    assert parsed.get("library_name") == "transformers"
+    if (parsed.get("pipeline_tag"), parsed.get("library_name")) != ("text-ranking", "transformers"):
+        raise CardNotReadable(
+            f"the model card of {target_repo} does not read back as a text-ranking "
+            f"transformers model ({parsed.get('pipeline_tag')!r}, {parsed.get('library_name')!r})"
+        )
     return str(card)
 
 
-def _body(
+CARD_TEMPLATE = Path(__file__).with_name("card_template.md")
+
+
+def _card_variables(
     target: str,
     prov: dict[str, Any],
     parity: str | None,
     template: str | None,
-    gap: dict[str, Any] | None = None,
-) -> str:
+    gap: dict[str, Any] | None,
+) -> dict[str, str]:
+    """The text ``card_template.md`` fills in, each piece computed from the provenance record
+    in the order the f-string card of before read it (so a hand-edited record fails the same)."""
     source = prov["source"]
     recipe = prov["recipe"]
     clf = prov["classifier"]
     name = source.get("repo_id") or source.get("name")
     sha = source.get("commit_sha")
-    src_link = f"[{name}](https://huggingface.co/{name})" if source.get("repo_id") else f"`{name}`"
-    at = f" at commit `{sha}`" if sha else ""
+    source_link = (
+        f"[{name}](https://huggingface.co/{name})" if source.get("repo_id") else f"`{name}`"
+    )
     tokens = ", ".join(
         f"`{t}` (id {i})" for t, i in zip(clf["tokens"], clf["token_ids"], strict=True)
     )
+    score_head = _score_head(clf)
+    family_line = _family_line(recipe["name"], clf)
+    template_line = (
+        f"The scoring prompt travels with the checkpoint as `{template}` (roles `query` and "
+        "`document`); sentence-transformers applies it automatically."
+        if template
+        else "No scoring template was given: consumers score the raw (query, document) text."
+    )
+    parity_section = parity or "_Parity was not checked for this upload._"
+    tokenization_section = _tokenization_section(gap) if gap else ""
+    return {
+        "title": target.split("/")[-1],
+        "architecture": prov["architecture"],
+        "source_link": source_link,
+        "at_commit": f" at commit `{sha}`" if sha else "",
+        "tool_version": prov["tool"]["version"],
+        "recipe_name": recipe["name"],
+        "method": clf["method"],
+        "tokens": tokens,
+        "score_head": score_head,
+        "family_line": family_line,
+        "template_line": template_line,
+        "parity_section": parity_section,
+        "tokenization_section": tokenization_section,
+        "served_paragraph": _served_paragraph(clf),
+        "target": target,
+        "vllm_section": vllm_section(target, template, clf.get("dtype"), hub=True),
+    }
+
+
+def _score_head(clf: dict[str, Any]) -> str:
+    """How the score head's row was made from the classifier tokens' rows."""
     if clf["method"] == "from_2_way_softmax":
         math = (
             f"`score.weight = W[{clf['tokens'][1]}] - W[{clf['tokens'][0]}]`, so the logit equals "
@@ -100,62 +158,7 @@ def _body(
     scale = clf.get("scale", 1.0)
     if scale != 1.0:
         math += f", times the constant `{scale:g}` folded into the head"
-    family_line = _family_line(recipe["name"], clf)
-    template_line = (
-        f"The scoring prompt travels with the checkpoint as `{template}` (roles `query` and "
-        "`document`); sentence-transformers applies it automatically."
-        if template
-        else "No scoring template was given: consumers score the raw (query, document) text."
-    )
-    parity_section = parity or "_Parity was not checked for this upload._"
-    gap_section = _tokenization_section(gap) if gap else ""
-    return f"""# {target.split("/")[-1]}
-
-A `{prov["architecture"]}` conversion of {src_link}{at}, made with
-[reranker-seqcls](https://github.com/reranker-seqcls/reranker-seqcls) {prov["tool"]["version"]}.
-The causal LM scored relevance through the logits of classifier tokens; this checkpoint computes
-the same score with a one-row classification head instead of the full vocabulary projection.
-
-- Recipe: `{recipe["name"]}`, method `{clf["method"]}`, tokens {tokens}.
-- Score head: {math}.
-- {family_line}
-- {template_line}
-
-## Parity with the original
-
-{parity_section}
-{gap_section}
-## Usage
-
-{_served_paragraph(clf)}
-
-### sentence-transformers
-
-```python
-from sentence_transformers import CrossEncoder
-
-model = CrossEncoder("{target}")
-scores = model.predict([("what is panda?", "The giant panda is a bear native to China.")])
-```
-
-### transformers
-
-```python
-import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-tokenizer = AutoTokenizer.from_pretrained("{target}", padding_side="left")
-model = AutoModelForSequenceClassification.from_pretrained("{target}").eval()
-messages = [{{"role": "query", "content": "what is panda?"}},
-            {{"role": "document", "content": "The giant panda is a bear native to China."}}]
-prompt = tokenizer.apply_chat_template(messages, tokenize=False)
-inputs = tokenizer([prompt], return_tensors="pt", add_special_tokens=False, padding=True)
-with torch.no_grad():
-    logits = model(**inputs).logits[:, 0]
-print(torch.sigmoid(logits))
-```
-
-{vllm_section(target, template, clf.get("dtype"), hub=True)}"""
+    return math
 
 
 def vllm_section(model: str, template: str | None, head_dtype: str | None, *, hub: bool) -> str:

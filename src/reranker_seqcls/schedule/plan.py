@@ -59,7 +59,8 @@ def plan_fleet(fleet: Fleet, token: str | None) -> list[EntryPlan]:
 
 
 def plan_entry(entry: FleetEntry, token: str | None) -> EntryPlan:
-    from reranker_seqcls.hub.client import resolve_commit, target_state
+    from reranker_seqcls.hub.fetch import resolve_commit
+    from reranker_seqcls.hub.target import target_state
     from reranker_seqcls.schedule.staleness import expected_identity, why_stale
 
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from reranker_seqcls.hub.client import TargetState
+from reranker_seqcls.hub.target import TargetState
 from reranker_seqcls.provenance import Identity
 
 if TYPE_CHECKING:

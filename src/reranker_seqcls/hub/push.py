@@ -1,0 +1,245 @@
+"""Push: one atomic commit to the target, or nothing at all.
+
+Two layers: :func:`push` turns a converted folder into commit operations (every file added, the
+target's other files deleted) and commits them with :func:`commit_operations`, which holds the
+guarantees for any list of operations (a streamed run pre-uploads its LFS files and commits them
+through it too):
+
+- ``parent_commit`` (the head read when the run started) makes a concurrent writer's commit
+  fail this push instead of interleaving with it; None means the target does not exist yet;
+- a target is created only now that the commit is ready, and deleted again when it fails;
+- when the commit call fails without an answer (a dropped connection, a 5xx after the commit
+  was applied), the target's head is compared with what the commit wrote, and a commit that
+  landed is reported as pushed, so that this run and a rerun agree;
+- a commit that changes nothing is reported as such ("already holds identical files").
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from reranker_seqcls.hub.errors import first_line, hub_errors
+from reranker_seqcls.hub.reads import files_at, head_commit, hub_api
+from reranker_seqcls.hub.repo_ids import repo_url
+
+if TYPE_CHECKING:
+    from huggingface_hub import CommitOperation, CommitOperationAdd, HfApi
+    from huggingface_hub.hf_api import RepoFile
+
+# Target files the tool never deletes (the Hub manages them).
+_KEEP_IN_TARGET = {".gitattributes"}
+
+
+@dataclass(frozen=True)
+class PushResult:
+    commit_sha: str | None
+    commit_url: str | None
+    pr_url: str | None
+    added: list[str]
+    deleted: list[str]
+    # False when the target already held these files: the Hub made no commit (commit_sha is
+    # the unchanged head).
+    committed: bool = True
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What :func:`commit_operations` made: ``made`` is False when the target already held
+    these files (``sha`` is then its unchanged head)."""
+
+    sha: str
+    url: str | None
+    pr_url: str | None
+    made: bool
+
+
+def push(
+    folder: Path,
+    repo_id: str,
+    *,
+    token: str | None,
+    private: bool,
+    create_pr: bool,
+    parent_commit: str | None,
+    commit_message: str,
+    commit_description: str,
+    dry_run: bool,
+    log: Callable[[str], None],
+) -> PushResult:
+    """One commit holding every file of ``folder``, deleting target files the folder lacks."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    local = folder_files(folder)
+    remote: list[str] = []
+    if parent_commit is not None:
+        with hub_errors(f"target {repo_id}"):
+            remote = hub_api(token).list_repo_files(repo_id, revision=parent_commit)
+    stale = sorted(set(remote) - set(local) - _KEEP_IN_TARGET)
+    if dry_run:
+        log(f"dry run: would commit {len(local)} file(s) to {repo_id}: {', '.join(local)}")
+        if stale:
+            log(f"dry run: would delete {', '.join(stale)}")
+        return PushResult(None, None, None, local, stale)
+    operations: list[CommitOperation] = [
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in local
+    ]
+    operations += [CommitOperationDelete(path_in_repo=name) for name in stale]
+    commit = commit_operations(
+        repo_id,
+        operations,
+        token=token,
+        private=private,
+        create_pr=create_pr,
+        parent_commit=parent_commit,
+        commit_message=commit_message,
+        commit_description=commit_description,
+        log=log,
+    )
+    return PushResult(commit.sha, commit.url, commit.pr_url, local, stale, commit.made)
+
+
+def folder_files(folder: Path) -> list[str]:
+    """The files of ``folder`` a push uploads (relative POSIX paths), hidden ones left out."""
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def commit_operations(
+    repo_id: str,
+    operations: Sequence[CommitOperation],
+    *,
+    token: str | None,
+    private: bool,
+    create_pr: bool,
+    parent_commit: str | None,
+    commit_message: str,
+    commit_description: str,
+    log: Callable[[str], None],
+    before_commit: Callable[[], None] | None = None,
+) -> Commit:
+    """Commit ``operations`` to ``repo_id`` on ``parent_commit`` (None: a new target, created
+    here) with the guarantees of this module. ``before_commit`` runs once the target exists and
+    before the commit (to pre-upload LFS files into a target created here); what it raises is
+    handled like a failed commit."""
+    api = hub_api(token)
+    created = False
+    if parent_commit is None:  # a new target: created now that the commit is ready to go
+        with hub_errors(f"push to {repo_id}"):
+            created = _create_target(api, repo_id, private)
+    try:
+        with hub_errors(f"push to {repo_id}"):
+            if before_commit is not None:
+                before_commit()
+            if parent_commit is None:
+                # A repo created just now has an initial commit; guard against anything after it.
+                parent_commit = head_commit(repo_id, None, token)
+            info = api.create_commit(
+                repo_id,
+                list(operations),
+                commit_message=commit_message,
+                commit_description=commit_description,
+                parent_commit=parent_commit,
+                create_pr=create_pr,
+            )
+        sha, url, pr_url = info.oid, info.commit_url, info.pr_url
+    except BaseException as exc:
+        # The commit call failed, or its answer was lost after the Hub applied it: look at the
+        # target before reporting, so a rerun and this run tell the same story.
+        landed = None if create_pr else _landed_commit(repo_id, parent_commit, operations, token)
+        if landed is None and created:
+            _delete_created(api, repo_id, log)
+        if landed is None or not isinstance(exc, Exception):
+            raise
+        log(
+            f"the Hub's answer to the commit was lost, but {repo_id} now holds it "
+            f"(commit {landed[:12]})"
+        )
+        sha, url, pr_url = landed, f"{repo_url(repo_id)}/commit/{landed}", None
+    made = create_pr or sha != parent_commit
+    _log_commit(repo_id, operations, made, log)
+    return Commit(sha, url, pr_url, made)
+
+
+def _log_commit(
+    repo_id: str, operations: Sequence[CommitOperation], made: bool, log: Callable[[str], None]
+) -> None:
+    from huggingface_hub import CommitOperationDelete
+
+    if not made:
+        log(f"{repo_id} already holds identical files: no commit was made")
+        return
+    removed = sum(isinstance(op, CommitOperationDelete) for op in operations)
+    deleted = f", deleted {removed}" if removed else ""
+    log(f"pushed {len(operations) - removed} file(s) to {repo_id}{deleted}")
+
+
+def _create_target(api: HfApi, repo_id: str, private: bool) -> bool:
+    """Create the target repo; False when it exists already (created since the run looked)."""
+    from huggingface_hub import errors as hf
+
+    try:
+        api.create_repo(repo_id, private=private)
+    except hf.HfHubHTTPError as exc:
+        if exc.response is not None and exc.response.status_code == 409:
+            return False
+        raise
+    return True
+
+
+def _delete_created(api: HfApi, repo_id: str, log: Callable[[str], None]) -> None:
+    """Remove the target this run created for a push that failed: no empty repo is left."""
+    try:
+        api.delete_repo(repo_id)
+    except Exception as exc:  # best effort: the push's own error is what gets reported
+        log(f"warning: could not remove {repo_id}, created by this run ({first_line(exc)[:120]})")
+    else:
+        log(f"removed {repo_id}: this run created it, and the push failed")
+
+
+def _landed_commit(
+    repo_id: str,
+    parent_commit: str | None,
+    operations: Sequence[CommitOperation],
+    token: str | None,
+) -> str | None:
+    """The target's new head when it holds exactly what ``operations`` write (a commit whose
+    answer was lost), else None. Never raises: it only decides what to report."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    adds = [op for op in operations if isinstance(op, CommitOperationAdd)]
+    deletes = {op.path_in_repo for op in operations if isinstance(op, CommitOperationDelete)}
+    if len(adds) + len(deletes) != len(operations):  # a copy: not told apart from its source
+        return None
+    try:
+        head = head_commit(repo_id, None, token)
+        if head is None or head == parent_commit:
+            return None
+        paths = [op.path_in_repo for op in adds] + sorted(deletes)
+        remote = {entry.path: entry for entry in files_at(repo_id, paths, head, token)}
+        if deletes & remote.keys():
+            return None
+        for op in adds:
+            entry = remote.get(op.path_in_repo)
+            if entry is None or not _same_content(entry, op):
+                return None
+    except Exception:
+        return None
+    return head
+
+
+def _same_content(entry: RepoFile, op: CommitOperationAdd) -> bool:
+    """Whether a file of the target holds what an upload operation sends."""
+    if entry.size != op.upload_info.size:
+        return False
+    if entry.lfs is not None:
+        return entry.lfs.sha256 == op.upload_info.sha256.hex()
+    with op.as_file() as file:
+        data = file.read()
+    return entry.blob_id == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()

@@ -1,0 +1,81 @@
+"""The idempotent Hub reads a run makes itself, retried by huggingface_hub's own backoff.
+
+huggingface_hub retries its downloads and uploads (``http_backoff``), but ``HfApi.model_info``
+and ``HfApi.get_paths_info`` send one request: the head and revision lookups a run starts with,
+and the lost-commit lookup after a push failed, would give up on the first 5xx or rate limit.
+So these two requests go through ``huggingface_hub.utils.http_backoff`` with the client's own
+headers and error mapping (``hf_raise_for_status``): rate limits (429, waiting as long as
+``Retry-After`` or the ``RateLimit`` header says), 408 and 5xx answers and dropped connections
+are retried :data:`MAX_RETRIES` times, waiting 1, 2, 4 s in between.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from httpx2 import Response
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
+
+MAX_RETRIES = 3
+RETRIED_STATUSES = (408, 429, *range(500, 600))
+
+
+def hub_api(token: str | None) -> HfApi:
+    """The client for every other Hub call (downloads, commits, repo creation)."""
+    from huggingface_hub import HfApi
+
+    return HfApi(token=token)
+
+
+def head_commit(repo_id: str, revision: str | None, token: str | None) -> str | None:
+    """The commit sha ``revision`` (None: the default branch) of model ``repo_id`` points at;
+    None for a repo without commits. ``HfApi.model_info(...).sha``, retried."""
+    from huggingface_hub.utils import validate_repo_id
+
+    validate_repo_id(repo_id)
+    path = f"/api/models/{repo_id}"
+    if revision is not None:
+        path += f"/revision/{quote(revision, safe='')}"
+    sha = _retried("GET", path, token).json().get("sha")
+    return sha if isinstance(sha, str) else None
+
+
+def files_at(repo_id: str, paths: list[str], revision: str, token: str | None) -> list[RepoFile]:
+    """The files among ``paths`` that model ``repo_id`` holds at commit ``revision`` (absent
+    paths and folders are left out). ``HfApi.get_paths_info``, retried."""
+    from huggingface_hub.hf_api import RepoFile
+
+    response = _retried(
+        "POST",
+        f"/api/models/{repo_id}/paths-info/{quote(revision, safe='')}",
+        token,
+        data={"paths": paths, "expand": False},
+    )
+    return [RepoFile(**entry) for entry in response.json() if entry.get("type") == "file"]
+
+
+def _retried(
+    method: Literal["GET", "POST"],
+    path: str,
+    token: str | None,
+    data: dict[str, object] | None = None,
+) -> Response:
+    """One Hub API request through ``http_backoff``; raises the client's own HTTP errors."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
+
+    response = http_backoff(
+        method,
+        f"{constants.ENDPOINT.rstrip('/')}{path}",
+        headers=build_hf_headers(token=token),
+        max_retries=MAX_RETRIES,
+        base_wait_time=1,
+        max_wait_time=4,
+        retry_on_status_codes=RETRIED_STATUSES,
+        data=data,
+    )
+    hf_raise_for_status(response)
+    return response
