@@ -618,19 +618,6 @@ def _verify_saved(out: Path, *, tied: bool, num_shards: int) -> None:
             raise RuntimeError("safetensors index does not name every shard")
 
 
-def build_tiny_reranker(
-    family: Family,
-    out_dir: str | Path,
-    *,
-    tied: bool | None = None,
-    **kwargs: Any,
-) -> Path:
-    """``build_model`` with the family's usual tying (Gemma and Qwen3-0.6B tie, mxbai does not)."""
-    if tied is None:
-        tied = family in ("gemma", "qwen3")
-    return build_model(family, out_dir, tied=tied, **kwargs)
-
-
 def expected_shard_names(num_shards: int) -> list[str]:
     """The file names transformers gives ``num_shards`` safetensors shards."""
     if num_shards == 1:

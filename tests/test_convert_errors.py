@@ -207,7 +207,8 @@ def test_ctrl_c_leaves_nothing(tiny_model, tmp_path):
     import sys
     import time
 
-    from reranker_seqcls.safetensors_io.checkpoint import SafetensorsFile, _header_bytes
+    from reranker_seqcls.safetensors_io.header import SafetensorsFile
+    from reranker_seqcls.safetensors_io.header import header_bytes as _header_bytes
 
     source = tmp_path / "big-model"
     shutil.copytree(tiny_model("qwen3", tied=False, num_shards=2), source)

@@ -598,7 +598,7 @@ def test_token_ids_and_scale_fold_into_the_head(tiny_model, tmp_path):
 
 def test_scale_rounds_once_to_bfloat16():
     """A scaled head is not float32-exact: rounding through float32 could round twice."""
-    from reranker_seqcls.safetensors_io.checkpoint import decode_floats, encode_floats
+    from reranker_seqcls.safetensors_io.floats import decode_floats, encode_floats
 
     tricky = 1 + 2**-8 + 2**-30  # float32 rounds it to the bfloat16 tie 1 + 2**-8
     torch.manual_seed(0)
@@ -620,7 +620,7 @@ def test_logit_scaling_table_matches_installed_transformers():
     import importlib.util
     import re
 
-    from reranker_seqcls.convert.converter import SCALED_LOGITS
+    from reranker_seqcls.convert.rules import SCALED_LOGITS
 
     root = Path(importlib.util.find_spec("transformers").origin).parent / "models"
     for model_type, (key, how) in SCALED_LOGITS.items():
@@ -634,7 +634,7 @@ def test_logit_scaling_table_matches_installed_transformers():
 
 
 def test_logit_factor_of_scaled_and_unscaled_configs():
-    from reranker_seqcls.convert.converter import logit_factor
+    from reranker_seqcls.convert.rules import logit_factor
     from reranker_seqcls.errors import BadInput
 
     assert logit_factor({"model_type": "cohere", "logit_scale": 0.0625}) == 0.0625

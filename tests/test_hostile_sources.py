@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reranker_seqcls.safetensors_io.checkpoint import place_file
+from reranker_seqcls.safetensors_io.place import place_file
 from tests.conftest import run_cli
 from tests.hostile import (
     INDEX,

@@ -7,7 +7,7 @@ import torch
 
 from reranker_seqcls.convert.architectures import _auto_mappings
 from reranker_seqcls.redact import redact, register_secret
-from reranker_seqcls.safetensors_io.checkpoint import decode_floats, encode_floats
+from reranker_seqcls.safetensors_io.floats import decode_floats, encode_floats
 
 DTYPES = [(torch.bfloat16, "BF16"), (torch.float16, "F16"), (torch.float32, "F32")]
 

@@ -38,7 +38,7 @@ def cli(debug: bool) -> None:
 @cli.command()
 def presets() -> None:
     """List the known reranker families, and the families that are refused."""
-    from reranker_seqcls.convert.converter import served_score
+    from reranker_seqcls.convert.output_config import served_score
     from reranker_seqcls.recipes.presets import PRESETS
     from reranker_seqcls.recipes.refusals import REFUSALS, qwen3_vl_refusal
 
@@ -105,7 +105,7 @@ def convert(
 
     source = _one_of(source, model_name, "SOURCE", "--model_name")
     output = _one_of(output, path_, "OUTPUT", "--path")
-    tokens = _one_of(tokens, classifier_from_tokens, "--tokens", "--classifier_from_tokens", True)
+    tokens = _one_of(tokens, classifier_from_tokens, "--tokens", "--classifier_from_tokens")
     if source is None or output is None:
         raise BadInput("convert needs SOURCE and OUTPUT: reranker-seqcls convert SOURCE OUTPUT")
     commit_sha = source_commit(source, revision, None)  # a missing repo says so, first
@@ -175,6 +175,7 @@ def check(
     from reranker_seqcls.check.parity import check_parity
     from reranker_seqcls.check.report import write_report
     from reranker_seqcls.errors import BadInput
+    from reranker_seqcls.names import CONFIG_FILE
     from reranker_seqcls.pipeline import (
         check_recipe,
         load_check_pairs,
@@ -183,7 +184,7 @@ def check(
         source_name,
     )
 
-    if not (converted / "config.json").is_file():
+    if not (converted / CONFIG_FILE).is_file():
         raise BadInput(f"{converted} has no config.json: give a converted checkpoint directory")
     source_dir, _ = locate_source(source, revision, None, log)
     recipe = check_recipe(
@@ -339,7 +340,7 @@ def _write_result(path: Path, data: dict) -> None:
     path.write_text(redact(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
 
 
-def _one_of(a, b, name_a: str, name_b: str, optional: bool = False):
+def _one_of(a, b, name_a: str, name_b: str):
     from reranker_seqcls.errors import BadInput
 
     if a is not None and b is not None and a != b:

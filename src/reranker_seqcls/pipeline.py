@@ -3,10 +3,9 @@ download → convert → check → push run."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,16 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from reranker_seqcls.check.pairs import Pair, builtin_pairs, load_pairs
 from reranker_seqcls.errors import BadInput, ParityFailed
-from reranker_seqcls.names import PROVENANCE_FILE
+from reranker_seqcls.log import Log
+from reranker_seqcls.names import CONFIG_FILE, PARITY_REPORT_FILE, PROVENANCE_FILE, README_FILE
+from reranker_seqcls.provenance import Provenance, SourceRef, read_json_record
 from reranker_seqcls.recipes.recipe import Recipe
 from reranker_seqcls.recipes.resolve import recipe_from_provenance, resolve_recipe
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.report import ParityReport
-    from reranker_seqcls.convert.converter import SourceRef
     from reranker_seqcls.hub.push import PushResult
-
-Log = Callable[[str], None]
 
 
 def check_recipe(
@@ -59,7 +57,7 @@ def check_recipe(
         from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
 
         recorded = recipe_from_provenance(
-            json.loads(provenance_path.read_text()), converted / TEMPLATE_FILE_NAME
+            read_json_record(provenance_path).get("recipe"), converted / TEMPLATE_FILE_NAME
         )
         if recorded is not None:
             return recorded
@@ -85,7 +83,7 @@ def load_check_pairs(recipe: Recipe, pairs_file: Path | None) -> list[Pair]:
 def resolve_token_ids(source: Path, recipe: Recipe) -> list[int]:
     from reranker_seqcls.convert.tokens import TokenizerFiles, resolve_tokens
 
-    if not (source / "config.json").is_file():
+    if not (source / CONFIG_FILE).is_file():
         raise BadInput(f"{source} has no config.json: give the original checkpoint")
     return [t.id for t in resolve_tokens(TokenizerFiles(source), recipe.classifier)]
 
@@ -205,7 +203,6 @@ def locate_source(
 ) -> tuple[Path, SourceRef]:
     """A local checkpoint directory as is, or a Hub repo id downloaded at an exact commit
     (``commit_sha`` when :func:`source_commit` resolved it already)."""
-    from reranker_seqcls.convert.converter import SourceRef
     from reranker_seqcls.hub.fetch import fetch
 
     if commit_sha is None:
@@ -224,7 +221,7 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     from reranker_seqcls.check.parity import check_parity
     from reranker_seqcls.check.report import write_report
     from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
-    from reranker_seqcls.convert.converter import SourceRef, convert
+    from reranker_seqcls.convert.converter import convert
     from reranker_seqcls.hub.card import render_card, source_license, write_card
     from reranker_seqcls.hub.fetch import fetch
     from reranker_seqcls.hub.push import push
@@ -311,7 +308,7 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
         license_, license_extra = source_license(source_dir)
         card = render_card(
             target_repo=opts.target,
-            provenance=result.provenance,
+            provenance=result.provenance.to_json(),
             parity_markdown=report.markdown(),
             tokenization_gap=report.to_json()["tokenization_gap"],
             license_=license_,
@@ -334,9 +331,6 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
         )
     outcome.record_push(pushed, source_label, dry_run=opts.dry_run)
     return outcome
-
-
-PARITY_REPORT_FILE = "parity_report.json"
 
 
 def _commit_description(ref: SourceRef, recipe: Recipe, report: ParityReport) -> str:
@@ -385,19 +379,6 @@ def _outermost_missing(path: Path) -> Path | None:
     return missing
 
 
-def _read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON object file the tool wrote (exit 2, one line, when it is not one)."""
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BadInput(
-            f"{path} is not readable JSON ({exc}): convert the checkpoint again"
-        ) from None
-    if not isinstance(data, dict):
-        raise BadInput(f"{path} holds no JSON object: convert the checkpoint again")
-    return data
-
-
 def push_converted(
     converted: Path,
     target: str,
@@ -422,21 +403,13 @@ def push_converted(
             f"{converted} has no {PROVENANCE_FILE}: push a directory written by "
             "reranker-seqcls convert"
         )
-    provenance = _read_json_object(provenance_path)
-    source = provenance.get("source")
-    if not isinstance(source, dict) or not all(
-        isinstance(source.get(key), str | None) for key in ("repo_id", "name", "commit_sha")
-    ):
-        raise BadInput(
-            f"{provenance_path} is no provenance record of reranker-seqcls ('source' is not a "
-            "map of names): convert the checkpoint again"
-        )
+    provenance = Provenance.read(provenance_path)
     parity_md = None
     gap = None
     report_path = converted / PARITY_REPORT_FILE
     report: dict[str, Any] = {}
     if report_path.is_file():
-        report = _read_json_object(report_path)
+        report = read_json_record(report_path)
         if not report.get("passed"):
             reasons = report.get("reasons")
             reason = reasons[0] if isinstance(reasons, list) and reasons else "see the report"
@@ -445,7 +418,7 @@ def push_converted(
         log(f"warning: {converted} has no {PARITY_REPORT_FILE}; run `reranker-seqcls check` first")
     from reranker_seqcls.hub.card import is_local_readme
 
-    readme = converted / "README.md"
+    readme = converted / README_FILE
     if not readme.is_file() or is_local_readme(readme):  # no card yet, or convert's short README
         if report:
             from reranker_seqcls.check.report import ParityReport
@@ -453,28 +426,20 @@ def push_converted(
             parsed = ParityReport.from_json(report, report_path)
             parity_md = parsed.markdown()
             gap = parsed.to_json()["tokenization_gap"]
-        try:
-            card = render_card(
-                target_repo=target,
-                provenance=provenance,
-                parity_markdown=parity_md,
-                tokenization_gap=gap,
-                license_=None,
-                license_extra={},
-                template_file=(
-                    TEMPLATE_FILE_NAME if (converted / TEMPLATE_FILE_NAME).is_file() else None
-                ),
-            )
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:  # a hand-edited record
-            raise BadInput(
-                f"{provenance_path} is no provenance record of reranker-seqcls ({exc!r}): "
-                "convert the checkpoint again"
-            ) from None
+        card = render_card(
+            target_repo=target,
+            provenance=provenance.to_json(),
+            parity_markdown=parity_md,
+            tokenization_gap=gap,
+            license_=None,
+            license_extra={},
+            template_file=(
+                TEMPLATE_FILE_NAME if (converted / TEMPLATE_FILE_NAME).is_file() else None
+            ),
+        )
         write_card(converted, card)
     state = target_state(target, token)
-    label = source.get("repo_id") or source.get("name") or "checkpoint"
-    if source.get("commit_sha"):
-        label += f"@{source['commit_sha'][:12]}"
+    label = provenance.source.label
     from reranker_seqcls import __version__
 
     pushed = push(
@@ -489,6 +454,6 @@ def push_converted(
         dry_run=dry_run,
         log=log,
     )
-    outcome = RunOutcome("failed", target, label, source.get("commit_sha"))
+    outcome = RunOutcome("failed", target, label, provenance.source.commit_sha)
     outcome.record_push(pushed, label, dry_run=dry_run)
     return outcome

@@ -14,7 +14,7 @@ only
 
 What this module returns are the resolved real paths, so later opens do not follow links again.
 Nothing here writes; callers write only into their own new temporary directory, with files that
-must not exist yet (see :func:`reranker_seqcls.safetensors_io.checkpoint.place_file`).
+must not exist yet (see :func:`reranker_seqcls.safetensors_io.place.place_file`).
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ class _HeadComparison:
     dtype: str  # its storage dtype
 
     def expected(self, token_ids: list[int] | None = None, scale: float | None = None) -> Scores:
-        from reranker_seqcls.convert.converter import compute_score
+        from reranker_seqcls.convert.head import compute_score
 
         ids = self.token_ids if token_ids is None else token_ids
         rows, _ = compute_score(
@@ -90,12 +90,8 @@ def head_check(
 
     ``checkpoints`` replaces the (source, converted) checkpoints read from the directories by
     objects with the same reading methods (the streamed check's rows kept from shards gone)."""
-    from reranker_seqcls.convert.converter import (
-        SCORE_NAME,
-        compute_score,
-        head_tensor,
-        logit_factor,
-    )
+    from reranker_seqcls.convert.head import SCORE_NAME, compute_score, head_tensor
+    from reranker_seqcls.convert.rules import logit_factor
     from reranker_seqcls.errors import SeqClsError
     from reranker_seqcls.safetensors_io.checkpoint import Checkpoint
 

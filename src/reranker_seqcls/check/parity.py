@@ -18,7 +18,6 @@ measured), :mod:`~reranker_seqcls.check.verdict` (the judgement) and
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,14 +49,13 @@ from reranker_seqcls.check.verdict import (
     storage_note,
     with_storage,
 )
+from reranker_seqcls.log import Log
 from reranker_seqcls.names import CONFIG_FILE
 from reranker_seqcls.recipes.recipe import Recipe
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.prompt_gap import PromptComparison
     from reranker_seqcls.recipes.prompts import OfficialPrompt
-
-Log = Callable[[str], None]
 
 
 @dataclass
@@ -251,7 +249,7 @@ def _evidence(
 ) -> Evidence:
     """What :func:`judge` looks at; the structural reasons are found here (score.weight
     against the source head, the consumer's prompt against the family's)."""
-    from reranker_seqcls.convert.converter import config_value
+    from reranker_seqcls.convert.rules import config_value
 
     rendered = scored.rendered
     in_place = rendered is not None and rendered.tokenizer.chat_template == recipe.template

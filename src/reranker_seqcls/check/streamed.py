@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -57,13 +56,15 @@ from reranker_seqcls.check.verdict import (
     with_storage,
 )
 from reranker_seqcls.errors import BadInput
+from reranker_seqcls.log import Log
+from reranker_seqcls.names import CONFIG_FILE
+from reranker_seqcls.names import INDEX_FILE as INDEX_NAME
 from reranker_seqcls.recipes.recipe import Recipe
-from reranker_seqcls.safetensors_io.checkpoint import INDEX_NAME, SafetensorsFile, TensorInfo
+from reranker_seqcls.safetensors_io.checkpoint import SafetensorsFile, TensorInfo
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.layerwise import LayerwiseScorer
 
-Log = Callable[[str], None]
 _HASH_CHUNK = 16 * 1024 * 1024
 _HEAD = "lm_head.weight"
 _SCORE = "score.weight"
@@ -155,7 +156,7 @@ class StreamedCheck:
         self.source, self.converted = Path(source), Path(converted)
         self.recipe, self.pairs, self.token_ids = recipe, pairs, token_ids
         self.dtype, self.allow_softcapping, self.log = dtype, allow_softcapping, log
-        self.config = json.loads((self.source / "config.json").read_text())
+        self.config = json.loads((self.source / CONFIG_FILE).read_text())
         tokenizer = AutoTokenizer.from_pretrained(str(self.source))
         self.official = [
             official_prompt(tokenizer, recipe, p.query, p.document, p.instruction) for p in pairs
@@ -218,7 +219,8 @@ class StreamedCheck:
         states, the structural head check, the backbone hashes."""
         import torch
 
-        from reranker_seqcls.convert.converter import head_tensor, logit_factor
+        from reranker_seqcls.convert.head import head_tensor
+        from reranker_seqcls.convert.rules import logit_factor
 
         hidden = self.scorer.final_hidden()
         groups = [p.group or p.query for p in self.pairs]
@@ -231,7 +233,7 @@ class StreamedCheck:
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
         reference = recipe_scores(logits.float(), self.recipe).tolist()
-        converted_config = json.loads((self.converted / "config.json").read_text())
+        converted_config = json.loads((self.converted / CONFIG_FILE).read_text())
         check = head_check(
             self.source, self.converted, self.token_ids, self.recipe.method, self.config,
             self.recipe, checkpoints=(self.source_rows, self.converted_rows),
@@ -350,7 +352,7 @@ def consumer_check(
 ) -> tuple[ParityReport, str]:
     """The full check on the twin of (``source``, ``converted``), built under ``work``; returns
     its report and the twin's description. Needs only the two directories' small files."""
-    config = json.loads((Path(source) / "config.json").read_text())
+    config = json.loads((Path(source) / CONFIG_FILE).read_text())
     real_bytes = float32_load_bytes(config)
     plan = ConsumerPlan("twin", real_bytes, check_memory, twin_overrides(config, check_memory))
     described = plan.describe(config)
@@ -391,7 +393,7 @@ def streamed_check(
     check when the real model fits (:func:`twin.consumer_plan`), else the layerwise pass over
     their shards plus the consumer check on a twin."""
     source, converted = Path(source), Path(converted)
-    config = json.loads((source / "config.json").read_text())
+    config = json.loads((source / CONFIG_FILE).read_text())
     plan = consumer_plan(config, check_memory)
     if plan.on == "real":
         log("parity: the model fits the check's memory budget: full check on the real checkpoint")

@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reranker_seqcls.names import CONFIG_FILE, LICENSE_PATTERNS, PROVENANCE_FILE, TOKENIZER_PATTERNS
+from reranker_seqcls.names import (
+    CONFIG_FILE,
+    LICENSE_PATTERNS,
+    PROVENANCE_FILE,
+    TOKENIZER_PATTERNS,
+    WEIGHT_PATTERNS,
+)
 from reranker_seqcls.recipes.recipe import Recipe
 from reranker_seqcls.source import Source
 
@@ -179,7 +185,7 @@ def build_twin(
 def _take_consumer_files(converted: Source, twin: Path, shape_keys: set[str]) -> None:
     """Replace the twin converted directory's files by the real converted directory's (config
     with the twin's shape keys), so every consumer-facing defect of the real one is in the twin."""
-    weights = ("*.safetensors", "model.safetensors.index.json")
+    weights = WEIGHT_PATTERNS
     for name in converted.listing(["*", "*/*"]):
         if name in _NOT_CONSUMER_FILES or any(Path(name).match(p) for p in weights):
             continue

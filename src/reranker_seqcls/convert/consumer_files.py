@@ -43,21 +43,18 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from reranker_seqcls.names import (
+    CHAT_TEMPLATE_FILE,
+    ST_MODEL_CONFIG_FILE,
+    ST_MODULE_CONFIG_FILE,
+    ST_MODULES_FILE,
+)
 from reranker_seqcls.recipes.render import ADD_BOS_VARIABLE
 
 if TYPE_CHECKING:
     from reranker_seqcls.recipes.recipe import Recipe
 
-TEMPLATE_FILE_NAME = "chat_template.jinja"
-ST_MODULES_FILE = "modules.json"
-ST_MODULE_CONFIG_FILE = "sentence_bert_config.json"
-ST_MODEL_CONFIG_FILE = "config_sentence_transformers.json"
-CONSUMER_FILE_NAMES: tuple[str, ...] = (
-    TEMPLATE_FILE_NAME,
-    ST_MODULES_FILE,
-    ST_MODULE_CONFIG_FILE,
-    ST_MODEL_CONFIG_FILE,
-)
+TEMPLATE_FILE_NAME = CHAT_TEMPLATE_FILE  # the name the rest of the tool imports from here
 
 # The sentence-transformers release whose file format these files reproduce (recorded as the
 # creating version, which sentence-transformers compares against its own on load).

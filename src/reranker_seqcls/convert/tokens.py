@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from reranker_seqcls.errors import BadInput
+from reranker_seqcls.names import SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
 from reranker_seqcls.source import Source, read_json_file
 
 # The largest real tokenizer.json files are ~35 MB; the bound keeps a hostile one from being read
@@ -22,12 +23,16 @@ from reranker_seqcls.source import Source, read_json_file
 MAX_TOKENIZER_BYTES = 1 << 30
 
 
+# How a classifier token was found in the vocabulary (shown in the conversion log).
+TokenMatch = Literal["exact vocabulary entry", "encodes to one piece", "given by id"]
+
+
 @dataclass(frozen=True)
 class ResolvedToken:
     text: str
     id: int
     piece: str  # the vocabulary entry the id stands for
-    how: str  # "exact vocabulary entry" | "encodes to one piece"
+    how: TokenMatch
 
     def describe(self) -> str:
         via = "" if self.piece == self.text else f" (piece {self.piece!r})"
@@ -46,9 +51,9 @@ class TokenizerFiles:
     def __init__(self, directory: Path | Source) -> None:
         source = directory if isinstance(directory, Source) else Source(directory)
         self.directory = directory = source.directory
-        self.config: dict[str, Any] = _read_json(source, "tokenizer_config.json")
-        self.special_map: dict[str, Any] = _read_json(source, "special_tokens_map.json")
-        tokenizer_json = source.file("tokenizer.json")
+        self.config: dict[str, Any] = _read_json(source, TOKENIZER_CONFIG_FILE)
+        self.special_map: dict[str, Any] = _read_json(source, SPECIAL_TOKENS_MAP_FILE)
+        tokenizer_json = source.file(TOKENIZER_FILE)
         if tokenizer_json is not None:
             from tokenizers import Tokenizer
 
@@ -63,7 +68,7 @@ class TokenizerFiles:
                 first = (str(exc).splitlines() or [exc.__class__.__name__])[0][:120]
                 raise BadInput(
                     f"tokenizer.json cannot be loaded ({first}): re-download the checkpoint"
-                ) from None
+                ) from exc
         elif self.config or source.listing(["*.model", "vocab.json"]):
             source.listing(["*"])  # transformers reads more files: none may leave the source
             self._backend = _TransformersVocab(directory)
@@ -163,7 +168,7 @@ class _TransformersVocab:
             raise BadInput(
                 f"the tokenizer in {directory} cannot be loaded ({exc.__class__.__name__}): "
                 "the source must carry a tokenizer transformers can read"
-            ) from None
+            ) from exc
 
     def token_to_id(self, text: str) -> int | None:
         return self._tok.get_vocab().get(text)

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from reranker_seqcls.names import README_FILE
+
 TAGS = ["reranker", "sequence-classification", "text-ranking", "reranker-seqcls"]
 
 
@@ -30,7 +32,7 @@ def source_license(source_dir: Path) -> SourceLicense:
     """The license (and license_name/link for "other") from the source's model card."""
     from reranker_seqcls.source import Source
 
-    readme = Source(source_dir).file("README.md")  # never a link out of the source
+    readme = Source(source_dir).file(README_FILE)  # never a link out of the source
     if readme is None:
         return SourceLicense(None, {})
     from huggingface_hub import ModelCard
@@ -290,6 +292,6 @@ original code does and feed the concatenated ids to the model (see *transformers
 
 
 def write_card(folder: Path, content: str) -> Path:
-    path = folder / "README.md"
+    path = folder / README_FILE
     path.write_text(content, "utf-8")
     return path

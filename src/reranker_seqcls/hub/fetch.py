@@ -9,7 +9,7 @@ from pathlib import Path
 from reranker_seqcls.errors import HubError
 from reranker_seqcls.hub.errors import hub_errors
 from reranker_seqcls.hub.reads import head_commit, hub_api
-from reranker_seqcls.names import download_patterns
+from reranker_seqcls.names import README_FILE, download_patterns
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def fetch(
     with hub_errors(f"source {repo_id}@{sha[:12]}"):
         files = hub_api(token).list_repo_files(repo_id, revision=sha)
         has_safetensors = any(f.endswith(".safetensors") for f in files)
-        patterns = [*download_patterns(include_pickle=not has_safetensors), "README.md"]
+        patterns = [*download_patterns(include_pickle=not has_safetensors), README_FILE]
         log(f"downloading {repo_id}@{sha[:12]} ({'safetensors' if has_safetensors else 'pickle'})")
         path = snapshot_download(repo_id, revision=sha, allow_patterns=patterns, token=token)
     return Fetched(Path(path), repo_id, revision, sha)

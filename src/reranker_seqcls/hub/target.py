@@ -42,14 +42,3 @@ def target_state(repo_id: str, token: str | None) -> TargetState:
     except (ValueError, RecursionError):  # not JSON (or nested past the parser): no record
         provenance = None
     return TargetState(True, head, provenance if isinstance(provenance, dict) else None)
-
-
-def identity(provenance: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a provenance record that decide whether a re-conversion changes anything."""
-    source = provenance.get("source") or {}
-    return {
-        "tool_version": (provenance.get("tool") or {}).get("version"),
-        "source_repo": source.get("repo_id"),
-        "source_sha": source.get("commit_sha"),
-        "recipe": provenance.get("recipe"),
-    }

@@ -4,11 +4,11 @@ or the provenance a previous conversion recorded."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from reranker_seqcls.errors import BadInput
+from reranker_seqcls.log import Log
 from reranker_seqcls.recipes.options import (
     check_token_count,
     parse_scale,
@@ -30,7 +30,7 @@ def resolve_recipe(
     token_ids_json: str | None = None,
     scale: str | float | None = None,
     source_dir: Path | None = None,
-    log: Callable[[str], None] | None = None,
+    log: Log | None = None,
 ) -> Recipe:
     """Pick the recipe from explicit options, or from the source's name and files.
 
@@ -75,9 +75,7 @@ def _named_preset(preset: str, source_name: str) -> Recipe:
     return PRESETS[preset]
 
 
-def _from_name_or_files(
-    source_name: str, source_dir: Path | None, log: Callable[[str], None] | None
-) -> Recipe:
+def _from_name_or_files(source_name: str, source_dir: Path | None, log: Log | None) -> Recipe:
     """No recipe option: the source's sentence-transformers files, else its family name."""
     detected = detect_preset(source_name)
     if source_dir is not None:
@@ -141,9 +139,9 @@ def _with_template(recipe: Recipe, template: str | None) -> Recipe:
     return replace(recipe, template=template, prompt_style="template")
 
 
-def recipe_from_provenance(provenance: dict, template_path: Path | None) -> Recipe | None:
-    """The recipe a conversion recorded (its provenance file), for checks and re-conversions."""
-    recorded = provenance.get("recipe")
+def recipe_from_provenance(recorded: object, template_path: Path | None) -> Recipe | None:
+    """The recipe a conversion recorded (the ``recipe`` of its provenance file, any JSON value),
+    for checks and re-conversions; None when it is not a usable recipe."""
     if not isinstance(recorded, dict):
         return None
     name = recorded.get("name")

@@ -26,13 +26,21 @@ from pathlib import Path
 from typing import Any
 
 from reranker_seqcls.errors import BadInput
+from reranker_seqcls.names import (
+    CHAT_TEMPLATE_FILE,
+    CONFIG_FILE,
+    ST_MODEL_CONFIG_FILE,
+    ST_MODULE_CONFIG_FILE,
+    ST_MODULES_FILE,
+    TOKENIZER_CONFIG_FILE,
+)
 from reranker_seqcls.recipes.options import MAX_TEMPLATE_BYTES
 from reranker_seqcls.recipes.recipe import Recipe
 
-MODULES_FILE = "modules.json"
-MODULE_CONFIG_FILE = "sentence_bert_config.json"
-MODEL_CONFIG_FILE = "config_sentence_transformers.json"
-TEMPLATE_FILE = "chat_template.jinja"
+MODULES_FILE = ST_MODULES_FILE
+MODULE_CONFIG_FILE = ST_MODULE_CONFIG_FILE
+MODEL_CONFIG_FILE = ST_MODEL_CONFIG_FILE
+TEMPLATE_FILE = CHAT_TEMPLATE_FILE
 TRANSFORMER_TYPE = "sentence_transformers.base.modules.transformer.Transformer"
 LOGIT_SCORE_TYPE = "sentence_transformers.cross_encoder.modules.logit_score.LogitScore"
 ACTIVATIONS = ("torch.nn.modules.activation.Sigmoid", "torch.nn.modules.linear.Identity")
@@ -138,7 +146,7 @@ def _chat_template(source: Path) -> str:
             raise BadInput(f"{TEMPLATE_FILE} is larger than 1 MiB: it is not a chat template")
         text = raw.decode("utf-8", errors="replace")
     else:
-        loaded = _load(source, "tokenizer_config.json", required=False)
+        loaded = _load(source, TOKENIZER_CONFIG_FILE, required=False)
         found = loaded.get("chat_template") if isinstance(loaded, dict) else None
         text = found if isinstance(found, str) else ""
     if not isinstance(text, str) or not text.strip():
@@ -154,7 +162,7 @@ def st_recipe(source: Path) -> Recipe | None:
     folder = _logit_score_module(source)
     if folder is None:
         return None
-    module = _load(source, f"{folder}/config.json")
+    module = _load(source, f"{folder}/{CONFIG_FILE}")
     if not isinstance(module, dict):
         raise BadInput(f"{folder}/config.json is not a JSON object: re-download the checkpoint")
     if module.get("module_input_name", "causal_logits") != "causal_logits":
@@ -162,7 +170,7 @@ def st_recipe(source: Path) -> Recipe | None:
             f"LogitScore module_input_name {module.get('module_input_name')!r}: only "
             "causal_logits (the causal LM's logits) can become a score head"
         )
-    config = _load(source, "config.json", required=False)
+    config = _load(source, CONFIG_FILE, required=False)
     vocab_size = config.get("vocab_size") if isinstance(config, dict) else None
     if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
         vocab_size = None

@@ -6,13 +6,13 @@ the one place the conversion imports torch, and it holds one ``.bin`` shard in m
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from reranker_seqcls.errors import BadInput
+from reranker_seqcls.log import Log
 
 
-def stage_pickle_weights(files: list[Path], staging: Path, *, log: Callable[[str], None]) -> None:
+def stage_pickle_weights(files: list[Path], staging: Path, *, log: Log) -> None:
     import pickle
 
     import torch
@@ -26,7 +26,7 @@ def stage_pickle_weights(files: list[Path], staging: Path, *, log: Callable[[str
             raise BadInput(
                 f"{path.name} is not a plain weights pickle ({first}): convert it to safetensors "
                 "with its authors' tools"
-            ) from None
+            ) from exc
         if not isinstance(state, dict) or not all(
             isinstance(v, torch.Tensor) for v in state.values()
         ):

@@ -1,0 +1,217 @@
+"""Validation of a source's config: the rules a causal-LM reranker must meet to be converted.
+
+Each rule raises :class:`BadInput` with one line naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from reranker_seqcls.convert.architectures import (
+    causal_lm_class,
+    known_model_type,
+    seq_cls_class,
+)
+from reranker_seqcls.convert.tokens import ResolvedToken
+from reranker_seqcls.errors import BadInput
+from reranker_seqcls.names import CONFIG_FILE
+from reranker_seqcls.source import Source, read_json_object
+
+LOGIT_SCALE_KEYS = ("logit_scale", "logits_scaling")
+# Causal LMs that scale their logits after lm_head, by a config constant: (key, how), as the
+# installed transformers' modeling code does it (verified by tests/test_families.py against
+# ``models/<type>/modeling_<type>.py``; e.g. cohere: ``logits = logits * self.logit_scale``,
+# granite: ``logits = logits / self.config.logits_scaling``). A scale is linear, so it is folded
+# into score.weight. In transformers 5.24 none of these types has a *ForSequenceClassification
+# class, so check_architecture refuses them before this matters; the fold is ready for when
+# one does.
+SCALED_LOGITS: dict[str, tuple[str, Literal["multiply", "divide"]]] = {
+    "cohere": ("logit_scale", "multiply"),
+    "cohere2": ("logit_scale", "multiply"),
+    "cohere2_moe": ("logit_scale", "multiply"),
+    "granite": ("logits_scaling", "divide"),
+    "granite_swa": ("logits_scaling", "divide"),
+    "granitemoe": ("logits_scaling", "divide"),
+    "granitemoe_swa": ("logits_scaling", "divide"),
+    "granitemoeshared": ("logits_scaling", "divide"),
+    "granitemoehybrid": ("logits_scaling", "divide"),
+    "hyperclovax": ("logits_scaling", "multiply"),
+}
+
+
+def check_architecture(config: dict[str, Any], *, allow_softcapping: bool = False) -> str:
+    """Validate a source config; return the ``*ForSequenceClassification`` class name."""
+    check_config_types(config)
+    from reranker_seqcls.recipes.refusals import refuse_by_config
+
+    refuse_by_config(config)
+    model_type = config.get("model_type")
+    architectures = config.get("architectures") or []
+    if not isinstance(model_type, str) or not model_type:
+        raise BadInput("config.json has no model_type: the source is not a transformers checkpoint")
+    if any(str(a).endswith("ForSequenceClassification") for a in architectures):
+        raise BadInput(
+            f"the source is already a sequence classifier ({architectures[0]}): "
+            "convert the causal-LM reranker it came from"
+        )
+    if not known_model_type(model_type):
+        hint = (
+            " and needs trust_remote_code, which is never enabled" if "auto_map" in config else ""
+        )
+        raise BadInput(
+            f"model type {model_type!r} is unknown to the installed transformers{hint}: "
+            "upgrade transformers or convert a model it supports"
+        )
+    causal = causal_lm_class(model_type)
+    if not architectures or not all(
+        str(a).endswith("ForCausalLM") or a == causal for a in architectures
+    ):
+        raise BadInput(
+            f"config.json architectures {architectures or '(none)'} is not a causal LM: "
+            "the source must be a *ForCausalLM reranker"
+        )
+    target = seq_cls_class(model_type)
+    if target is None:
+        raise BadInput(
+            f"transformers has no sequence-classification class for model type {model_type!r}: "
+            "this architecture cannot be served as a classifier"
+        )
+    softcap = config_value(config, "final_logit_softcapping")
+    if softcap is not None and not allow_softcapping:
+        raise BadInput(
+            f"config sets final_logit_softcapping={softcap}: a linear score head cannot apply the "
+            "tanh cap, so scores change; pass --allow-softcapping to convert anyway (the parity "
+            "check reports the difference)"
+        )
+    logit_factor(config)  # validates the scaling keys
+    return target
+
+
+def logit_factor(config: dict[str, Any]) -> float:
+    """The constant the source causal LM multiplies its logits by after ``lm_head``.
+
+    Folded into the head for the model types whose transformers code applies it
+    (``SCALED_LOGITS``). A scaling key on any other model type is refused: transformers ignores
+    it there, so the source's own code (if it applies it) and transformers disagree.
+    """
+    model_type = str(config.get("model_type"))
+    applied = SCALED_LOGITS.get(model_type)
+    for key in LOGIT_SCALE_KEYS:
+        value = config_value(config, key)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value == 0
+        ):
+            raise BadInput(f"config sets {key}={value!r}: expected a finite non-zero number")
+        if applied is not None and applied[0] == key:
+            return float(value) if applied[1] == "multiply" else 1.0 / float(value)
+        if float(value) != 1.0:
+            raise BadInput(
+                f"config sets {key}={value}, which transformers' {model_type} model does not "
+                "apply: the source's own code may scale its logits, and a conversion cannot tell; "
+                "remove the key if the model does not use it"
+            )
+    return 1.0
+
+
+# The config keys the tool reads, and the JSON types each may have (null always allowed).
+_NUMBER = (int, float)
+CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "model_type": (str,),
+    "architectures": (list,),
+    "text_config": (dict,),
+    "final_logit_softcapping": _NUMBER,
+    "logit_scale": _NUMBER,
+    "logits_scaling": _NUMBER,
+    "tie_word_embeddings": (bool,),
+    "vocab_size": (int,),
+}
+
+
+def check_config_types(config: dict[str, Any]) -> None:
+    """Refuse a config whose keys the tool uses have the wrong JSON type, naming the key."""
+    scopes = [("", config)]
+    if isinstance(config.get("text_config"), dict):
+        scopes.append(("text_config.", config["text_config"]))
+    for prefix, scope in scopes:
+        for key, types in CONFIG_TYPES.items():
+            value = scope.get(key)
+            wrong_bool = isinstance(value, bool) and bool not in types
+            if value is not None and (
+                wrong_bool or not isinstance(value, types) or not _representable(value)
+            ):
+                expected = " or ".join(dict.fromkeys(_JSON_TYPE_NAMES[t] for t in types))
+                raise BadInput(
+                    f"config.json {prefix}{key} is {_describe(value)}, expected {expected}: "
+                    "fix the source config"
+                )
+    architectures = config.get("architectures") or []
+    if not all(isinstance(a, str) for a in architectures):
+        raise BadInput(
+            "config.json architectures holds a non-string entry, expected class names: "
+            "fix the source config"
+        )
+    vocab_size = config_value(config, "vocab_size")
+    if vocab_size is not None and vocab_size <= 0:
+        raise BadInput(f"config.json vocab_size is {vocab_size}: fix the source config")
+
+
+def _representable(value: Any) -> bool:
+    """JSON integers are unbounded; one too large for a float cannot be a scale or a size."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value.bit_length() <= 64
+    return True
+
+
+_JSON_TYPE_NAMES = {
+    str: "a string",
+    list: "a list",
+    dict: "an object",
+    int: "a number",
+    float: "a number",
+    bool: "true/false",
+}
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_vocab_size(
+    config: dict[str, Any], tokens: Sequence[ResolvedToken], pad_token_id: int
+) -> None:
+    vocab_size = config_value(config, "vocab_size")
+    if vocab_size is None:
+        return
+    named = [(f"classifier token {t.describe()}", t.id) for t in tokens]
+    for what, token_id in [*named, (f"the pad token id {pad_token_id}", pad_token_id)]:
+        if token_id >= vocab_size:
+            raise BadInput(
+                f"{what} is not below the config's vocab_size {vocab_size}: the tokenizer does "
+                "not match the model"
+            )
+
+
+def config_value(config: dict[str, Any], key: str) -> Any:
+    """A config key, or the same key of a multimodal config's ``text_config``."""
+    if config.get(key) is not None:
+        return config[key]
+    text_config = config.get("text_config")
+    return text_config.get(key) if isinstance(text_config, dict) else None
+
+
+def read_config(source: Source) -> dict[str, Any]:
+    config = read_json_object(source, CONFIG_FILE)
+    if config is None:
+        raise BadInput(
+            f"{source.directory} has no config.json: the source must be a transformers checkpoint"
+        )
+    return config
