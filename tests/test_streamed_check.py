@@ -263,3 +263,33 @@ def test_weights_that_do_not_match_the_config_are_refused(tmp_path):
     with pytest.raises(BadInput, match=r"mlp.*has shape .* config.json gives .*does not match"):
         for shard in source_shards(source):
             scorer.feed(shard)
+
+
+def test_cli_check_within_a_memory_budget_goes_layerwise_and_names_the_twin(tmp_path):
+    """`check --check-memory` below the model's load size: the real weights are scored layer by
+    layer and the consumers on the twin, through the real CLI; a negated head still fails
+    with the full check's cause, and a bad size is one line, exit 2."""
+    source = _model(tmp_path, "qwen3", True, "float32", 2)
+    good = _convert(source, tmp_path / "good", "--preset", "qwen3-reranker")
+    report_file = tmp_path / "report.json"
+    ok = run_cli("check", source, good, "--preset", "qwen3-reranker", "--check-memory", "1MB",
+                 "--report", report_file)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "converted (layerwise)" in ok.stdout
+    assert "consumers proven on: twin (2 of" in ok.stdout
+    assert "backbone hash: identical" in ok.stdout
+    assert json.loads(report_file.read_text())["consumers_proven_on"].startswith("twin")
+
+    negated = _negated(tmp_path, source)
+    bad = run_cli("check", source, negated, "--preset", "qwen3-reranker", "--check-memory", "1MB")
+    full = run_cli("check", source, negated, "--preset", "qwen3-reranker")
+    assert bad.returncode == full.returncode == 1, (bad.stderr, full.stderr)
+    assert "consumers proven on: twin" in bad.stdout
+    assert bad.stderr.strip().splitlines()[-1] == full.stderr.strip().splitlines()[-1]
+    assert "negation" in bad.stderr.strip().splitlines()[-1]
+
+    wrong = run_cli("check", source, good, "--preset", "qwen3-reranker", "--check-memory", "lots")
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip() == (
+        "error: --check-memory 'lots' is not a size: write it like 1.5GB or 800MB"
+    )

@@ -164,6 +164,7 @@ def check(
     dtype: str | None,
     allow_softcapping: bool,
     vllm_python: Path | None,
+    check_memory: str,
 ) -> int:
     """Prove that CONVERTED scores like the original reranker SOURCE.
 
@@ -172,8 +173,9 @@ def check(
     CrossEncoder on raw text and, when vLLM can be used, vLLM's pooling runner (LLM.score with
     the saved chat template). Exit code 1 when parity fails.
     """
-    from reranker_seqcls.check.parity import check_parity
     from reranker_seqcls.check.report import write_report
+    from reranker_seqcls.check.streamed import streamed_check
+    from reranker_seqcls.check.twin import parse_memory
     from reranker_seqcls.errors import BadInput
     from reranker_seqcls.names import CONFIG_FILE
     from reranker_seqcls.pipeline import (
@@ -186,12 +188,13 @@ def check(
 
     if not (converted / CONFIG_FILE).is_file():
         raise BadInput(f"{converted} has no config.json: give a converted checkpoint directory")
+    memory = parse_memory(check_memory)  # before any download
     source_dir, _ = locate_source(source, revision, None, log)
     recipe = check_recipe(
         source_name(source), converted, preset, tokens, method, template,
         token_ids=token_ids, scale=scale, source_dir=source_dir,
     )  # fmt: skip
-    report = check_parity(
+    report = streamed_check(
         source_dir,
         converted,
         recipe,
@@ -200,6 +203,7 @@ def check(
         dtype=dtype,
         allow_softcapping=allow_softcapping,
         vllm_python=vllm_python,
+        check_memory=memory,
         log=log,
     )
     for row in report.table_rows():

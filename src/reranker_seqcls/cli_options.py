@@ -82,6 +82,12 @@ def check_options(func):
             help="Python of an environment with vLLM: adds a vllm row to the check (default: "
             "$RERANKER_SEQCLS_VLLM_PYTHON, else this Python if it imports vllm, else skipped).",
         ),
+        click.option(
+            "--check-memory", default="1.5GB", show_default=True,
+            help="Memory the check may use. A model whose float32 load does not fit is scored "
+            "layer by layer from its shards (one module's weights at a time) and its consumers "
+            "are proven on a structural twin (same config, tokenizer, template, fewer layers).",
+        ),
     ]  # fmt: skip
     return stack(func, options)
 

@@ -181,6 +181,7 @@ class RunOptions:
     token_ids: str | None = None
     scale: str | None = None
     vllm_python: Path | None = None
+    check_memory: str = "1.5GB"
 
 
 def source_commit(source: str, revision: str | None, token: str | None) -> str | None:
@@ -218,8 +219,9 @@ def locate_source(
 def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     """download → convert → check → card → push, skipping when the target is already current."""
     from reranker_seqcls import __version__
-    from reranker_seqcls.check.parity import check_parity
     from reranker_seqcls.check.report import write_report
+    from reranker_seqcls.check.streamed import streamed_check
+    from reranker_seqcls.check.twin import parse_memory
     from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
     from reranker_seqcls.convert.converter import convert
     from reranker_seqcls.hub.card import render_card, source_license, write_card
@@ -230,6 +232,7 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     from reranker_seqcls.schedule.staleness import expected_identity, why_stale
 
     require_repo_id(opts.target, "target")
+    parse_memory(opts.check_memory)  # a bad size fails before anything is downloaded
     local = Path(opts.model).is_dir()
     sha = source_commit(opts.model, opts.revision, opts.token)
     recipe = resolve_recipe(
@@ -284,7 +287,7 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
             log=log,
         )
         outcome.output_dir = out
-        report = check_parity(
+        report = streamed_check(
             source_dir,
             out,
             recipe,
@@ -293,6 +296,7 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
             dtype=opts.dtype,
             allow_softcapping=opts.allow_softcapping,
             vllm_python=opts.vllm_python,
+            check_memory=parse_memory(opts.check_memory),
             log=log,
         )
         outcome.parity = report

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reranker_seqcls.errors import BadInput
 from reranker_seqcls.names import (
     CONFIG_FILE,
     LICENSE_PATTERNS,
@@ -88,6 +89,29 @@ class ConsumerPlan:
             f"plus ~{_size(INTERPRETER_BYTES)} for the interpreter, over the "
             f"{_size(self.budget)} check budget)"
         )
+
+
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+}
+
+
+def parse_memory(text: str) -> int:
+    """``--check-memory``: a size such as ``1.5GB``, ``800MB`` or a number of bytes."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in _UNITS:
+        raise BadInput(f"--check-memory {text!r} is not a size: write it like 1.5GB or 800MB")
+    return int(float(match.group(1)) * _UNITS[unit])
 
 
 def _size(nbytes: int) -> str:
