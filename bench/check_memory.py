@@ -24,8 +24,8 @@ from synthetic import SHAPES, build_checkpoint
 
 
 def _inputs(directory: Path) -> tuple[Path, Path, object, list, list[int]]:
-    from reranker_seqcls.pipeline import load_check_pairs, resolve_token_ids
     from reranker_seqcls.recipes.presets import PRESETS
+    from reranker_seqcls.steps import load_check_pairs, resolve_token_ids
 
     source, converted = directory / "source", directory / "converted"
     recipe = PRESETS["qwen3-reranker"]

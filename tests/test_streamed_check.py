@@ -13,8 +13,8 @@ import pytest
 from reranker_seqcls.check.parity import ParityReport, converted_scores, reference_scores
 from reranker_seqcls.check.streamed import StreamedCheck, source_shards, streamed_check
 from reranker_seqcls.check.twin import consumer_plan, float32_load_bytes
-from reranker_seqcls.pipeline import load_check_pairs, resolve_token_ids
 from reranker_seqcls.recipes.presets import PRESETS
+from reranker_seqcls.steps import load_check_pairs, resolve_token_ids
 from tests.conftest import run_cli
 
 LAYERS = 4  # more than the twin's 2, so the twin really is another shape

@@ -100,8 +100,8 @@ def _vllm_prompt_ids(converted: Path, pair: Pair) -> list[int]:
 
 def _family(name: str, source: Path, tmp: Path) -> Family:
     from reranker_seqcls.check.scoring import reference_scores
-    from reranker_seqcls.pipeline import resolve_token_ids
     from reranker_seqcls.recipes.resolve import resolve_recipe
+    from reranker_seqcls.steps import resolve_token_ids
     from tests.scoring import seqcls_logits
 
     converted = tmp / f"{source.name}-seq-cls"

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,8 @@ from reranker_seqcls.cli_options import (
     hub_options,
     recipe_options,
 )
-from reranker_seqcls.console import log, report_error, report_interrupted, say, show_warning
-from reranker_seqcls.interrupt import Interrupted, interruption_behind, raise_on_stop_signals
+from reranker_seqcls.console import log, run_command_line, say
+from reranker_seqcls.interrupt import Interrupted
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -100,8 +98,8 @@ def convert(
     """
     from reranker_seqcls.convert.converter import convert as run_convert
     from reranker_seqcls.errors import BadInput
-    from reranker_seqcls.pipeline import locate_source, source_commit, source_name
     from reranker_seqcls.recipes.resolve import resolve_recipe
+    from reranker_seqcls.steps import locate_source, source_commit, source_name
 
     source = _one_of(source, model_name, "SOURCE", "--model_name")
     output = _one_of(output, path_, "OUTPUT", "--path")
@@ -178,7 +176,7 @@ def check(
     from reranker_seqcls.check.twin import parse_memory
     from reranker_seqcls.errors import BadInput
     from reranker_seqcls.names import CONFIG_FILE
-    from reranker_seqcls.pipeline import (
+    from reranker_seqcls.steps import (
         check_recipe,
         load_check_pairs,
         locate_source,
@@ -281,7 +279,7 @@ def push(converted: Path, target: str, **kwargs) -> int:
     Refuses a checkpoint whose recorded parity check failed. Adds a model card when the
     directory has none.
     """
-    from reranker_seqcls.pipeline import push_converted
+    from reranker_seqcls.publish import push_converted
     from reranker_seqcls.redact import register_secret
 
     register_secret(kwargs.get("token"))
@@ -354,29 +352,4 @@ def _one_of(a, b, name_a: str, name_b: str):
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one-line errors on stderr, the exit codes of the design, no tracebacks."""
-    args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
-    if not sys.stderr.isatty():  # plain line logs, no progress bars, in CI and pipes
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    raise_on_stop_signals()
-    warnings.showwarning = show_warning  # library warnings can quote a source's text
-    try:
-        code = cli.main(args=args, prog_name="reranker-seqcls", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except Interrupted as exc:
-        code = report_interrupted(exc)
-    except click.exceptions.Abort:  # click's wrapping of KeyboardInterrupt (and EOF)
-        log("error: interrupted; nothing was written")
-        code = 130
-    except click.ClickException as exc:
-        log(f"error: {exc.format_message()} (see reranker-seqcls --help)")
-        code = exc.exit_code
-    except KeyboardInterrupt:
-        log("error: interrupted; nothing was written")
-        code = 130
-    except Exception as exc:
-        stopped = interruption_behind(exc)  # a signal that landed inside a wrapping hook
-        code = report_error(exc, debug) if stopped is None else report_interrupted(stopped)
-    sys.exit(code if isinstance(code, int) else 0)
+    run_command_line(cli, sys.argv[1:] if argv is None else argv)

@@ -3,13 +3,16 @@ characters escaped), and the mapping of an exception to its one-line error and e
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import traceback
+import warnings
 from typing import TextIO
 
 import click
 
-from reranker_seqcls.interrupt import Interrupted
+from reranker_seqcls.interrupt import Interrupted, interruption_behind, raise_on_stop_signals
 
 EXIT_INTERNAL = 4
 
@@ -59,3 +62,33 @@ def report_error(exc: Exception, debug: bool) -> int:
         return 2
     log(f"error: internal error {exc.__class__.__name__}: {exc} (rerun with --debug and report it)")
     return EXIT_INTERNAL
+
+
+def run_command_line(group: click.Group, args: list[str]) -> None:
+    """Run the click ``group`` on ``args`` and exit: one-line errors on stderr, the exit codes
+    of the design, no tracebacks (unless ``--debug``)."""
+    debug = "--debug" in args
+    if not sys.stderr.isatty():  # plain line logs, no progress bars, in CI and pipes
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    raise_on_stop_signals()
+    warnings.showwarning = show_warning  # library warnings can quote a source's text
+    try:
+        code = group.main(args=args, prog_name="reranker-seqcls", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except Interrupted as exc:
+        code = report_interrupted(exc)
+    except click.exceptions.Abort:  # click's wrapping of KeyboardInterrupt (and EOF)
+        log("error: interrupted; nothing was written")
+        code = 130
+    except click.ClickException as exc:
+        log(f"error: {exc.format_message()} (see reranker-seqcls --help)")
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        log("error: interrupted; nothing was written")
+        code = 130
+    except Exception as exc:
+        stopped = interruption_behind(exc)  # a signal that landed inside a wrapping hook
+        code = report_error(exc, debug) if stopped is None else report_interrupted(stopped)
+    sys.exit(code if isinstance(code, int) else 0)

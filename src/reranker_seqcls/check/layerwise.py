@@ -25,7 +25,6 @@ needed, so a caller can delete each shard once it has been used.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -42,46 +41,17 @@ if TYPE_CHECKING:
 
 # Batching as the full-model reference uses it (same batches, same padding: same numbers).
 from reranker_seqcls.check.scoring import BATCH_SIZE, left_pad, length_batches
-
-_TORCH_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
-
-
-def _glibc_trim() -> Callable[[], object]:
-    """``malloc_trim(0)`` of glibc, else a no-op. Weights and activations of a few MB each are
-    allocated and freed for every module and batch; glibc keeps such freed chunks in its heaps
-    instead of returning them, and RSS then grows layer after layer (measured on the 0.6B shape:
-    +0.1 GB per three layers, 1.7 GB at the end, with 1 MB of live tensors)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return lambda: None
-    trim.argtypes = [ctypes.c_size_t]
-    return lambda: trim(0)
-
-
-_return_freed_memory = _glibc_trim()
+from reranker_seqcls.check.weight_reads import (
+    WeightLedger,
+    check_shape,
+    read_rows,
+    read_tensor,
+    return_freed_memory,
+)
 
 
 class _Stop(Exception):
     """Raised by the last recording layer: the dry pass has what it needs."""
-
-
-@dataclass
-class WeightLedger:
-    """Bytes of weights held in memory (compute dtype), for the tests and the report."""
-
-    held: int = 0  # right now
-    peak: int = 0  # most at any time
-    read: int = 0  # bytes read from shard files in total
-    embedding_rows: int = 0  # rows of the input embedding materialized
-
-    def add(self, nbytes: int) -> None:
-        self.held += nbytes
-        self.peak = max(self.peak, self.held)
-
-    def remove(self, nbytes: int) -> None:
-        self.held -= nbytes
 
 
 @dataclass
@@ -109,58 +79,6 @@ def _parameters_on_meta() -> Iterator[None]:
         yield
     finally:
         torch.nn.Module.register_parameter = original  # type: ignore[method-assign]
-
-
-def read_tensor(path: Path, info: TensorInfo, dtype: torch.dtype) -> torch.Tensor:
-    """One tensor from a shard, by a plain read of its byte range, converted to ``dtype``."""
-    import torch
-
-    source_dtype = _TORCH_DTYPES.get(info.dtype)
-    if source_dtype is None:
-        raise BadInput(
-            f"{info.name} is stored as {info.dtype}; the check reads float tensors only: "
-            "convert a non-quantized checkpoint"
-        )
-    buffer = bytearray(info.nbytes)
-    with path.open("rb") as fh:
-        fh.seek(info.start)
-        if fh.readinto(buffer) != info.nbytes:
-            raise BadInput(f"{path.name} is truncated at {info.name}: re-download the checkpoint")
-    raw = torch.frombuffer(buffer, dtype=getattr(torch, source_dtype)) if buffer else None
-    if raw is None:
-        return torch.empty(info.shape, dtype=dtype)
-    return raw.reshape(info.shape).to(dtype, copy=True)
-
-
-def read_rows(path: Path, info: TensorInfo, rows: list[int], dtype: torch.dtype) -> torch.Tensor:
-    """Rows ``rows`` of a 2-D tensor, each read on its own (never the whole tensor)."""
-    import torch
-
-    source_dtype = _TORCH_DTYPES.get(info.dtype)
-    if source_dtype is None or len(info.shape) != 2:
-        raise BadInput(f"{info.name} is not a 2-D float tensor: convert a non-quantized checkpoint")
-    n_rows, width = info.shape
-    row_bytes = info.nbytes // n_rows if n_rows else 0
-    out = torch.empty((len(rows), width), dtype=dtype)
-    with path.open("rb") as fh:
-        for i, row in enumerate(rows):
-            if not 0 <= row < n_rows:
-                raise BadInput(
-                    f"token id {row} is outside {info.name} ({n_rows} rows): the tokenizer does "
-                    "not match the weights"
-                )
-            fh.seek(info.start + row * row_bytes)
-            raw = bytearray(fh.read(row_bytes))
-            out[i] = torch.frombuffer(raw, dtype=getattr(torch, source_dtype)).to(dtype)
-    return out
-
-
-def _check_shape(info: TensorInfo, expected: tuple[int, ...]) -> None:
-    if tuple(info.shape) != expected:
-        raise BadInput(
-            f"{info.name} has shape {list(info.shape)}, config.json gives {list(expected)}: the "
-            "checkpoint does not match its config, re-download it"
-        )
 
 
 class LayerwiseScorer:
@@ -314,7 +232,7 @@ class LayerwiseScorer:
         """Embed the prompts and record each decoder layer's arguments, from the model's own
         forward (masks, rotary embeddings, per-layer-type masks), with the layers skipped."""
         path, info = self._where[self._embedding_name]
-        _check_shape(info, tuple(self._embedding.weight.shape))
+        check_shape(info, tuple(self._embedding.weight.shape))
         rows = read_rows(path, info, self._vocab, self.dtype)
         nbytes = rows.numel() * rows.element_size()
         self.ledger.add(nbytes)
@@ -374,7 +292,7 @@ class LayerwiseScorer:
             self._hidden[b] = out[:, -1:].clone() if last else out
             self._calls[b][index] = ((), {})
             del out
-            _return_freed_memory()
+            return_freed_memory()
         self._log(f"layerwise: layer {index + 1}/{len(self.layers)}")
 
     def _run_final(self) -> None:
@@ -426,7 +344,7 @@ class LayerwiseScorer:
     def _materialize(self, module: Any, _inputs: Any) -> None:
         for name, attr in self._leaf_names(module):
             path, info = self._where[name]
-            _check_shape(info, tuple(module._parameters[attr].shape))
+            check_shape(info, tuple(module._parameters[attr].shape))
             tensor = read_tensor(path, info, self.dtype)
             self.ledger.read += info.nbytes
             self.ledger.add(tensor.numel() * tensor.element_size())
@@ -436,7 +354,7 @@ class LayerwiseScorer:
         for _name, attr in self._leaf_names(module):
             param = module._parameters[attr]
             self._unset_param(module, attr, param.numel() * param.element_size())
-        _return_freed_memory()
+        return_freed_memory()
 
     @staticmethod
     def _set_param(module: Any, attr: str, tensor: Any) -> None:

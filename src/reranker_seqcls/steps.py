@@ -1,0 +1,154 @@
+"""Steps the commands share: the recipe, pairs and token ids of a check, where the source is,
+and the output directory of a run."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from reranker_seqcls.check.pairs import Pair, builtin_pairs, load_pairs
+from reranker_seqcls.errors import BadInput
+from reranker_seqcls.log import Log
+from reranker_seqcls.names import CONFIG_FILE, PROVENANCE_FILE
+from reranker_seqcls.provenance import SourceRef, read_json_record
+from reranker_seqcls.recipes.recipe import Recipe
+from reranker_seqcls.recipes.resolve import recipe_from_provenance, resolve_recipe
+
+
+def check_recipe(
+    source_name: str,
+    converted: Path,
+    preset: str | None,
+    tokens: str | None,
+    method: str | None,
+    template: Path | None,
+    *,
+    token_ids: str | None = None,
+    scale: str | None = None,
+    source_dir: Path | None = None,
+) -> Recipe:
+    """The recipe the original is scored with: explicit options, else the one the conversion
+    recorded, else the family detected from the source's name or its sentence-transformers
+    files (in ``source_dir``).
+
+    ``source_name`` is what the user named (see :func:`source_name`), never the directory a Hub
+    snapshot was downloaded to (a commit sha), so ``check`` detects what ``convert`` detects."""
+    if preset or tokens or method or template or token_ids or scale is not None:
+        return resolve_recipe(
+            source_name=source_name,
+            preset=preset,
+            tokens_json=tokens,
+            method=method,
+            template_path=template,
+            token_ids_json=token_ids,
+            scale=scale,
+        )
+    provenance_path = converted / PROVENANCE_FILE
+    if provenance_path.is_file():
+        from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
+
+        recorded = recipe_from_provenance(
+            read_json_record(provenance_path).get("recipe"), converted / TEMPLATE_FILE_NAME
+        )
+        if recorded is not None:
+            return recorded
+    return resolve_recipe(source_name=source_name, source_dir=source_dir)
+
+
+def source_name(source: str) -> str:
+    """The name a recipe is detected from: a local directory's own name, else the repo id."""
+    path = Path(source)
+    return path.resolve().name if path.is_dir() else source
+
+
+def load_check_pairs(recipe: Recipe, pairs_file: Path | None) -> list[Pair]:
+    if pairs_file is not None:
+        return load_pairs(pairs_file)
+    takes_instruction = recipe.prompt_style in (
+        "qwen3-reranker", "mxbai-rerank-v2", "zerank-2", "ctxl-rerank-v2", "template",
+        "sentence-transformers",
+    )  # fmt: skip
+    return builtin_pairs(takes_instruction=takes_instruction)
+
+
+def resolve_token_ids(source: Path, recipe: Recipe) -> list[int]:
+    from reranker_seqcls.convert.tokens import TokenizerFiles, resolve_tokens
+
+    if not (source / CONFIG_FILE).is_file():
+        raise BadInput(f"{source} has no config.json: give the original checkpoint")
+    return [t.id for t in resolve_tokens(TokenizerFiles(source), recipe.classifier)]
+
+
+# --------------------------------------------------------------------------- the full run
+
+
+def source_commit(source: str, revision: str | None, token: str | None) -> str | None:
+    """None for a local checkpoint directory; for a Hub repo id, the exact commit ``revision``
+    names. Called before the recipe is chosen, so a missing repo is reported as missing (not
+    as a name the family cannot be told from) and nothing is downloaded for a bad recipe."""
+    from reranker_seqcls.hub.fetch import resolve_commit
+    from reranker_seqcls.hub.repo_ids import require_repo_id
+
+    if Path(source).is_dir():
+        if revision is not None:
+            raise BadInput(f"--revision applies to Hub repos, but {source} is a local directory")
+        return None
+    require_repo_id(source, "source", or_directory=True)
+    return resolve_commit(source, revision, token)
+
+
+def locate_source(
+    source: str, revision: str | None, token: str | None, log: Log, commit_sha: str | None = None
+) -> tuple[Path, SourceRef]:
+    """A local checkpoint directory as is, or a Hub repo id downloaded at an exact commit
+    (``commit_sha`` when :func:`source_commit` resolved it already)."""
+    from reranker_seqcls.hub.fetch import fetch
+
+    if commit_sha is None:
+        commit_sha = source_commit(source, revision, token)
+    if commit_sha is None:
+        path = Path(source)
+        return path, SourceRef.local(path)
+    fetched = fetch(source, revision, token=token, log=log, commit_sha=commit_sha)
+    ref = SourceRef(name=source, repo_id=source, revision=revision, commit_sha=fetched.commit_sha)
+    return fetched.path, ref
+
+
+@contextmanager
+def output_dir(requested: Path | None) -> Iterator[Path]:
+    """``--output-dir`` (kept afterwards), or a temporary directory removed at the end.
+
+    A run stopped by a signal removes the ``--output-dir`` it created (with any parents it
+    created): what a stopped run leaves there is no finished, checked conversion."""
+    from reranker_seqcls.interrupt import Interrupted
+
+    if requested is not None:
+        holds_other = requested.exists() and any(requested.iterdir())
+        if holds_other and not (requested / PROVENANCE_FILE).is_file():
+            raise BadInput(
+                f"--output-dir {requested} is not empty and holds no earlier conversion: "
+                "give an empty or new directory"
+            )
+        created = outermost_missing(requested)
+        try:
+            yield requested
+        except Interrupted:
+            if created is not None:
+                shutil.rmtree(created, ignore_errors=True)
+            raise
+        return
+    with tempfile.TemporaryDirectory(prefix="reranker-seqcls-") as tmp:
+        yield Path(tmp) / "converted"
+
+
+def outermost_missing(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist yet (None: ``path`` does)."""
+    missing = None
+    for directory in [path, *path.absolute().parents]:
+        if directory.exists():
+            return missing
+        missing = directory
+    return missing
