@@ -23,8 +23,6 @@ def push_converted(
     log: Log,
 ) -> RunOutcome:
     """``push``: one commit of a converted directory, refusing a failed parity report."""
-    from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
-    from reranker_seqcls.hub.card import render_card, write_card
     from reranker_seqcls.hub.push import push
     from reranker_seqcls.hub.repo_ids import require_repo_id
     from reranker_seqcls.hub.target import target_state
@@ -37,40 +35,8 @@ def push_converted(
             "reranker-seqcls convert"
         )
     provenance = Provenance.read(provenance_path)
-    parity_md = None
-    gap = None
-    report_path = converted / PARITY_REPORT_FILE
-    report: dict[str, Any] = {}
-    if report_path.is_file():
-        report = read_json_record(report_path)
-        if not report.get("passed"):
-            reasons = report.get("reasons")
-            reason = reasons[0] if isinstance(reasons, list) and reasons else "see the report"
-            raise BadInput(f"{converted} failed its parity check ({reason}): nothing was pushed")
-    else:
-        log(f"warning: {converted} has no {PARITY_REPORT_FILE}; run `reranker-seqcls check` first")
-    from reranker_seqcls.hub.card import is_local_readme
-
-    readme = converted / README_FILE
-    if not readme.is_file() or is_local_readme(readme):  # no card yet, or convert's short README
-        if report:
-            from reranker_seqcls.check.report import ParityReport
-
-            parsed = ParityReport.from_json(report, report_path)
-            parity_md = parsed.markdown()
-            gap = parsed.to_json()["tokenization_gap"]
-        card = render_card(
-            target_repo=target,
-            provenance=provenance.to_json(),
-            parity_markdown=parity_md,
-            tokenization_gap=gap,
-            license_=None,
-            license_extra={},
-            template_file=(
-                TEMPLATE_FILE_NAME if (converted / TEMPLATE_FILE_NAME).is_file() else None
-            ),
-        )
-        write_card(converted, card)
+    report = _passed_report(converted, log)
+    _card_unless_written(converted, target, provenance, report)
     state = target_state(target, token)
     label = provenance.source.label
     from reranker_seqcls import __version__
@@ -90,3 +56,47 @@ def push_converted(
     outcome = RunOutcome("failed", target, label, provenance.source.commit_sha)
     outcome.record_push(pushed, label, dry_run=dry_run)
     return outcome
+
+
+def _passed_report(converted: Path, log: Log) -> dict[str, Any]:
+    """The directory's parity report ({} when it has none, with a warning); a failed one is
+    refused."""
+    report_path = converted / PARITY_REPORT_FILE
+    if not report_path.is_file():
+        log(f"warning: {converted} has no {PARITY_REPORT_FILE}; run `reranker-seqcls check` first")
+        return {}
+    report = read_json_record(report_path)
+    if not report.get("passed"):
+        reasons = report.get("reasons")
+        reason = reasons[0] if isinstance(reasons, list) and reasons else "see the report"
+        raise BadInput(f"{converted} failed its parity check ({reason}): nothing was pushed")
+    return report
+
+
+def _card_unless_written(
+    converted: Path, target: str, provenance: Provenance, report: dict[str, Any]
+) -> None:
+    """The model card, unless the directory holds one already (convert's short README is
+    replaced)."""
+    from reranker_seqcls.check.report import ParityReport
+    from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
+    from reranker_seqcls.hub.card import is_local_readme, render_card, write_card
+
+    readme = converted / README_FILE
+    if readme.is_file() and not is_local_readme(readme):
+        return
+    parity_md = gap = None
+    if report:
+        parsed = ParityReport.from_json(report, converted / PARITY_REPORT_FILE)
+        parity_md = parsed.markdown()
+        gap = parsed.to_json()["tokenization_gap"]
+    card = render_card(
+        target_repo=target,
+        provenance=provenance.to_json(),
+        parity_markdown=parity_md,
+        tokenization_gap=gap,
+        license_=None,
+        license_extra={},
+        template_file=TEMPLATE_FILE_NAME if (converted / TEMPLATE_FILE_NAME).is_file() else None,
+    )
+    write_card(converted, card)

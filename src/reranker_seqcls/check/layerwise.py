@@ -91,6 +91,8 @@ class LayerwiseScorer:
     last shard, :meth:`final_hidden` gives ``[len(sequences), hidden]`` in the compute dtype.
     """
 
+    # Over 60 lines: the skeleton, compact embedding, dry pass and hooks are set up in the
+    # order they depend on each other; each step is a few lines.
     def __init__(
         self,
         config: dict[str, Any],

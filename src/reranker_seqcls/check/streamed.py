@@ -160,17 +160,14 @@ class StreamedCheck:
             )
         return None
 
-    def report(self) -> ParityReport:
-        """The verdict on the real weights: reference and converted heads on the same hidden
-        states, the structural head check, the backbone hashes."""
+    def _head_scores(self, hidden: Any) -> tuple[list[list[float]], list[list[float]]]:
+        """Reference and converted score logits on the same final hidden states: the source
+        head's rows (its logit scaling and final-logit softcapping included) and score.weight."""
         import torch
 
         from reranker_seqcls.convert.head import head_tensor
         from reranker_seqcls.convert.rules import logit_factor
 
-        hidden = self.scorer.final_hidden()
-        groups = [p.group or p.query for p in self.pairs]
-        tolerance = TOLERANCES[self.dtype]
         rows_as_checkpoint = cast(Any, self.source_rows)  # reads like a Checkpoint
         head, _ = head_tensor(rows_as_checkpoint, self.config, set(self.source_rows.location))
         rows = torch.tensor(self.source_rows.read_rows(head, self.token_ids), dtype=hidden.dtype)
@@ -179,19 +176,27 @@ class StreamedCheck:
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
         reference = recipe_scores(logits.float(), self.recipe).tolist()
+        if _SCORE not in self.converted_rows:
+            return reference, [[0.0] * len(reference[0]) for _ in reference]
+        score_rows = self.converted_rows.read_rows(
+            _SCORE, range(self.converted_rows.tensor(_SCORE).shape[0])
+        )
+        score = torch.tensor(score_rows, dtype=hidden.dtype)
+        return reference, (hidden @ score.T).float().tolist()
+
+    # Over 60 lines: most of it is the keyword arguments of the Evidence record judge() reads.
+    def report(self) -> ParityReport:
+        """The verdict on the real weights: reference and converted heads on the same hidden
+        states, the structural head check, the backbone hashes."""
+        hidden = self.scorer.final_hidden()
+        groups = [p.group or p.query for p in self.pairs]
+        tolerance = TOLERANCES[self.dtype]
+        reference, converted = self._head_scores(hidden)
         converted_config = json.loads((self.converted / CONFIG_FILE).read_text())
         check = head_check(
             self.source, self.converted, self.token_ids, self.recipe.method, self.config,
             self.recipe, checkpoints=(self.source_rows, self.converted_rows),
         )  # fmt: skip
-        if _SCORE in self.converted_rows:
-            score_rows = self.converted_rows.read_rows(
-                _SCORE, range(self.converted_rows.tensor(_SCORE).shape[0])
-            )
-            score = torch.tensor(score_rows, dtype=hidden.dtype)
-            converted = (hidden @ score.T).float().tolist()
-        else:
-            converted = [[0.0] * len(reference[0]) for _ in reference]
         hidden_rows = hidden.float().tolist()
         report = ParityReport(
             passed=True,

@@ -157,11 +157,8 @@ def _chat_template(source: Path) -> str:
     return text
 
 
-def st_recipe(source: Path) -> Recipe | None:
-    """The recipe a source's LogitScore files describe; None when it has none."""
-    folder = _logit_score_module(source)
-    if folder is None:
-        return None
+def _score_token_ids(source: Path, folder: str) -> tuple[int, int | None]:
+    """The LogitScore module's true (and false) token ids, checked against the vocabulary."""
     module = _load(source, f"{folder}/{CONFIG_FILE}")
     if not isinstance(module, dict):
         raise BadInput(f"{folder}/config.json is not a JSON object: re-download the checkpoint")
@@ -177,7 +174,11 @@ def st_recipe(source: Path) -> Recipe | None:
     true_id = _token_id(module.get("true_token_id"), "true_token_id", vocab_size)
     false_raw = module.get("false_token_id")
     false_id = None if false_raw is None else _token_id(false_raw, "false_token_id", vocab_size)
+    return true_id, false_id
 
+
+def _message_template_prefix(source: Path) -> str:
+    """The fixed template variables of the structured message modality (as a Jinja prefix)."""
     settings = _load(source, MODULE_CONFIG_FILE, required=False)
     if not isinstance(settings, dict):
         raise BadInput(f"{MODULE_CONFIG_FILE} is not a JSON object: re-download the checkpoint")
@@ -198,9 +199,10 @@ def st_recipe(source: Path) -> Recipe | None:
             f"{MODULE_CONFIG_FILE} message format {message.get('format')!r}: only 'structured' "
             "LogitScore models are read (as vLLM does); save the model with format structured"
         )
-    prefix = _template_prefix(settings.get("processing_kwargs"))
-    template = prefix + _chat_template(source)
+    return _template_prefix(settings.get("processing_kwargs"))
 
+
+def _activation(source: Path) -> str:
     model_config = _load(source, MODEL_CONFIG_FILE, required=False)
     activation = model_config.get("activation_fn") if isinstance(model_config, dict) else None
     activation = activation or ACTIVATIONS[0]  # sentence-transformers' default for one score
@@ -209,6 +211,18 @@ def st_recipe(source: Path) -> Recipe | None:
             f"{MODEL_CONFIG_FILE} activation_fn {activation!r}: only Sigmoid or Identity can be "
             "served by every consumer of a converted checkpoint"
         )
+    return str(activation)
+
+
+def st_recipe(source: Path) -> Recipe | None:
+    """The recipe a source's LogitScore files describe; None when it has none."""
+    folder = _logit_score_module(source)
+    if folder is None:
+        return None
+    true_id, false_id = _score_token_ids(source, folder)
+    prefix = _message_template_prefix(source)
+    template = prefix + _chat_template(source)
+    activation = _activation(source)
 
     two_way = false_id is not None
     if two_way and false_id == true_id:
