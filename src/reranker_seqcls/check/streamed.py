@@ -347,7 +347,8 @@ def streamed_check(
     config = json.loads((source / CONFIG_FILE).read_text())
     plan = consumer_plan(config, check_memory)
     if plan.on == "real":
-        log("parity: the model fits the check's memory budget: full check on the real checkpoint")
+        # No log line of its own: the full check logs as it always did (and validates its
+        # options, e.g. --vllm-python, before printing anything); the report says "real".
         report = check_parity(
             source, converted, recipe, pairs, token_ids=token_ids, dtype=dtype,
             allow_softcapping=allow_softcapping, vllm_python=vllm_python, log=log,
