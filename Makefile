@@ -7,7 +7,7 @@ CONSTRAINTS := $(wildcard constraints.txt)
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: venv vllm-venv demo test test-fast fuzz-deep lint bench clean
+.PHONY: venv vllm-venv demo test test-fast fuzz-deep lint bench bench-large clean
 
 venv: $(STAMP)
 
@@ -53,6 +53,11 @@ lint: venv
 
 bench: venv
 	$(BIN)/python bench/bench_convert.py
+
+# `run` against the loopback Hub, streamed and today's design, on the 0.6B (100 MB shards), 4B and
+# 8B shapes (bench/RUN_RESULTS.md): tens of minutes, ~35 GB of RAM and ~40 GB of disk for the 8B.
+bench-large: venv
+	$(BIN)/python bench/bench_run.py --large
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) demo-output .pytest_cache

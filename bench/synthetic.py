@@ -121,6 +121,7 @@ class Shape:
 # hidden, layers, intermediate, heads, KV heads, head_dim, vocab
 _QWEN3_06B = (1024, 28, 3072, 16, 8, 128, 151669)
 _QWEN3_4B = (2560, 36, 9728, 32, 8, 128, 151669)
+_QWEN3_8B = (4096, 36, 12288, 32, 8, 128, 151669)
 SHAPES: dict[str, Shape] = {
     s.name: s
     for s in (
@@ -131,6 +132,8 @@ SHAPES: dict[str, Shape] = {
         Shape("0.6b-untied", "Qwen3-Reranker-0.6B shape, untied", *_QWEN3_06B, tied=False),
         Shape("4b", "Qwen3-Reranker-4B", *_QWEN3_4B, tied=True),
         Shape("4b-untied", "Qwen3-Reranker-4B untied (as the 8B family)", *_QWEN3_4B, tied=False),
+        # 16.4 GB of bfloat16 in 4 shards of <= 5 GB, lm_head (151669 x 4096) untied.
+        Shape("8b", "Qwen3-Reranker-8B", *_QWEN3_8B, tied=False),
     )
 }
 

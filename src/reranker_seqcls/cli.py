@@ -225,7 +225,14 @@ def check(
 @click.option(
     "--output-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Keep the converted checkpoint here (default: a temporary directory).",
+    help="Keep the converted checkpoint here (default: a temporary directory). With a Hub "
+    "SOURCE this downloads the whole snapshot instead of streaming it.",
+)
+@click.option(
+    "--max-disk",
+    metavar="SIZE",
+    help="Refuse (exit 2, before any shard is fetched) a streamed run whose predicted disk "
+    "peak is larger than SIZE (e.g. 10GB).",
 )
 @check_options
 @click.option("--allow-pickle", is_flag=True, help="Accept a .bin-only source.")
@@ -239,6 +246,20 @@ def run(result_json: Path | None, **kwargs) -> int:
 
     Idempotent: when the target already holds this source commit converted with the same recipe
     and tool version, nothing is downloaded or pushed ("already current", exit 0).
+
+    \b
+    A Hub SOURCE with safetensors weights is streamed: one shard at a time is
+    fetched (checked against the Hub's sha256), fed to the parity check,
+    converted, pre-uploaded to TARGET and deleted; one commit at the end.
+    What a run needs, for a model of S bytes whose largest shard has L bytes:
+      disk    about 2 x L + 0.5 GB (the shard in flight, the one before it
+              until its last layer ran, the rewritten head shard, the small
+              files and the check's twin); a model whose float32 load fits
+              --check-memory is checked whole: about S + 0.5 GB
+      memory  about 1.5 GB (--check-memory) whatever S: the check runs one
+              decoder layer at a time in float32
+    A local SOURCE, a pickle-only source or --output-dir download the whole
+    snapshot: disk about 2 x S.
     """
     from reranker_seqcls.pipeline import RunOptions, RunOutcome, RunParityFailed, run_pipeline
     from reranker_seqcls.redact import register_secret

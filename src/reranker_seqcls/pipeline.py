@@ -13,6 +13,7 @@ from reranker_seqcls.names import PARITY_REPORT_FILE
 from reranker_seqcls.provenance import Provenance, SourceRef
 from reranker_seqcls.recipes.recipe import Recipe
 from reranker_seqcls.recipes.resolve import resolve_recipe
+from reranker_seqcls.run_commit import source_label
 from reranker_seqcls.steps import (
     load_check_pairs,
     locate_source,
@@ -118,6 +119,7 @@ class RunOptions:
     scale: str | None = None
     vllm_python: Path | None = None
     check_memory: str = "1.5GB"
+    max_disk: str | None = None  # --max-disk: the most a streamed run may use
 
 
 def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
@@ -125,9 +127,11 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     from reranker_seqcls.check.twin import parse_memory
     from reranker_seqcls.hub.repo_ids import require_repo_id
     from reranker_seqcls.hub.target import target_state
+    from reranker_seqcls.sizes import parse_size
 
     require_repo_id(opts.target, "target")
-    parse_memory(opts.check_memory)  # a bad size fails before anything is downloaded
+    memory = parse_memory(opts.check_memory)  # bad sizes fail before anything is downloaded
+    max_disk = None if opts.max_disk is None else parse_size(opts.max_disk, "--max-disk")
     local = Path(opts.model).is_dir()
     sha = source_commit(opts.model, opts.revision, opts.token)
     recipe = resolve_recipe(
@@ -154,11 +158,20 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
         outcome.source_sha = sha
         if _is_current(opts, sha, recipe, state, outcome, log):
             return outcome
+        if opts.output_dir is None:  # nothing to keep: stream the source shard by shard
+            from reranker_seqcls.stream.run import run_streamed
+
+            streamed = run_streamed(opts, recipe, sha, state.head, outcome, log,
+                                    check_memory=memory, max_disk=max_disk)  # fmt: skip
+            if streamed is not None:
+                return streamed
         source_dir, ref = _fetch(opts, sha, log)
     with output_dir(opts.output_dir) as out:
-        provenance, report = _convert_and_check(opts, source_dir, out, recipe, ref, outcome, log)
+        provenance, report = _convert_and_check(
+            opts, source_dir, out, recipe, ref, outcome, memory, log
+        )
         pushed = _card_and_push(opts, source_dir, out, recipe, ref, provenance, report, state, log)
-    outcome.record_push(pushed, _source_label(opts, ref), dry_run=opts.dry_run)
+    outcome.record_push(pushed, source_label(opts.model, ref), dry_run=opts.dry_run)
     return outcome
 
 
@@ -200,12 +213,12 @@ def _convert_and_check(
     recipe: Recipe,
     ref: SourceRef,
     outcome: RunOutcome,
+    check_memory: int,
     log: Log,
 ) -> tuple[Provenance, ParityReport]:
     """Convert into ``out`` and check it; a failed check raises :class:`RunParityFailed`."""
     from reranker_seqcls.check.report import write_report
     from reranker_seqcls.check.streamed import streamed_check
-    from reranker_seqcls.check.twin import parse_memory
     from reranker_seqcls.convert.converter import convert
 
     result = convert(
@@ -228,7 +241,7 @@ def _convert_and_check(
         dtype=opts.dtype,
         allow_softcapping=opts.allow_softcapping,
         vllm_python=opts.vllm_python,
-        check_memory=parse_memory(opts.check_memory),
+        check_memory=check_memory,
         log=log,
     )
     outcome.parity = report
@@ -243,10 +256,6 @@ def _convert_and_check(
     return result.provenance, report
 
 
-def _source_label(opts: RunOptions, ref: SourceRef) -> str:
-    return f"{opts.model}@{ref.commit_sha[:12]}" if ref.commit_sha else opts.model
-
-
 def _card_and_push(
     opts: RunOptions,
     source_dir: Path,
@@ -259,22 +268,10 @@ def _card_and_push(
     log: Log,
 ) -> PushResult:
     """The model card, then one commit of ``out`` on the target's head."""
-    from reranker_seqcls import __version__
-    from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
-    from reranker_seqcls.hub.card import render_card, source_license, write_card
     from reranker_seqcls.hub.push import push
+    from reranker_seqcls.run_commit import commit_description, commit_message, write_run_card
 
-    license_, license_extra = source_license(source_dir)
-    card = render_card(
-        target_repo=opts.target,
-        provenance=provenance.to_json(),
-        parity_markdown=report.markdown(),
-        tokenization_gap=report.to_json()["tokenization_gap"],
-        license_=license_,
-        license_extra=license_extra,
-        template_file=TEMPLATE_FILE_NAME if recipe.template is not None else None,
-    )
-    write_card(out, card)
+    write_run_card(opts.target, source_dir, out, recipe, provenance, report)
     return push(
         out,
         opts.target,
@@ -282,17 +279,8 @@ def _card_and_push(
         private=opts.private,
         create_pr=opts.create_pr,
         parent_commit=state.head,
-        commit_message=f"Convert {_source_label(opts, ref)} with reranker-seqcls {__version__}",
-        commit_description=_commit_description(ref, recipe, report),
+        commit_message=commit_message(opts.model, ref),
+        commit_description=commit_description(ref, recipe, report),
         dry_run=opts.dry_run,
         log=log,
-    )
-
-
-def _commit_description(ref: SourceRef, recipe: Recipe, report: ParityReport) -> str:
-    return (
-        f"Source: {ref.repo_id or ref.name} at commit {ref.commit_sha or '(local)'}\n"
-        f"Recipe: {recipe.name} ({recipe.method}, {recipe.describe_classifier()})\n"
-        f"Parity: {report.verdict}, max |Δ logit| {report.max_abs_diff:.3g}, "
-        f"Spearman {report.spearman:.4f}"
     )

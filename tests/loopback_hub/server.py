@@ -432,6 +432,7 @@ class LoopbackHubServer:
         self._pending_uploads: dict[str, tuple[tuple[RepoType, str], str, int]] = {}
         self._records: list[RequestRecord] = []
         self._faults: list[Fault] = []
+        self._served_instead: dict[tuple[str, str], bytes] = {}
         self._commit_counter = 0
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -502,6 +503,7 @@ class LoopbackHubServer:
             self._pending_uploads.clear()
             self._records.clear()
             self._faults.clear()
+            self._served_instead.clear()
 
     # ------------------------------------------------------------------------------- auth config
 
@@ -896,6 +898,13 @@ class LoopbackHubServer:
                 message="",
             )
         )
+
+    def serve_instead(self, repo_id: str, path: str, data: bytes) -> None:
+        """Answer downloads of ``path`` in ``repo_id`` (every revision, ranges too) with
+        ``data``, while listings keep the size and sha256 of the committed file: a hostile or
+        corrupting Hub whose bytes are not the ones it lists (until the next :meth:`reset`)."""
+        with self._lock:
+            self._served_instead[(repo_id, path)] = bytes(data)
 
     def clear_faults(self) -> None:
         """Disarm every fault."""
@@ -1740,7 +1749,7 @@ class LoopbackHubServer:
         if f.lfs:
             headers["X-Linked-Etag"] = f'"{f.sha256}"'
             headers["X-Linked-Size"] = str(f.size)
-        data = f.data
+        data = self._served_instead.get((repo_id, path), f.data)
         status = 200
         range_header = req.headers.get("range")
         if range_header and req.method == "GET":

@@ -39,6 +39,8 @@ from reranker_seqcls.safetensors_io.checkpoint import SafetensorsFile, TensorInf
 if TYPE_CHECKING:
     import torch
 
+from reranker_seqcls.check.release_schedule import Stages
+
 # Batching as the full-model reference uses it (same batches, same padding: same numbers).
 from reranker_seqcls.check.scoring import BATCH_SIZE, left_pad, length_batches
 from reranker_seqcls.check.weight_reads import (
@@ -159,6 +161,15 @@ class LayerwiseScorer:
         self._hook_leaves()
 
     # ------------------------------------------------------------------ feeding
+
+    @property
+    def stages(self) -> Stages:
+        """The tensor names of each stage (for :func:`release_schedule.release_schedule`)."""
+        return Stages(
+            self._embedding_name,
+            tuple(frozenset(names) for names in self._layer_names),
+            frozenset(self._final_names),
+        )
 
     @property
     def needed(self) -> set[str]:

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reranker_seqcls.errors import BadInput
 from reranker_seqcls.names import (
     CONFIG_FILE,
     LICENSE_PATTERNS,
@@ -32,6 +31,7 @@ from reranker_seqcls.names import (
     WEIGHT_PATTERNS,
 )
 from reranker_seqcls.recipes.recipe import Recipe
+from reranker_seqcls.sizes import parse_size
 from reranker_seqcls.source import Source
 
 DEFAULT_CHECK_MEMORY = 1_500_000_000  # bytes: a standard runner's share for the check
@@ -91,27 +91,9 @@ class ConsumerPlan:
         )
 
 
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "KB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "KIB": 2**10,
-    "MIB": 2**20,
-    "GIB": 2**30,
-}
-
-
 def parse_memory(text: str) -> int:
     """``--check-memory``: a size such as ``1.5GB``, ``800MB`` or a number of bytes."""
-    import re
-
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
-    unit = match.group(2).upper() if match else ""
-    if match is None or unit not in _UNITS:
-        raise BadInput(f"--check-memory {text!r} is not a size: write it like 1.5GB or 800MB")
-    return int(float(match.group(1)) * _UNITS[unit])
+    return parse_size(text, "--check-memory")
 
 
 def _size(nbytes: int) -> str:

@@ -1,0 +1,310 @@
+"""Benchmark of ``reranker-seqcls run`` against the loopback Hub: the streamed pass beside
+today's whole-snapshot design, on random-weight Qwen3-Reranker shapes.
+
+For each shape the source checkpoint (``synthetic.py``, cached under ``--cache``) is seeded into
+a loopback Hub served by this process, then ``run`` is timed in a fresh process under
+``/usr/bin/time -v`` (peak RSS, mapped file pages included) while a thread polls the disk the
+run uses (its ``TMPDIR``, ``HF_HOME`` and, for today's design, ``--output-dir``; allocated
+blocks, hard links once). Designs:
+
+* ``streamed``: ``run --model REPO --target T`` (a Hub source is streamed shard by shard);
+* ``whole``: ``run ... --output-dir DIR``, which takes today's path (whole snapshot in
+  ``HF_HOME``, converted beside it, whole-model check, one upload).
+
+The parts a run's wall time is judged against, measured on the same machine: fetching the
+source's bytes once (``hf_hub_download`` of every file), uploading them once
+(``upload_folder`` of the source to a scratch repo), and one load + forward pass of the parity
+pairs through the source model (``check.parity.reference_scores``). Results go to
+``bench/RUN_RESULTS.md`` (``--results``).
+
+``make bench-large`` runs the 4B and 8B shapes too: the loopback Hub keeps repos in memory, so
+the 8B needs ~33 GB of RAM in this process (source and pushed output) on top of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+sys.path[:0] = [str(REPO_ROOT), str(BENCH_DIR)]
+
+from bench_convert import machine_facts, package_versions  # noqa: E402
+from synthetic import SHAPES, cached_checkpoint  # noqa: E402
+
+from tests.loopback_hub.fixtures import TEST_TOKEN, TEST_USER, make_hub_env, make_server  # noqa: E402
+
+GB = 1e9
+TIME_BIN = "/usr/bin/time"
+
+
+@dataclass
+class Measured:
+    wall_s: float
+    rss_bytes: int
+    peak_disk: int
+    returncode: int
+    log_tail: str = ""
+    run_said: list[str] = field(default_factory=list)  # the run's own "streamed run:" lines
+
+
+@dataclass
+class ShapeRun:
+    shape: str
+    label: str
+    model_bytes: int
+    shards: int
+    largest_shard: int
+    designs: dict[str, Measured] = field(default_factory=dict)
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+def _log(message: str) -> None:
+    print(f"[bench-run] {message}", file=sys.stderr, flush=True)
+
+
+def disk_usage(*roots: Path) -> int:
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for root in roots:
+        for dirpath, _dirs, names in os.walk(root):
+            for name in names:
+                try:
+                    st = os.lstat(os.path.join(dirpath, name))
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_blocks * 512
+    return total
+
+
+def timed(argv: list[str], env: dict[str, str], poll: list[Path]) -> Measured:
+    """Run ``argv`` under ``/usr/bin/time -v`` while polling the disk under ``poll``."""
+    peak = 0
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, disk_usage(*(p for p in poll if p.exists())))
+            time.sleep(0.2)
+
+    with tempfile.TemporaryDirectory(prefix="bench-run-time-") as tmp:
+        report, output = Path(tmp) / "time.txt", Path(tmp) / "out.txt"
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        start = time.perf_counter()
+        with output.open("w") as out:
+            code = subprocess.call(
+                [TIME_BIN, "-v", "-o", str(report), *argv], env=env, stdout=out, stderr=out
+            )
+        wall = time.perf_counter() - start
+        stop.set()
+        watcher.join()
+        rss_kb = next(
+            int(line.rsplit(":", 1)[1])
+            for line in report.read_text().splitlines()
+            if "Maximum resident set size" in line
+        )
+        lines = output.read_text(errors="replace").splitlines()
+    said = [line for line in lines if line.startswith("streamed run:")]
+    return Measured(wall, rss_kb * 1024, peak, code, "\n".join(lines[-8:]), said)
+
+
+def _python(code: str, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    return time.perf_counter() - start
+
+
+def bench_shape(
+    name: str, cache: Path, shard_bytes: int, work: Path, designs: list[str]
+) -> ShapeRun:
+    shape = SHAPES[name]
+    source, built = cached_checkpoint(shape, cache, max_shard_bytes=shard_bytes)
+    shards = sorted(source.glob("*.safetensors"))
+    result = ShapeRun(
+        name,
+        shape.label,
+        sum(p.stat().st_size for p in shards),
+        len(shards),
+        max(p.stat().st_size for p in shards),
+    )
+    _log(
+        f"{name}: {result.model_bytes / GB:.2f} GB in {len(shards)} shard(s) "
+        f"({'built' if built else 'cached'})"
+    )
+    repo = f"bench-org/Qwen3-Reranker-{name}"
+    server = make_server()
+    server.add_org("bench-org", [TEST_USER])
+    with server:
+        files = {
+            p.name: p
+            for p in sorted(source.iterdir())
+            if p.is_file() and not p.name.startswith(".")
+        }
+        server.seed_repo(repo, files)
+        env_root = work / name
+        shutil.rmtree(env_root, ignore_errors=True)
+
+        def env_for(label: str) -> tuple[dict[str, str], list[Path]]:
+            home, tmp = env_root / label / "hf_home", env_root / label / "tmp"
+            tmp.mkdir(parents=True)
+            env = make_hub_env(server.url, home)
+            env["TMPDIR"] = str(tmp)
+            env["PYTHONPATH"] = f"{REPO_ROOT / 'src'}:{REPO_ROOT}"
+            return env, [home, tmp]
+
+        for design in [d for d in designs if d != "parts"]:
+            env, poll = env_for(design)
+            argv = [sys.executable, "-m", "reranker_seqcls", "run", "--model", repo,
+                    "--target", f"{TEST_USER}/{name}-{design}"]  # fmt: skip
+            if design == "whole":
+                out = env_root / design / "output"
+                argv += ["--output-dir", str(out)]
+                poll.append(out)
+            _log(f"{name}: run ({design}) ...")
+            measured = timed(argv, env, poll)
+            _log(
+                f"{name} {design}: exit {measured.returncode}, {measured.wall_s:.0f} s, "
+                f"RSS {measured.rss_bytes / GB:.2f} GB, disk {measured.peak_disk / GB:.2f} GB"
+            )
+            if measured.returncode != 0:
+                _log(measured.log_tail)
+            result.designs[design] = measured
+            shutil.rmtree(env_root / design, ignore_errors=True)
+            server.delete_repo(f"{TEST_USER}/{name}-{design}")
+
+        if "parts" not in designs:
+            shutil.rmtree(env_root, ignore_errors=True)
+            return result
+        env, _ = env_for("parts")
+        fetch_dir = env_root / "parts" / "fetched"
+        result.parts["fetch once"] = _python(
+            "from huggingface_hub import snapshot_download\n"
+            f"snapshot_download({repo!r}, local_dir={str(fetch_dir)!r})\n",
+            env,
+        )
+        scratch = f"{TEST_USER}/upload-once"
+        result.parts["upload once"] = _python(
+            "from huggingface_hub import HfApi\n"
+            "api = HfApi()\n"
+            f"api.create_repo({scratch!r})\n"
+            f"api.upload_folder(repo_id={scratch!r}, folder_path={str(source)!r})\n",
+            env,
+        )
+        server.delete_repo(scratch)
+        result.parts["load + one forward pass of the pairs"] = _python(
+            "from pathlib import Path\n"
+            "from reranker_seqcls.check.parity import reference_scores\n"
+            "from reranker_seqcls.pipeline import load_check_pairs, resolve_token_ids\n"
+            "from reranker_seqcls.recipes.resolve import resolve_recipe\n"
+            f"src = Path({str(source)!r})\n"
+            f"recipe = resolve_recipe(source_name={repo!r}, source_dir=src)\n"
+            "reference_scores(src, recipe, load_check_pairs(recipe, None),\n"
+            "                 resolve_token_ids(src, recipe), 'bfloat16')\n",
+            env,
+        )
+        shutil.rmtree(env_root, ignore_errors=True)
+    return result
+
+
+def render(results: list[ShapeRun], facts: dict[str, str], versions: dict[str, str]) -> str:
+    lines = ["# `run` against the loopback Hub: streamed pass and today's design", ""]
+    lines += ["Written by `bench/bench_run.py` (see its docstring for what is measured).", ""]
+    lines += ["| machine | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in facts.items()]
+    lines += ["", "| package | version |", "|---|---|"] + [
+        f"| {k} | {v} |" for k, v in versions.items()
+    ]
+    lines += ["", "| shape | model | shards (largest) | design | exit | peak disk | disk target "
+              "(2 x largest + 0.5 GB) | peak RSS | wall |",
+              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in results:
+        target = 2 * r.largest_shard + 0.5 * GB
+        for design, m in r.designs.items():
+            lines.append(
+                f"| {r.label} | {r.model_bytes / GB:.2f} GB "
+                f"| {r.shards} ({r.largest_shard / GB:.2f} GB) "
+                f"| {design} | {m.returncode} | {m.peak_disk / GB:.2f} GB | {target / GB:.2f} GB "
+                f"{'met' if m.peak_disk <= target else 'missed'} | {m.rss_bytes / GB:.2f} GB "
+                f"| {m.wall_s:.0f} s |"
+            )
+    said = [
+        (r.label, d, line) for r in results for d, m in r.designs.items() for line in m.run_said
+    ]
+    if said:
+        lines += ["", "What the streamed runs logged about themselves:", ""]
+        lines += [f"- {label} ({design}): `{line}`" for label, design, line in said]
+    lines += ["", "| shape | part | seconds |", "|---|---|---|"]
+    for r in results:
+        for part, secs in r.parts.items():
+            lines.append(f"| {r.label} | {part} | {secs:.1f} |")
+        total = sum(r.parts.values())
+        lines.append(
+            f"| {r.label} | sum (the wall-time target is 1.3 x {total:.0f} s = "
+            f"{1.3 * total:.0f} s) | {total:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--shape", action="append", choices=sorted(SHAPES), help="repeatable (default 0.6b)"
+    )
+    parser.add_argument("--large", action="store_true", help="add the 4B and 8B shapes")
+    parser.add_argument(
+        "--design",
+        action="append",
+        choices=["streamed", "whole", "parts"],
+        help="repeatable (default all: both designs and the parts of the wall-time target)",
+    )
+    parser.add_argument(
+        "--max-shard-size",
+        type=int,
+        default=None,
+        help="bytes (default: 100 MB for 0.6b/tiny, 5 GB otherwise)",
+    )
+    parser.add_argument("--cache", type=Path, default=BENCH_DIR / ".cache")
+    parser.add_argument("--work", type=Path, default=BENCH_DIR / ".cache" / "run-work")
+    parser.add_argument("--results", type=Path, default=BENCH_DIR / "RUN_RESULTS.md")
+    args = parser.parse_args(argv)
+    shapes = args.shape or ["0.6b"]
+    if args.large:
+        shapes += [s for s in ("4b", "8b") if s not in shapes]
+    designs = args.design or ["streamed", "whole", "parts"]
+    results = []
+    for name in shapes:
+        shard_bytes = args.max_shard_size or (
+            100 * 10**6 if name in ("tiny", "0.6b", "0.6b-untied") else 5 * 10**9
+        )
+        results.append(bench_shape(name, args.cache, shard_bytes, args.work, designs))
+    args.results.write_text(render(results, machine_facts(args.cache), package_versions()))
+    (args.results.with_suffix(".json")).write_text(
+        json.dumps(
+            [
+                {**r.__dict__, "designs": {k: v.__dict__ for k, v in r.designs.items()}}
+                for r in results
+            ],
+            indent=2,
+        )
+        + "\n"
+    )
+    _log(f"wrote {args.results}")
+    return 0 if all(m.returncode == 0 for r in results for m in r.designs.values()) else 1
+
+
+if __name__ == "__main__":
+    assert TEST_TOKEN  # the loopback fixtures' token authenticates the runs
+    sys.exit(main())

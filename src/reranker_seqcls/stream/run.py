@@ -1,0 +1,287 @@
+"""``run`` of a Hub source in one streamed pass: the model is never on disk whole.
+
+1. List the source commit (sizes, LFS sha256); fetch the small files; read every shard's header
+   by range requests into a sparse placeholder (:mod:`hub.stream_fetch`); plan the conversion
+   from those alone (:func:`convert.plan.plan_conversion` reads headers only); choose the
+   scorer (:mod:`.scorers`) and forecast the disk (:mod:`.disk`): ``--max-disk`` refuses here,
+   before any shard moves.
+2. For each shard in index order: fetch it (checked against the Hub's sha256 and the planned
+   header); feed it to the scorer, which runs the layers it completes and releases shards;
+   write its output shard (:func:`convert.write.write_output_shard`: a hard link, or the
+   rewrite without ``lm_head``; the head's shard also yields ``score.weight``); feed that to
+   the scorer, pre-upload it (:mod:`hub.preupload`) and delete it; delete the released shards.
+3. Write the small output files (:func:`convert.converter.finish_output`), take the scorer's
+   report; on a pass, the card and one ``create_commit`` with the pre-uploaded shards, the small
+   files and ``parent_commit`` (:func:`hub.preupload.commit_preuploaded`).
+
+Everything lives in one temporary directory, removed at the end, also on an error or a stop
+signal; a target created for the pre-uploads is deleted again on any failure.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from reranker_seqcls.errors import BadInput
+from reranker_seqcls.log import Log
+from reranker_seqcls.sizes import human_size
+
+if TYPE_CHECKING:
+    from reranker_seqcls.check.report import ParityReport
+    from reranker_seqcls.convert.plan import Plan
+    from reranker_seqcls.hub.preupload import Preuploader
+    from reranker_seqcls.hub.stream_fetch import SourceListing
+    from reranker_seqcls.pipeline import RunOptions, RunOutcome
+    from reranker_seqcls.provenance import Provenance
+    from reranker_seqcls.recipes.recipe import Recipe
+    from reranker_seqcls.safetensors_io.shards import TensorBytes
+    from reranker_seqcls.stream.disk import DiskForecast
+    from reranker_seqcls.stream.progress import StreamProgress
+    from reranker_seqcls.stream.scorers import StreamScorer
+
+
+def run_streamed(
+    opts: RunOptions,
+    recipe: Recipe,
+    commit_sha: str,
+    head: str | None,
+    outcome: RunOutcome,
+    log: Log,
+    *,
+    check_memory: int,
+    max_disk: int | None,
+) -> RunOutcome | None:
+    """The streamed run of a Hub source; None when the source has no safetensors weights
+    (a pickle-only source takes the whole-snapshot path). A failed check raises
+    :class:`pipeline.RunParityFailed` after the pre-uploads are abandoned."""
+    from reranker_seqcls.hub import stream_fetch
+
+    listing = stream_fetch.list_source(opts.model, commit_sha, opts.token)
+    if not listing.has_safetensors:
+        return None
+    with tempfile.TemporaryDirectory(prefix="reranker-seqcls-run-") as tmp:
+        stream = _StreamedRun(opts, recipe, listing, Path(tmp), log)
+        stream.prepare(check_memory=check_memory, max_disk=max_disk)
+        stream.transfer(head)
+        provenance, report = stream.finish(outcome)
+        stream.publish(provenance, report, outcome)
+    return outcome
+
+
+class _StreamedRun:
+    """One streamed run's state, step by step (see the module docstring)."""
+
+    def __init__(
+        self, opts: RunOptions, recipe: Recipe, listing: SourceListing, work: Path, log: Log
+    ) -> None:
+        from reranker_seqcls.stream.disk import DiskPeak
+
+        self.opts, self.recipe, self.listing, self.log = opts, recipe, listing, log
+        self.work = work
+        self.source_dir, self.out = work / "source", work / "converted"
+        self.incoming, self.twin_work = work / "incoming", work / "twin"
+        for directory in (self.source_dir, self.out, self.incoming):
+            directory.mkdir()
+        self.disk = DiskPeak(work)
+        self.score: TensorBytes | None = None
+        self.uploader: Preuploader | None = None
+
+    # ------------------------------------------------------------------ 1. plan
+
+    def prepare(self, *, check_memory: int, max_disk: int | None) -> None:
+        from reranker_seqcls.convert.converter import log_plan
+        from reranker_seqcls.convert.plan import plan_conversion
+        from reranker_seqcls.hub import stream_fetch
+        from reranker_seqcls.steps import load_check_pairs
+        from reranker_seqcls.stream.scorers import make_scorer
+
+        opts, listing, log = self.opts, self.listing, self.log
+        stream_fetch.fetch_small_files(listing, self.source_dir, opts.token, log)
+        names = stream_fetch.shard_names_to_stream(listing, self.source_dir)
+        self.headers = stream_fetch.place_headers(listing, names, self.source_dir, opts.token, log)
+        self.plan: Plan = plan_conversion(
+            self.source_dir, self.recipe, allow_softcapping=opts.allow_softcapping
+        )
+        log_plan(self.plan, log)
+        weights = self.plan.planned_weights
+        self.order = [s.source_name for s in weights.shards]
+        self.sizes = [listing.files[n].size for n in self.order]
+        self.rewritten = [
+            shard.kept_bytes + 2**16 if shard.action.name == "REWRITE" else 0
+            for shard in weights.shards
+        ]
+        self.scorer: StreamScorer = make_scorer(
+            source=self.source_dir,
+            converted=self.out,
+            recipe=self.recipe,
+            pairs=load_check_pairs(self.recipe, opts.pairs_file),
+            config=self.plan.config,
+            token_ids=[t.id for t in self.plan.tokens],
+            dtype=opts.dtype,
+            allow_softcapping=opts.allow_softcapping,
+            vllm_python=opts.vllm_python,
+            check_memory=check_memory,
+            whole_model_disk=self._forecast(keep_all=True).total,
+            max_disk=max_disk,
+            log=log,
+        )
+        tensors = [list(weights.checkpoint.shards[n].tensors) for n in self.order]
+        self.steps = self.scorer.schedule(tensors)
+        need = self._forecast(keep_all=self.scorer.keeps_outputs).total
+        log(
+            f"streamed run: {len(self.order)} shard(s), {human_size(sum(self.sizes))}, largest "
+            f"{human_size(max(self.sizes))}; disk needed at most {human_size(need)}"
+        )
+        if max_disk is not None and need > max_disk:
+            raise BadInput(
+                f"this run needs up to {human_size(need)} of disk, more than --max-disk "
+                f"{human_size(max_disk)}: free disk space or raise --max-disk; no shard was fetched"
+            )
+        self.disk.measure()
+
+    def _forecast(self, *, keep_all: bool) -> DiskForecast:
+        from reranker_seqcls.check.release_schedule import FeedStep
+        from reranker_seqcls.stream.disk import forecast
+
+        small = sum(self.listing.files[n].size for n in self.listing.small_files)
+        if keep_all:
+            steps = [
+                FeedStep(k, tuple(range(k + 1)), tuple(range(k + 1)), 0)
+                for k in range(len(self.order))
+            ]
+        else:
+            steps = self.steps
+        return forecast(
+            small=small,
+            small_files=len(self.listing.small_files),
+            sizes=self.sizes,
+            rewritten=self.rewritten,
+            steps=steps,
+            keeps_outputs=keep_all,
+            twin=0 if keep_all else self.scorer.twin_disk,
+        )
+
+    # ------------------------------------------------------------------ 2. the shards
+
+    def transfer(self, head: str | None) -> None:
+        from reranker_seqcls.hub.preupload import Preuploader
+        from reranker_seqcls.stream.progress import StreamProgress
+
+        opts = self.opts
+        self.uploader = Preuploader(
+            opts.target, token=opts.token, private=opts.private, create_pr=opts.create_pr,
+            head=head, dry_run=opts.dry_run, log=self.log,
+        )  # fmt: skip
+        layers = int(self.plan.config.get("num_hidden_layers") or 0)
+        progress = StreamProgress(sum(self.sizes), sum(self.sizes), layers)
+        try:
+            for position, name in enumerate(self.order):
+                self._one_shard(position, name, progress, layers)
+        except BaseException:
+            self.uploader.abandon()
+            raise
+        finally:
+            progress.close()
+
+    def _one_shard(self, position: int, name: str, progress: StreamProgress, layers: int) -> None:
+        from reranker_seqcls.convert.write import score_weight, write_output_shard
+        from reranker_seqcls.hub import stream_fetch
+        from reranker_seqcls.safetensors_io.place import Placement
+
+        assert self.uploader is not None
+        weights = self.plan.planned_weights
+        shard = weights.shards[position]
+        path = stream_fetch.fetch_shard(
+            self.listing, name, self.source_dir, self.incoming, self.headers[name], self.opts.token
+        )
+        progress.add(bytes_in=self.sizes[position])
+        self.disk.measure()
+        released = self.scorer.feed_source(path)
+        self.disk.measure()
+        for done in released:
+            if done != path:
+                done.unlink(missing_ok=True)
+        if name == weights.head_shard:
+            self.score = score_weight(self.plan, path)
+        placed = write_output_shard(self.plan, shard, path, self.out)
+        self.disk.measure()
+        if placed not in (Placement.DROPPED_EMPTY, Placement.DROPPED_HEAD_ONLY):
+            output = self.out / shard.name
+            self.scorer.feed_converted(output)
+            size = output.stat().st_size
+            if self.uploader.upload(shard.name, output) and not self.scorer.keeps_outputs:
+                output.unlink()
+            progress.add(bytes_out=size)
+        if path in released:
+            path.unlink()
+        self.disk.measure()
+        done_layers = self.steps[position].layers_done
+        progress.add(layers=done_layers)
+        verb = "checked" if self.opts.dry_run else "pre-uploaded"
+        self.log(
+            f"shard {position + 1}/{len(self.order)} {name}: fetched, sha256 ok, {placed}, "
+            f"{verb}; layers {done_layers}/{layers}"
+        )
+
+    # ------------------------------------------------------------------ 3. finish
+
+    def finish(self, outcome: RunOutcome) -> tuple[Provenance, ParityReport]:
+        from reranker_seqcls.check.report import write_report
+        from reranker_seqcls.convert.converter import finish_output
+        from reranker_seqcls.errors import ParityFailed
+        from reranker_seqcls.names import PARITY_REPORT_FILE, SCORE_SHARD_FILE
+        from reranker_seqcls.pipeline import RunParityFailed
+        from reranker_seqcls.provenance import SourceRef
+
+        assert self.uploader is not None
+        try:
+            ref = SourceRef(self.opts.model, self.opts.model, self.opts.revision,
+                            self.listing.commit_sha)  # fmt: skip
+            provenance = finish_output(self.plan, self.out, ref, score=self.score, log=self.log)
+            self.scorer.feed_converted(self.out / SCORE_SHARD_FILE)
+            self.twin_work.mkdir()
+            report = self.scorer.finish(self.twin_work)
+            self.disk.measure()
+            outcome.parity = report
+            write_report(report, self.out / PARITY_REPORT_FILE)
+            for row in report.table_rows():
+                self.log(row)
+            self.log(f"streamed run: peak disk {human_size(self.disk.peak)}")
+            try:
+                report.require_passed()
+            except ParityFailed as exc:
+                outcome.message = f"{exc}; nothing was pushed"
+                raise RunParityFailed(outcome) from exc
+        except BaseException:
+            self.uploader.abandon()
+            raise
+        self.ref = ref
+        return provenance, report
+
+    def publish(self, provenance: Provenance, report: ParityReport, outcome: RunOutcome) -> None:
+        from reranker_seqcls.hub.preupload import commit_preuploaded
+        from reranker_seqcls.run_commit import (
+            commit_description,
+            commit_message,
+            source_label,
+            write_run_card,
+        )
+
+        assert self.uploader is not None
+        model = self.opts.model
+        try:
+            write_run_card(self.opts.target, self.source_dir, self.out, self.recipe,
+                           provenance, report)  # fmt: skip
+            pushed = commit_preuploaded(
+                self.out,
+                self.uploader,
+                commit_message=commit_message(model, self.ref),
+                commit_description=commit_description(self.ref, self.recipe, report),
+                log=self.log,
+            )
+        except BaseException:
+            self.uploader.abandon()
+            raise
+        outcome.record_push(pushed, source_label(model, self.ref), dry_run=self.opts.dry_run)
