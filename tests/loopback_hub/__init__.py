@@ -8,6 +8,7 @@ live in :mod:`tests.loopback_hub.fixtures`.
 """
 
 from .server import (
+    BlobStore,
     Fault,
     HubCommit,
     HubFile,
@@ -17,6 +18,7 @@ from .server import (
 )
 
 __all__ = [
+    "BlobStore",
     "Fault",
     "HubCommit",
     "HubFile",

@@ -60,12 +60,16 @@ _SCRUBBED_PREFIXES = ("HF_", "HUGGINGFACE_", "HUGGING_FACE_")
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
-def make_server() -> LoopbackHubServer:
-    """A server (not started) configured with the test tokens and org."""
+def make_server(*, blob_dir: Path | None = None) -> LoopbackHubServer:
+    """A server (not started) configured with the test tokens and org.
+
+    ``blob_dir`` keeps LFS objects on disk there instead of in memory (for multi-GB models).
+    """
     return LoopbackHubServer(
         tokens={TEST_TOKEN: TEST_USER, OTHER_TOKEN: OTHER_USER},
         read_tokens={TEST_READ_TOKEN: TEST_USER},
         orgs={TEST_ORG: [TEST_USER]},
+        blob_dir=blob_dir,
     )
 
 

@@ -2,7 +2,10 @@
 
 The server speaks the HTTP API that ``huggingface_hub`` 2.4 uses (see
 ``shared/reference/hub-api.md``) on ``127.0.0.1`` with an ephemeral port and keeps all state in
-memory. It never opens a connection itself.
+memory, except LFS objects when it is given a ``blob_dir``: they are then content-addressed files
+``blob_dir/<sha256>`` (see :class:`BlobStore`), uploaded, downloaded and seeded in chunks of at most
+:data:`CHUNK_SIZE` bytes, so multi-GB models can be served without holding them in RAM. It never
+opens a connection itself.
 
 Model, dataset and space repos are supported. Every repo has refs (branches, tags and pull-request
 refs ``refs/pr/N``) pointing at commits; every commit is an immutable snapshot of the whole file
@@ -37,25 +40,29 @@ import binascii
 import contextlib
 import fnmatch
 import hashlib
+import io
 import itertools
 import json
+import os
 import re
 import secrets
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal
+from typing import Any, BinaryIO, ClassVar, Literal
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 __all__ = [
     "DEFAULT_GITATTRIBUTES",
     "DEFAULT_LFS_PATTERNS",
+    "BlobStore",
     "Fault",
     "HubCommit",
     "HubError",
@@ -114,6 +121,10 @@ DEFAULT_GITATTRIBUTES: bytes = "".join(
 ).encode()
 
 _LFS_THRESHOLD = 10 * 1024 * 1024
+#: Largest piece of a file the server reads or writes at once when streaming.
+CHUNK_SIZE = 4 * 1024 * 1024
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_TEMP_PREFIX = ".tmp-"
 _REPO_TYPES: dict[str, RepoType] = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _URL_PREFIX: dict[RepoType, str] = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _API_SUBPATHS = frozenset(
@@ -166,26 +177,75 @@ def _iso(ts: float) -> str:
 
 @dataclass(frozen=True)
 class HubFile:
-    """A file of a commit's tree: its bytes and the ids the Hub derives from them."""
+    """A file of a commit's tree: where its bytes are and the ids the Hub derives from them.
+
+    The content is either held in memory (``content``) or, for an LFS object of a server with a
+    ``blob_dir``, a content-addressed file of that store (``blob``), read lazily: use
+    :meth:`open`, :meth:`read_range` or :meth:`iter_chunks` for large files; :attr:`data` reads
+    the whole content.
+    """
 
     path: str
-    data: bytes = field(repr=False)
     lfs: bool
     sha256: str
     oid: str
     """git blob id: of the content for a regular file, of the LFS pointer for an LFS file."""
+    size: int
+    """Size of the file content in bytes."""
+    content: bytes | None = field(default=None, repr=False)
+    blob: Path | None = None
 
     @classmethod
     def make(cls, path: str, data: bytes, *, lfs: bool) -> HubFile:
         """Build the entry for ``data`` stored at ``path``, as a regular or an LFS file."""
         sha = hashlib.sha256(data).hexdigest()
         oid = git_blob_oid(lfs_pointer(sha, len(data)) if lfs else data)
-        return cls(path=path, data=bytes(data), lfs=lfs, sha256=sha, oid=oid)
+        return cls(path=path, lfs=lfs, sha256=sha, oid=oid, size=len(data), content=bytes(data))
+
+    @classmethod
+    def from_blob(cls, path: str, blob: Path, *, sha256: str, size: int) -> HubFile:
+        """The LFS entry at ``path`` whose content is the stored object ``blob``."""
+        oid = git_blob_oid(lfs_pointer(sha256, size))
+        return cls(path=path, lfs=True, sha256=sha256, oid=oid, size=size, blob=blob)
 
     @property
-    def size(self) -> int:
-        """Size of the file content in bytes."""
-        return len(self.data)
+    def data(self) -> bytes:
+        """The whole content (read from the blob file when stored on disk)."""
+        if self.content is not None:
+            return self.content
+        assert self.blob is not None
+        return self.blob.read_bytes()
+
+    def open(self) -> BinaryIO:
+        """A binary file object over the content."""
+        if self.content is not None:
+            return io.BytesIO(self.content)
+        assert self.blob is not None
+        return self.blob.open("rb")
+
+    def iter_chunks(
+        self, start: int = 0, end: int | None = None, *, chunk_size: int = CHUNK_SIZE
+    ) -> Iterator[bytes | memoryview]:
+        """Yield the bytes ``[start, end)`` of the content in pieces of at most ``chunk_size``."""
+        stop = self.size if end is None else min(end, self.size)
+        if self.content is not None:
+            view = memoryview(self.content)
+            for pos in range(start, stop, chunk_size):
+                yield view[pos : min(pos + chunk_size, stop)]
+            return
+        with self.open() as fh:
+            fh.seek(start)
+            pos = start
+            while pos < stop:
+                chunk = fh.read(min(chunk_size, stop - pos))
+                if not chunk:
+                    raise OSError(f"blob of {self.path} is shorter than {self.size} bytes")
+                pos += len(chunk)
+                yield chunk
+
+    def read_range(self, start: int, end: int) -> bytes:
+        """The bytes ``[start, end)`` of the content."""
+        return b"".join(self.iter_chunks(start, end))
 
     @property
     def etag(self) -> str:
@@ -196,6 +256,95 @@ class HubFile:
     def pointer_size(self) -> int:
         """Size of the LFS pointer file."""
         return len(lfs_pointer(self.sha256, self.size))
+
+
+class BlobStore:
+    """Content-addressed files ``<root>/<sha256>``, each object stored once.
+
+    Objects are written to a temporary name in ``root`` and renamed into place, so a stored name
+    always holds complete, verified content. :meth:`put_file` hard-links its source when it can:
+    the source must then not be modified in place afterwards.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        """Where the object ``sha256`` is (or would be) stored."""
+        return self.root / sha256
+
+    def objects(self) -> list[str]:
+        """The sha256 of every stored object, sorted."""
+        return sorted(p.name for p in self.root.iterdir() if _SHA256.fullmatch(p.name))
+
+    def _temp(self) -> Path:
+        return self.root / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
+
+    def receive(self, chunks: Iterable[bytes | memoryview]) -> tuple[str, int, Path]:
+        """Write ``chunks`` to a temporary file, hashing them: ``(sha256, size, temp path)``.
+
+        The caller verifies the result, then :meth:`install`\\ s or deletes the temporary file.
+        """
+        temp = self._temp()
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with temp.open("wb") as out:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return digest.hexdigest(), size, temp
+
+    def install(self, temp: Path, sha256: str) -> Path:
+        """Rename ``temp`` into place as object ``sha256`` (dropped if already stored)."""
+        dest = self.path(sha256)
+        if dest.exists():
+            temp.unlink(missing_ok=True)
+        else:
+            os.replace(temp, dest)
+        return dest
+
+    def put_bytes(self, data: bytes) -> tuple[str, Path]:
+        """Store ``data``: ``(sha256, stored path)``."""
+        view = memoryview(data)
+        sha, _, temp = self.receive(
+            view[pos : pos + CHUNK_SIZE] for pos in range(0, len(view), CHUNK_SIZE)
+        )
+        return sha, self.install(temp, sha)
+
+    def put_file(self, source: Path) -> tuple[str, int, Path]:
+        """Store the file ``source`` (hashed in chunks; hard-linked or copied in chunks).
+
+        Returns ``(sha256, size, stored path)``.
+        """
+        digest = hashlib.sha256()
+        size = 0
+        with source.open("rb") as fh:
+            while chunk := fh.read(CHUNK_SIZE):
+                digest.update(chunk)
+                size += len(chunk)
+        sha = digest.hexdigest()
+        dest = self.path(sha)
+        if dest.exists():
+            return sha, size, dest
+        temp = self._temp()
+        try:
+            os.link(source, temp)
+        except OSError:
+            with source.open("rb") as src, temp.open("wb") as out:
+                shutil.copyfileobj(src, out, CHUNK_SIZE)
+        return sha, size, self.install(temp, sha)
+
+    def clear(self) -> None:
+        """Delete every stored object and leftover temporary file."""
+        for p in self.root.iterdir():
+            if _SHA256.fullmatch(p.name) or p.name.startswith(_TEMP_PREFIX):
+                p.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -227,7 +376,8 @@ class _Repo:
     tags: dict[str, str] = field(default_factory=dict)
     prs: dict[int, str] = field(default_factory=dict)
     commits: dict[str, HubCommit] = field(default_factory=dict)
-    lfs_objects: dict[str, bytes] = field(default_factory=dict)
+    lfs_objects: dict[str, bytes | Path] = field(default_factory=dict)
+    """Uploaded LFS objects by sha256: their bytes, or their file in the server's blob store."""
     granted: set[str] = field(default_factory=set)
     next_discussion: int = 1
 
@@ -359,6 +509,26 @@ class _Response:
     content_type: str = "application/json"
     repo_file: tuple[str, str, str] | None = None
     drop_after: int | None = None
+    file: tuple[HubFile, int, int] | None = None
+    """A file's bytes ``[start, stop)`` to send, streamed in chunks, instead of ``body``."""
+
+    @property
+    def length(self) -> int:
+        """Length of the body."""
+        if self.file is None:
+            return len(self.body)
+        _, start, stop = self.file
+        return stop - start
+
+    def chunks(self, limit: int | None = None) -> Iterator[bytes | memoryview]:
+        """The body (its first ``limit`` bytes if given), in pieces of at most CHUNK_SIZE."""
+        stop_at = self.length if limit is None else min(limit, self.length)
+        if self.file is None:
+            if stop_at:
+                yield self.body[:stop_at]
+            return
+        f, start, _ = self.file
+        yield from f.iter_chunks(start, start + stop_at)
 
     @classmethod
     def json(
@@ -385,6 +555,9 @@ class LoopbackHubServer:
         commits_page_size: entries per page of ``/commits`` listings.
         host: interface to bind; only loopback addresses make sense.
         port: port to bind, 0 for an ephemeral one.
+        blob_dir: when given, LFS object contents are stored there as files named by their
+            sha256 instead of in memory (:meth:`reset` deletes them); uploads and downloads of
+            LFS files then stream through it in chunks.
 
     Access rules, as on the Hub: a request with an unknown bearer token gets 401 "Invalid
     credentials in Authorization header" whatever it asks for; a private repo is visible to its
@@ -409,7 +582,9 @@ class LoopbackHubServer:
         commits_page_size: int = 50,
         host: str = "127.0.0.1",
         port: int = 0,
+        blob_dir: Path | None = None,
     ) -> None:
+        self.blobs: BlobStore | None = BlobStore(blob_dir) if blob_dir is not None else None
         self._initial_settings = (
             lfs_threshold,
             tuple(lfs_patterns),
@@ -501,6 +676,8 @@ class LoopbackHubServer:
             self._orgs = {o: set(m) for o, m in self._initial_orgs.items()}
             self._repos.clear()
             self._pending_uploads.clear()
+            if self.blobs is not None:
+                self.blobs.clear()
             self._records.clear()
             self._faults.clear()
             self._served_instead.clear()
@@ -594,7 +771,9 @@ class LoopbackHubServer:
         """Create the repo if needed (no ``.gitattributes``) and commit ``files`` to ``branch``.
 
         Values are ``bytes``, a :class:`~pathlib.Path` to read, or ``str`` text (UTF-8). Files are
-        stored as LFS per :attr:`lfs_patterns`/:attr:`lfs_threshold`. ``private``/``gated`` apply
+        stored as LFS per :attr:`lfs_patterns`/:attr:`lfs_threshold`; with a ``blob_dir``, an LFS
+        ``Path`` is hashed and hard-linked (or copied) into the store in chunks, never read
+        whole. ``private``/``gated`` apply
         when the repo is created. Returns the new commit's sha.
         """
         with self._lock:
@@ -632,11 +811,12 @@ class LoopbackHubServer:
             for path in delete:
                 self._delete_path(tree, path.rstrip("/"), folder=path.endswith("/"))
             for path, content in (add or {}).items():
-                data = _read_content(content)
-                is_lfs = self.is_lfs(path, len(data)) if lfs is None else lfs
-                tree[path] = HubFile.make(path, data, lfs=is_lfs)
-                if is_lfs:
-                    repo.lfs_objects[tree[path].sha256] = tree[path].data
+                entry = self._make_file(path, content, lfs)
+                tree[path] = entry
+                if entry.lfs:
+                    repo.lfs_objects[entry.sha256] = (
+                        entry.blob if entry.blob is not None else entry.data
+                    )
             title, _, body = message.partition("\n")
             sha = self._new_commit(
                 repo,
@@ -932,6 +1112,21 @@ class LoopbackHubServer:
         """Whether a file is stored with LFS: by pattern or by size."""
         return size >= self.lfs_threshold or _match_patterns(path, self.lfs_patterns)
 
+    def _make_file(self, path: str, content: FileContent, lfs: bool | None) -> HubFile:
+        """The entry for ``content`` at ``path``: LFS objects go to the blob store if any."""
+        blobs = self.blobs
+        if blobs is not None and isinstance(content, Path):
+            size = content.stat().st_size
+            if self.is_lfs(path, size) if lfs is None else lfs:
+                sha, size, blob = blobs.put_file(content)
+                return HubFile.from_blob(path, blob, sha256=sha, size=size)
+        data = _read_content(content)
+        is_lfs = self.is_lfs(path, len(data)) if lfs is None else lfs
+        if blobs is not None and is_lfs:
+            sha, blob = blobs.put_bytes(data)
+            return HubFile.from_blob(path, blob, sha256=sha, size=len(data))
+        return HubFile.make(path, data, lfs=is_lfs)
+
     def _get_repo(self, repo_type: RepoType, repo_id: str) -> _Repo:
         try:
             return self._repos[(repo_type, repo_id)]
@@ -1068,11 +1263,43 @@ class LoopbackHubServer:
             try:
                 return self._route(req)
             except HubError as err:
-                headers = dict(err.headers)
-                if err.code:
-                    headers["X-Error-Code"] = err.code
-                headers.setdefault("X-Error-Message", err.message)
-                return _Response.json(err.body, status=err.status, headers=headers)
+                return _error_response(err)
+
+    def _streams_upload(self, method: str, path: str) -> bool:
+        """Whether the request body is an LFS object to stream into the blob store."""
+        return self.blobs is not None and method == "PUT" and path.startswith("/_lfs/upload/")
+
+    def _receive_lfs(self, path: str, chunks: Iterable[bytes]) -> _Response:
+        """Stream an LFS basic-transfer PUT into the blob store, outside the server lock."""
+        blobs = self.blobs
+        assert blobs is not None
+        upload_id = path.rsplit("/", 1)[-1]
+        try:
+            with self._lock:
+                if upload_id not in self._pending_uploads:
+                    raise HubError(404, "Unknown or expired LFS upload URL")
+                key, oid, size = self._pending_uploads[upload_id]
+                if key not in self._repos:
+                    raise HubError(404, "Repository not found", code="RepoNotFound")
+            sha, got, temp = blobs.receive(chunks)
+            if got != size or sha != oid:
+                temp.unlink(missing_ok=True)
+                raise HubError(
+                    400,
+                    f"Uploaded content does not match the object (oid {oid}, size {size}):"
+                    f" got {got} bytes with sha256 {sha}",
+                )
+            blob = blobs.install(temp, sha)
+            with self._lock:
+                repo = self._repos.get(key)
+                if repo is None:
+                    raise HubError(404, "Repository not found", code="RepoNotFound")
+                repo.lfs_objects[oid] = blob
+        except HubError as err:
+            return _error_response(err)
+        return _Response(
+            status=200, body=b"", content_type="text/plain", headers={"ETag": f'"{oid}"'}
+        )
 
     def _route(self, req: _Request) -> _Response:
         seg = req.segments
@@ -1608,7 +1835,7 @@ class LoopbackHubServer:
         if seg[0] == "verify" and req.method == "POST":
             payload = req.json()
             stored = repo.lfs_objects.get(str(payload.get("oid")))
-            if stored is None or len(stored) != int(payload.get("size") or -1):
+            if stored is None or _object_size(stored) != int(payload.get("size") or -1):
                 raise HubError(404, f"LFS object {payload.get('oid')} not found")
             return _Response.json({"success": True})
         raise HubError(405, "Method not allowed")
@@ -1660,16 +1887,21 @@ class LoopbackHubServer:
                 tree[path] = HubFile.make(path, data, lfs=False)
             else:  # lfsFile
                 oid = str(value.get("oid"))
-                data_or_none = repo.lfs_objects.get(oid)
-                if data_or_none is None:
+                stored = repo.lfs_objects.get(oid)
+                if stored is None:
                     raise HubError(
                         422,
                         "Your push was rejected because an LFS pointer pointed to a file that "
                         f"does not exist: {path} (oid {oid})",
                     )
-                if "size" in value and int(value["size"]) != len(data_or_none):
+                stored_size = _object_size(stored)
+                if "size" in value and int(value["size"]) != stored_size:
                     raise HubError(422, f"LFS object size mismatch for {path}")
-                tree[path] = HubFile.make(path, data_or_none, lfs=True)
+                tree[path] = (
+                    HubFile.make(path, stored, lfs=True)
+                    if isinstance(stored, bytes)
+                    else HubFile.from_blob(path, stored, sha256=oid, size=stored_size)
+                )
         description = str(header.get("description") or "")
         sha = self._new_commit(
             repo, parent=base, files=tree, title=summary, message=description, author=user
@@ -1749,24 +1981,27 @@ class LoopbackHubServer:
         if f.lfs:
             headers["X-Linked-Etag"] = f'"{f.sha256}"'
             headers["X-Linked-Size"] = str(f.size)
-        data = self._served_instead.get((repo_id, path), f.data)
+        instead = self._served_instead.get((repo_id, path))
+        if instead is not None:  # same listing, other bytes (serve_instead)
+            f = replace(f, content=instead, blob=None, size=len(instead))
         status = 200
+        start, stop = 0, f.size
         range_header = req.headers.get("range")
         if range_header and req.method == "GET":
-            span = _parse_range(range_header, len(data))
+            span = _parse_range(range_header, f.size)
             if span is None:
                 raise HubError(
                     416,
                     "Requested range not satisfiable",
-                    headers={"Content-Range": f"bytes */{len(data)}", "X-Repo-Commit": sha},
+                    headers={"Content-Range": f"bytes */{f.size}", "X-Repo-Commit": sha},
                 )
             start, end = span
-            data = data[start : end + 1]
+            stop = end + 1
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{f.size}"
         return _Response(
             status=status,
-            body=data,
+            file=(f, start, stop),
             headers=headers,
             content_type="application/octet-stream",
             repo_file=(repo_id, rev, path),
@@ -1855,9 +2090,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _is_chunked(self) -> bool:
         return "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
 
-    def _read_body(self) -> bytes:
+    def _iter_body(self, record: RequestRecord) -> Iterator[bytes]:
+        """The request body in pieces of at most CHUNK_SIZE; counts them in ``record.bytes_in``."""
         if self._is_chunked():
-            chunks = []
             while True:
                 line = self.rfile.readline(65537)
                 if not line:
@@ -1866,12 +2101,20 @@ class _Handler(BaseHTTPRequestHandler):
                 if size == 0:
                     while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                         pass  # trailers
-                    break
-                chunks.append(self.rfile.read(size))
+                    return
+                yield from self._read_exactly(size, record)
                 self.rfile.readline(65537)
-            return b"".join(chunks)
-        length = self._content_length()
-        return self.rfile.read(length) if length > 0 else b""
+        yield from self._read_exactly(self._content_length(), record)
+
+    def _read_exactly(self, length: int, record: RequestRecord) -> Iterator[bytes]:
+        left = length
+        while left > 0:
+            chunk = self.rfile.read(min(left, CHUNK_SIZE))
+            if not chunk:
+                return  # the client closed early: what arrived is the body
+            left -= len(chunk)
+            record.bytes_in += len(chunk)
+            yield chunk
 
     def _read_some(self, limit: int) -> int:
         """Read up to ``limit`` raw body bytes without waiting for more than the client sent."""
@@ -1920,8 +2163,9 @@ class _Handler(BaseHTTPRequestHandler):
                     record.bytes_in = self._read_some(fault.after_bytes)
                 self._drop()
                 return
-            body = self._read_body()
-            record.bytes_in = len(body)
+            stream = hub._streams_upload(method, path)
+            chunks = self._iter_body(record)
+            body = b"" if stream else b"".join(chunks)
             if fault is not None and fault.status is not None:
                 record.fault = "status"
                 response = _Response.json(
@@ -1935,6 +2179,8 @@ class _Handler(BaseHTTPRequestHandler):
                     status=401,
                     headers={"X-Error-Message": _INVALID_CREDENTIALS},
                 )
+            elif stream:
+                response = hub._receive_lfs(path, chunks)
             else:
                 request = _Request(
                     method=method,
@@ -1947,6 +2193,8 @@ class _Handler(BaseHTTPRequestHandler):
                     can_write=can_write,
                 )
                 response = hub._dispatch(request)
+            for _ in chunks:
+                pass  # the rest of a streamed body nobody consumed: keep the connection usable
             if fault is not None and fault.drop and fault.during == "response":
                 record.fault = "drop"
                 response.drop_after = fault.after_bytes or 0
@@ -1959,10 +2207,9 @@ class _Handler(BaseHTTPRequestHandler):
             hub._record(record)
 
     def _write_response(self, response: _Response, request_headers: Mapping[str, str]) -> int:
-        body = response.body
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(response.length))
         trace = request_headers.get("x-amzn-trace-id") or request_headers.get("x-request-id")
         if trace:
             self.send_header("X-Request-Id", trace)
@@ -1970,17 +2217,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, _header_value(value))
         if response.drop_after is not None:
             self.end_headers()
-            sent = body[: response.drop_after] if self.command != "HEAD" else b""
-            self.wfile.write(sent)
+            sent = 0
+            if self.command != "HEAD":
+                sent = self._write_chunks(response.chunks(response.drop_after))
             self._drop()
-            return len(sent)
+            return sent
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
         if self.command == "HEAD":
             return 0
-        self.wfile.write(body)
-        return len(body)
+        return self._write_chunks(response.chunks())
+
+    def _write_chunks(self, chunks: Iterable[bytes | memoryview]) -> int:
+        sent = 0
+        for chunk in chunks:
+            self.wfile.write(chunk)
+            sent += len(chunk)
+        return sent
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1992,6 +2246,19 @@ def _header_value(value: str) -> str:
     """Make a header value safe for ``http.server`` (latin-1, single line)."""
     flat = " ".join(str(value).splitlines())
     return flat.encode("latin-1", "replace").decode("latin-1")
+
+
+def _error_response(err: HubError) -> _Response:
+    headers = dict(err.headers)
+    if err.code:
+        headers["X-Error-Code"] = err.code
+    headers.setdefault("X-Error-Message", err.message)
+    return _Response.json(err.body, status=err.status, headers=headers)
+
+
+def _object_size(stored: bytes | Path) -> int:
+    """Size of an LFS object held in memory or in the blob store."""
+    return len(stored) if isinstance(stored, bytes) else stored.stat().st_size
 
 
 def _read_content(content: FileContent) -> bytes:
