@@ -8,17 +8,22 @@ run uses (its ``TMPDIR``, ``HF_HOME`` and, for today's design, ``--output-dir``;
 blocks, hard links once). Designs:
 
 * ``streamed``: ``run --model REPO --target T`` (a Hub source is streamed shard by shard);
-* ``whole``: ``run ... --output-dir DIR``, which takes today's path (whole snapshot in
-  ``HF_HOME``, converted beside it, whole-model check, one upload).
+* ``whole``: ``run ... --output-dir DIR``, the whole-snapshot path (whole snapshot in
+  ``HF_HOME``, converted beside it, the check within ``--check-memory``: layer by layer for
+  every Qwen3-Reranker size, one upload);
+* ``whole-full``: the design this replaces, as it was when the streamed run was asked for: the
+  whole-snapshot path with the whole-model check (``--check-memory 64GB``); only where the
+  model fits this machine's memory in float32 (default: the 0.6B).
 
 The parts a run's wall time is judged against, measured on the same machine: fetching the
-source's bytes once (``hf_hub_download`` of every file), uploading them once
-(``upload_folder`` of the source to a scratch repo), and one load + forward pass of the parity
-pairs through the source model (``check.parity.reference_scores``). Results go to
-``bench/RUN_RESULTS.md`` (``--results``).
+source's bytes once (``snapshot_download``), uploading them once (``upload_folder`` of the
+source to a scratch repo), and one forward pass of the parity pairs through the model in float32
+(``check.layerwise.LayerwiseScorer`` over the local shards: the pass a streamed check makes,
+without hashing, fetching or the twin). Results go to ``bench/RUN_RESULTS.md`` (``--results``).
 
-``make bench-large`` runs the 4B and 8B shapes too: the loopback Hub keeps repos in memory, so
-the 8B needs ~33 GB of RAM in this process (source and pushed output) on top of the run.
+``make bench-large`` runs the 4B and 8B shapes too. The loopback Hub keeps LFS objects on disk
+(``blob_dir``, hard links of the cached shards): the 8B needs ~50 GB of disk (the cached source,
+the pushed output and the run's own peak), not memory.
 """
 
 from __future__ import annotations
@@ -122,6 +127,29 @@ def timed(argv: list[str], env: dict[str, str], poll: list[Path]) -> Measured:
     return Measured(wall, rss_kb * 1024, peak, code, "\n".join(lines[-8:]), said)
 
 
+# One layer-by-layer float32 pass of the family's parity prompts through the source shards.
+FORWARD_PASS = """
+import json
+from pathlib import Path
+from transformers import AutoTokenizer
+from reranker_seqcls.check.layerwise import LayerwiseScorer
+from reranker_seqcls.recipes.prompts import official_prompt
+from reranker_seqcls.recipes.resolve import resolve_recipe
+from reranker_seqcls.check.streamed import source_shards
+from reranker_seqcls.steps import load_check_pairs
+src = Path({source!r})
+recipe = resolve_recipe(source_name={repo!r}, source_dir=src)
+tok = AutoTokenizer.from_pretrained(str(src))
+prompts = [official_prompt(tok, recipe, p.query, p.document, p.instruction).ids
+           for p in load_check_pairs(recipe, None)]
+scorer = LayerwiseScorer(json.loads((src / "config.json").read_text()), prompts,
+                         pad_id=tok.pad_token_id or 0)
+for shard in source_shards(src):
+    scorer.feed(shard)
+print(scorer.final_hidden().shape)
+"""
+
+
 def _python(code: str, env: dict[str, str]) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
@@ -146,7 +174,9 @@ def bench_shape(
         f"({'built' if built else 'cached'})"
     )
     repo = f"bench-org/Qwen3-Reranker-{name}"
-    server = make_server()
+    blobs = cache / "hub-blobs"
+    shutil.rmtree(blobs, ignore_errors=True)
+    server = make_server(blob_dir=blobs)
     server.add_org("bench-org", [TEST_USER])
     with server:
         files = {
@@ -170,10 +200,12 @@ def bench_shape(
             env, poll = env_for(design)
             argv = [sys.executable, "-m", "reranker_seqcls", "run", "--model", repo,
                     "--target", f"{TEST_USER}/{name}-{design}"]  # fmt: skip
-            if design == "whole":
+            if design in ("whole", "whole-full"):
                 out = env_root / design / "output"
                 argv += ["--output-dir", str(out)]
                 poll.append(out)
+            if design == "whole-full":
+                argv += ["--check-memory", "64GB"]
             _log(f"{name}: run ({design}) ...")
             measured = timed(argv, env, poll)
             _log(
@@ -205,16 +237,8 @@ def bench_shape(
             env,
         )
         server.delete_repo(scratch)
-        result.parts["load + one forward pass of the pairs"] = _python(
-            "from pathlib import Path\n"
-            "from reranker_seqcls.check.parity import reference_scores\n"
-            "from reranker_seqcls.pipeline import load_check_pairs, resolve_token_ids\n"
-            "from reranker_seqcls.recipes.resolve import resolve_recipe\n"
-            f"src = Path({str(source)!r})\n"
-            f"recipe = resolve_recipe(source_name={repo!r}, source_dir=src)\n"
-            "reference_scores(src, recipe, load_check_pairs(recipe, None),\n"
-            "                 resolve_token_ids(src, recipe), 'bfloat16')\n",
-            env,
+        result.parts["one float32 forward pass of the pairs"] = _python(
+            FORWARD_PASS.format(source=str(source), repo=repo), env
         )
         shutil.rmtree(env_root, ignore_errors=True)
     return result
@@ -267,8 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--design",
         action="append",
-        choices=["streamed", "whole", "parts"],
-        help="repeatable (default all: both designs and the parts of the wall-time target)",
+        choices=["streamed", "whole", "whole-full", "parts"],
+        help="repeatable (default: streamed, whole and parts; whole-full too for the 0.6B)",
     )
     parser.add_argument(
         "--max-shard-size",
@@ -283,9 +307,13 @@ def main(argv: list[str] | None = None) -> int:
     shapes = args.shape or ["0.6b"]
     if args.large:
         shapes += [s for s in ("4b", "8b") if s not in shapes]
-    designs = args.design or ["streamed", "whole", "parts"]
     results = []
     for name in shapes:
+        designs = args.design or (
+            ["streamed", "whole", "whole-full", "parts"]
+            if name.startswith("0.6b")
+            else ["streamed", "whole", "parts"]
+        )
         shard_bytes = args.max_shard_size or (
             100 * 10**6 if name in ("tiny", "0.6b", "0.6b-untied") else 5 * 10**9
         )

@@ -7,7 +7,8 @@ through it too):
 
 - ``parent_commit`` (the head read when the run started) makes a concurrent writer's commit
   fail this push instead of interleaving with it; None means the target does not exist yet;
-- a target is created only now that the commit is ready, and deleted again when it fails;
+- a target is created only now that the commit is ready (a streamed run, whose pre-uploads need
+  it, creates it before its first one: :mod:`.preupload`), and deleted again when it fails;
 - when the commit call fails without an answer (a dropped connection, a 5xx after the commit
   was applied), the target's head is compared with what the commit wrote, and a commit that
   landed is reported as pushed, so that this run and a rerun agree;
