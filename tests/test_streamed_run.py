@@ -279,3 +279,36 @@ def test_stop_signal_after_pre_uploads_commits_nothing_and_leaves_no_file(
     assert not hub_server.repo_exists(TARGET)
     assert hub_server.request_count(path_contains="/commit/", method="POST") == 0
     assert list(tmp.iterdir()) == []
+
+
+def test_layerwise_parity_failure_commits_nothing_and_names_the_cause(
+    hub_server, hub_env, tiny_model, tmp_path
+):
+    """A conversion the check must refuse (the source's pad token is "\\n", the last token of
+    every mxbai prompt: the classifier pools an earlier token), checked layer by layer
+    (--check-memory far below the model) while streaming: exit 1 naming pad_token_id, as the
+    whole-model check names it; no commit; the target created for the pre-uploads deleted."""
+    upstream = "mixedbread-ai/mxbai-rerank-tiny-sharded-v2"
+    files = _files(tiny_model("qwen2", tied=False, num_shards=3))
+    tokenizer_config = json.loads(files["tokenizer_config.json"])
+    tokenizer_config["pad_token"] = "Ċ"
+    files["tokenizer_config.json"] = json.dumps(tokenizer_config).encode()
+    hub_server.seed_repo(upstream, files)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        '{"query": "capital of France", "document": "Paris is the capital.\\n\\n"}\n'
+        '{"query": "capital of France", "document": "Bananas are yellow.\\n\\n"}\n'
+    )
+    env, tmp = _env(hub_env, tmp_path)
+    target = f"{TEST_USER}/never-pushed"
+    result, data = _run(env, tmp_path, "--model", upstream, "--target", target,
+                        "--pairs", str(pairs), "--check-memory", "1KB")  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "layerwise" in result.stderr and "shard 3/3" in result.stderr
+    assert data["status"] == "failed" and data["parity"]["passed"] is False
+    last = result.stderr.strip().splitlines()[-1]
+    assert "pad_token_id" in last and "nothing was pushed" in last, last
+    assert "Traceback" not in result.stderr
+    assert not hub_server.repo_exists(target)
+    assert hub_server.request_count(path_contains="/commit/", method="POST") == 0
+    assert list(tmp.iterdir()) == []

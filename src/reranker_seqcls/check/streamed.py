@@ -115,16 +115,18 @@ class StreamedCheck:
         self.source_rows, self.converted_rows = RowStore(), RowStore()
         self.source_digests: dict[str, str] = {}
         self.converted_digests: dict[str, str] = {}
-        self._by_inode: dict[tuple[int, int], dict[str, str]] = {}
+        self._by_file: dict[tuple[int, int, int, int], dict[str, str]] = {}
 
     def _digests(self, header: SafetensorsFile, skip: set[str]) -> dict[str, str]:
         """Per-tensor digests, computed once per file (a converted shard is often a hard link
         or reflink of the source shard; a reflink has its own inode and is hashed again)."""
         stat = os.stat(header.path)
-        key = (stat.st_dev, stat.st_ino)
-        if key not in self._by_inode:
-            self._by_inode[key] = tensor_digests(header, set())
-        return {k: v for k, v in self._by_inode[key].items() if k not in skip}
+        # Size and mtime too: a streamed run deletes shards as it goes, and a file written later
+        # (the rewritten head shard) may get a deleted shard's inode number.
+        key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if key not in self._by_file:
+            self._by_file[key] = tensor_digests(header, set())
+        return {k: v for k, v in self._by_file[key].items() if k not in skip}
 
     def feed_source(self, shard: Path) -> list[Path]:
         header = SafetensorsFile(Path(shard))

@@ -92,7 +92,7 @@ class _StreamedRun:
 
     def prepare(self, *, check_memory: int, max_disk: int | None) -> None:
         from reranker_seqcls.convert.converter import log_plan
-        from reranker_seqcls.convert.plan import plan_conversion
+        from reranker_seqcls.convert.plan import ShardAction, plan_conversion
         from reranker_seqcls.hub import stream_fetch
         from reranker_seqcls.steps import load_check_pairs
         from reranker_seqcls.stream.scorers import make_scorer
@@ -108,8 +108,11 @@ class _StreamedRun:
         weights = self.plan.planned_weights
         self.order = [s.source_name for s in weights.shards]
         self.sizes = [listing.files[n].size for n in self.order]
+        # A rewritten shard is its kept tensors and a header no longer than the source's.
         self.rewritten = [
-            shard.kept_bytes + 2**16 if shard.action.name == "REWRITE" else 0
+            shard.kept_bytes + len(self.headers[shard.source_name])
+            if shard.action is ShardAction.REWRITE
+            else 0
             for shard in weights.shards
         ]
         self.scorer: StreamScorer = make_scorer(
