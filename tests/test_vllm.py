@@ -2,8 +2,9 @@
 
 ``make test`` builds that environment first (``make vllm-venv``); these tests fail, never skip,
 when it is missing. vLLM start-ups are few and expensive (tens of seconds each on a small CPU):
-one offline process scores all three families, ``run`` (its check) runs vLLM once, and two
-``vllm serve`` processes answer ``/score`` and ``/rerank``.
+one offline process scores all three families, ``run`` (its check) runs vLLM once, ``check``
+within a memory budget runs it once on a structural twin for a good and for a broken
+conversion, and ``vllm serve`` processes answer ``/score`` and ``/rerank``.
 
 The models are tiny but real enough for vLLM: the real Qwen vocabulary for Qwen3 and Qwen2, and
 head_dim 64 everywhere (vLLM's CPU attention refuses 16). "Official" is the family's own prompt
@@ -20,6 +21,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -269,6 +271,115 @@ def test_check_reports_a_skipped_or_failing_vllm_path(tiny_model, tmp_path: Path
         f"error: --vllm-python {tmp_path / 'no-python'} is not an executable file: give the "
         "python of an environment where vLLM is installed (e.g. .venv-vllm/bin/python)"
     ]
+
+
+# --------------------------------------------------------------------------- check on a twin
+
+# A real-vocabulary Qwen3 wider than the shrunk twin (hidden 128) and deeper than its 2 layers.
+WIDE_SHAPE = {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
+              "num_attention_heads": 4, "num_key_value_heads": 2}  # fmt: skip
+# Under the real model's float32 load (~0.16 GB) plus the interpreter's ~0.55 GB, and under a
+# 2-layer twin of the real width: the twin gets the shrunk hidden size, and then fits.
+TWIN_BUDGET = "700MB"
+
+
+@pytest.fixture(scope="module")
+def wide_qwen3(
+    real_vocab_model: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """(source, converted): the wide real-vocabulary Qwen3 and its conversion."""
+    source = real_vocab_model("qwen3", name="Qwen3-Reranker-real-wide", **WIDE_SHAPE)
+    converted = tmp_path_factory.mktemp("vllm-twin") / "Qwen3-Reranker-real-wide-seq-cls"
+    result = run_cli("convert", source, converted)
+    assert result.returncode == 0, result.stderr
+    return source, converted
+
+
+def _twin_check(
+    source: Path, converted: Path, vllm_python: Path, report_file: Path
+) -> tuple[subprocess.CompletedProcess[str], dict]:
+    started = time.monotonic()
+    result = run_cli(
+        "check", source, converted, "--check-memory", TWIN_BUDGET, "--vllm-python", vllm_python,
+        "--report", report_file, env=VLLM_ENV, timeout=900,
+    )  # fmt: skip
+    print(f"\ncheck --check-memory {TWIN_BUDGET} (twin + vLLM): {time.monotonic() - started:.0f} s")
+    assert report_file.is_file(), result.stderr
+    return result, json.loads(report_file.read_text())
+
+
+def test_check_within_a_memory_budget_runs_vllm_on_the_shrunk_twin(
+    wide_qwen3: tuple[Path, Path], vllm_python: Path, tmp_path: Path
+) -> None:
+    """``check --check-memory --vllm-python`` on a model over the budget: the real weights are
+    scored layer by layer, and vLLM scores the twin (2 layers, hidden 128, head_dim 64) within
+    tolerance of the twin's original, a ``twin: vllm`` row in the report."""
+    from reranker_seqcls.check.metrics import sigmoid
+    from reranker_seqcls.check.twin import (
+        INTERPRETER_BYTES,
+        consumer_plan,
+        float32_load_bytes,
+        parse_memory,
+        twin_config,
+    )
+
+    source, converted = wide_qwen3
+    config = json.loads((source / "config.json").read_text())
+    budget = parse_memory(TWIN_BUDGET)
+    plan = consumer_plan(config, budget)
+    assert plan.on == "twin" and plan.overrides["hidden_size"] == 128
+    assert plan.overrides["head_dim"] == 64  # vLLM's CPU attention refuses smaller
+    assert float32_load_bytes({**config, "num_hidden_layers": 2}) + INTERPRETER_BYTES > budget
+    assert float32_load_bytes(twin_config(config, plan.overrides)) + INTERPRETER_BYTES <= budget
+
+    result, report = _twin_check(source, converted, vllm_python, tmp_path / "report.json")
+    assert result.returncode == 0, result.stderr
+    assert report["consumers_proven_on"].startswith("twin (2 of 4 layers, hidden 128, vocab 151669")
+    assert "  twin: vllm " in result.stdout and "twin: vllm: vLLM 0.32.0+cpu" in result.stdout
+    assert "vllm" not in report["metrics"]  # the real model never went through vLLM
+    assert report["metrics"]["converted (layerwise)"]["max_abs_logit"] < 1e-4
+    vllm = report["metrics"]["twin: vllm"]
+    assert vllm["max_abs_prob"] <= 5e-4 and vllm["spearman"] >= 0.999 and vllm["top1"] == 1.0
+    assert not any(n.startswith("twin: vllm: skipped") for n in report["notes"])
+    real_gap = 0.0
+    for row in report["scores"]:
+        twin = row["twin"]
+        assert len(twin["vllm"]) == 1
+        assert abs(twin["vllm"][0] - sigmoid(twin["reference"][0])) <= 5e-4
+        assert abs(twin["vllm"][0] - twin["sentence_transformers"][0]) <= 5e-4
+        real_gap = max(real_gap, abs(twin["vllm"][0] - sigmoid(row["reference"][0])))
+    assert real_gap > 1e-2  # vLLM scored the twin's random weights, not the real model's
+
+
+def test_check_on_the_twin_catches_a_template_broken_for_vllm(
+    wide_qwen3: tuple[Path, Path], vllm_python: Path, tmp_path: Path
+) -> None:
+    """A converted directory whose weights are right but whose saved chat template drops a
+    space: only a consumer sees it. The twin takes the real directory's template, so the
+    check fails with a ``twin: `` reason, and vLLM on the twin shows the same difference."""
+    source, good = wide_qwen3
+    broken = tmp_path / "broken"
+    shutil.copytree(good, broken, copy_function=os.link)  # the shards stay hard links
+    template = broken / "chat_template.jinja"
+    text = template.read_text()
+    assert text.count("<Document>: ") == 1
+    template.unlink()  # a new file: the good directory's link is left intact
+    template.write_text(text.replace("<Document>: ", "<Document>:"))
+
+    result, report = _twin_check(source, broken, vllm_python, tmp_path / "report.json")
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "error: parity failed: twin: the chat template saved with the checkpoint renders a "
+        "different prompt than the family's"
+    ), last
+    assert report["reasons"] and all(r.startswith("twin: ") for r in report["reasons"])
+    assert report["metrics"]["converted (layerwise)"]["max_abs_logit"] < 1e-4
+    vllm = report["metrics"]["twin: vllm"]
+    assert vllm["max_abs_prob"] > 0.05  # vLLM renders the broken template too
+    st = report["metrics"]["twin: sentence-transformers"]
+    assert abs(vllm["max_abs_prob"] - st["max_abs_prob"]) <= 5e-4
+    assert any(n.startswith("twin: vllm: equals sentence-transformers") for n in report["notes"])
 
 
 # --------------------------------------------------------------------------- served
