@@ -153,24 +153,28 @@ class ParityReport:
     def table_rows(self) -> list[str]:
         """A compact human table, one row a line (a log prints and escapes each on its own)."""
         t = self.tolerance
+        gap = self.tokenization_gap
+        gap_name = None if gap is None else f"one-string ids ({len(gap.pairs)})"
+        labels = [p.value for p in self.metrics] + ([gap_name] if gap_name else [])
+        w = max([24, *(len(label) + 2 for label in labels)])  # the path column
         rows = [
             f"parity: {self.verdict}  ({self.dtype}, recipe {self.recipe}, "
             f"{self.num_pairs} pairs in {self.num_groups} groups)",
-            f"  {'path':<24}{'max|Δlogit|':>12}{'max|Δprob|':>12}{'spearman':>10}{'top-1':>8}",
+            f"  {'path':<{w}}{'max|Δlogit|':>12}{'max|Δprob|':>12}{'spearman':>10}{'top-1':>8}",
         ]
         for path, m in self.metrics.items():
             logit = "-" if m.max_abs_logit is None else f"{m.max_abs_logit:.2e}"
             rows.append(
-                f"  {path.value:<24}{logit:>12}{m.max_abs_prob:>12.2e}{m.spearman:>10.4f}"
+                f"  {path.value:<{w}}{logit:>12}{m.max_abs_prob:>12.2e}{m.spearman:>10.4f}"
                 f"{m.top1:>8.0%}"
             )
-        if (gap := self.tokenization_gap) is not None:
-            name = f"one-string ids ({len(gap.pairs)})"
+        if gap is not None:
             rows.append(
-                f"  {name:<24}{gap.max_abs_logit:>12.2e}{gap.max_abs_prob:>12.2e}{'-':>10}{'-':>8}"
+                f"  {gap_name:<{w}}{gap.max_abs_logit:>12.2e}{gap.max_abs_prob:>12.2e}"
+                f"{'-':>10}{'-':>8}"
             )
         rows.append(
-            f"  {'tolerance':<24}{t.logit:>12.3g}{t.prob:>12.3g}{t.spearman:>10.3f}{t.top1:>8.0%}"
+            f"  {'tolerance':<{w}}{t.logit:>12.3g}{t.prob:>12.3g}{t.spearman:>10.3f}{t.top1:>8.0%}"
         )
         if self.consumers_proven_on is not None:
             rows.append(f"  consumers proven on: {self.consumers_proven_on}")
