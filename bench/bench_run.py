@@ -282,6 +282,35 @@ def render(results: list[ShapeRun], facts: dict[str, str], versions: dict[str, s
     return "\n".join(lines) + "\n"
 
 
+def write_results(results: list[ShapeRun], cache: Path, path: Path) -> None:
+    path.write_text(render(results, machine_facts(cache), package_versions()))
+    rows = [
+        {**r.__dict__, "designs": {k: v.__dict__ for k, v in r.designs.items()}} for r in results
+    ]
+    path.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def read_results(path: Path) -> list[ShapeRun]:
+    json_path = path.with_suffix(".json")
+    if not json_path.is_file():
+        return []
+    runs = []
+    for row in json.loads(json_path.read_text()):
+        designs = {k: Measured(**v) for k, v in row.pop("designs").items()}
+        runs.append(ShapeRun(**row, designs=designs))
+    return runs
+
+
+def merge(results: list[ShapeRun], new: ShapeRun) -> list[ShapeRun]:
+    """``results`` with ``new``'s designs and parts replacing those it measured again."""
+    for old in results:
+        if old.shape == new.shape:
+            old.designs |= new.designs
+            old.parts |= new.parts
+            return results
+    return [*results, new]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -303,33 +332,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=BENCH_DIR / ".cache")
     parser.add_argument("--work", type=Path, default=BENCH_DIR / ".cache" / "run-work")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "RUN_RESULTS.md")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the shapes and designs already in the results (its .json), adding these",
+    )
     args = parser.parse_args(argv)
     shapes = args.shape or ["0.6b"]
     if args.large:
         shapes += [s for s in ("4b", "8b") if s not in shapes]
-    results = []
+    results = read_results(args.results) if args.append else []
     for name in shapes:
         designs = args.design or (
-            ["streamed", "whole", "whole-full", "parts"]
+            ["streamed", "parts", "whole", "whole-full"]
             if name.startswith("0.6b")
-            else ["streamed", "whole", "parts"]
+            else ["streamed", "parts", "whole"]
         )
         shard_bytes = args.max_shard_size or (
             100 * 10**6 if name in ("tiny", "0.6b", "0.6b-untied") else 5 * 10**9
         )
-        results.append(bench_shape(name, args.cache, shard_bytes, args.work, designs))
-    args.results.write_text(render(results, machine_facts(args.cache), package_versions()))
-    (args.results.with_suffix(".json")).write_text(
-        json.dumps(
-            [
-                {**r.__dict__, "designs": {k: v.__dict__ for k, v in r.designs.items()}}
-                for r in results
-            ],
-            indent=2,
-        )
-        + "\n"
-    )
-    _log(f"wrote {args.results}")
+        measured = bench_shape(name, args.cache, shard_bytes, args.work, designs)
+        results = merge(results, measured)
+        write_results(results, args.cache, args.results)  # after each shape: a long run
+        _log(f"wrote {args.results}")  # that stops early keeps what it measured
     return 0 if all(m.returncode == 0 for r in results for m in r.designs.values()) else 1
 
 
