@@ -91,7 +91,8 @@ def test_classifier_token_beyond_a_truncated_lm_head_is_refused(tmp_path, tiny_m
     """An untied source whose lm_head is cut below the classifier tokens' ids. Convert refuses
     that source; cut after converting (the source only: convert rewrote the head shard), the
     layerwise check must refuse it too (it crashed with a KeyError: the rows it keeps skip
-    ids past the tensor's end, and the head scoring then asked for them)."""
+    ids past the tensor's end, and the head scoring then asked for them), and so must the
+    full check."""
     source = copy_source(tiny_model("qwen3", tied=False, num_shards=2), tmp_path / "untied")
     ids = resolve_token_ids(source, PRESETS["qwen3-reranker"])
     rows = min(ids)
@@ -108,6 +109,13 @@ def test_classifier_token_beyond_a_truncated_lm_head_is_refused(tmp_path, tiny_m
         _check(source, out),
         f"error: token id {rows} is outside lm_head.weight ({rows} rows): the tokenizer does "
         "not match the weights",
+    )
+    # The full check (the model fits the default budget) loads it with transformers, which
+    # raised a RuntimeError pointing at a report it did not print (exit 4).
+    one_line_error(
+        run_cli("check", source, out, *QWEN),
+        f"error: lm_head.weight in {source.name} has shape [{rows}, 64], config.json gives "
+        "[705, 64]: the checkpoint does not match its config, re-download it",
     )
 
 
