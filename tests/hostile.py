@@ -113,3 +113,41 @@ def fake_hub_snapshot(files: Path, cache: Path, repo: str, sha: str = "a" * 40) 
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(os.path.relpath(blob, link.parent))
     return snapshot
+
+
+def rewrite_tensor(
+    path: Path,
+    name: str,
+    *,
+    dtype: str | None = None,
+    rows: int | None = None,
+    in_place: bool = True,
+) -> None:
+    """Rewrite one tensor of a valid safetensors file: stored as ``dtype`` (zero bytes of that
+    dtype's size, same shape) and/or cut to its first ``rows`` rows; the other tensors are
+    relaid after it so the header stays valid. ``in_place`` writes through the inode (hard
+    links see it too); otherwise the file is replaced, and its links keep the old bytes."""
+    from reranker_seqcls.safetensors_io.floats import ITEMSIZE
+
+    header, data = read_header(path)
+    out: dict[str, Any] = {}
+    if "__metadata__" in header:
+        out["__metadata__"] = header.pop("__metadata__")
+    laid = b""
+    for tensor, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+        begin, end = info["data_offsets"]
+        chunk = data[begin:end]
+        if tensor == name:
+            if rows is not None:
+                row_bytes = len(chunk) // info["shape"][0]
+                info = {**info, "shape": [rows, *info["shape"][1:]]}
+                chunk = chunk[: rows * row_bytes]
+            if dtype is not None:
+                count = len(chunk) // ITEMSIZE[info["dtype"]]
+                info = {**info, "dtype": dtype}
+                chunk = bytes(count * ITEMSIZE[dtype])
+        out[tensor] = {**info, "data_offsets": [len(laid), len(laid) + len(chunk)]}
+        laid += chunk
+    if not in_place:
+        path.unlink()
+    write_header(path, out, laid)

@@ -36,7 +36,14 @@ class RowStore:
     def read_rows(self, name: str, rows: Any) -> list[list[float]]:
         kept = self._rows[name]
         missing = [r for r in rows if r not in kept]
-        if missing:  # a bug: head_rows_needed must list every row head_check reads
+        if missing:
+            n_rows = self._info[name].shape[0]
+            if not 0 <= missing[0] < n_rows:  # keep() skipped it: the tensor has no such row
+                raise BadInput(
+                    f"token id {missing[0]} is outside {name} ({n_rows} rows): the tokenizer "
+                    "does not match the weights"
+                )
+            # a bug: head_rows_needed must list every row head_check reads
             raise KeyError(f"row {missing[0]} of {name} was not kept")
         return [kept[r] for r in rows]
 

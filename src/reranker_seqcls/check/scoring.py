@@ -76,6 +76,18 @@ def torch_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+def refuse_mismatched(info: dict[str, Any], directory: Path) -> None:
+    """A checkpoint tensor whose shape is not the one its config gives (transformers, told to
+    ignore mismatched sizes, lists them instead of raising a multi-line error)."""
+    mismatched = sorted(info.get("mismatched_keys") or (), key=lambda m: str(m[0]))
+    if mismatched:
+        name, stored, expected = mismatched[0]
+        raise BadInput(
+            f"{name} in {directory.name} has shape {list(stored)}, config.json gives "
+            f"{list(expected)}: the checkpoint does not match its config, re-download it"
+        )
+
+
 def reference_scores(
     source: Path, recipe: Recipe, pairs: list[Pair], token_ids: list[int], dtype: str
 ) -> tuple[list[OfficialPrompt], Scores]:
@@ -93,7 +105,13 @@ def reference_scores(
     prompts = [o.ids for o in official]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     scores: Scores = [[] for _ in prompts]
-    model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch_dtype(dtype)).eval()
+    loaded: Any = AutoModelForCausalLM.from_pretrained(
+        str(source), dtype=torch_dtype(dtype), output_loading_info=True,
+        ignore_mismatched_sizes=True,  # refused below, by name, as one line
+    )  # fmt: skip
+    model, info = loaded
+    refuse_mismatched(info, source)
+    model.eval()
     with torch.inference_mode():
         for batch in length_batches([len(p) for p in prompts]):
             ids, mask, positions = left_pad([prompts[i] for i in batch], pad_id)
@@ -174,8 +192,10 @@ def converted_scores(
     from transformers import AutoModelForSequenceClassification
 
     model, info = AutoModelForSequenceClassification.from_pretrained(
-        str(converted), dtype=torch_dtype(dtype), output_loading_info=True
-    )
+        str(converted), dtype=torch_dtype(dtype), output_loading_info=True,
+        ignore_mismatched_sizes=True,  # refused below, by name, as one line
+    )  # fmt: skip
+    refuse_mismatched(info, converted)
     model.eval()
     problems = []
     if info.get("missing_keys"):

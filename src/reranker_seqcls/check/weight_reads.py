@@ -93,6 +93,10 @@ def read_rows(path: Path, info: TensorInfo, rows: list[int], dtype: torch.dtype)
                 )
             fh.seek(info.start + row * row_bytes)
             raw = bytearray(fh.read(row_bytes))
+            if len(raw) != row_bytes:
+                raise BadInput(
+                    f"{path.name} is truncated at {info.name}: re-download the checkpoint"
+                )
             out[i] = torch.frombuffer(raw, dtype=getattr(torch, source_dtype)).to(dtype)
     return out
 

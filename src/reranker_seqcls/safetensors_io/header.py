@@ -106,7 +106,12 @@ class SafetensorsFile:
                         "match the weights"
                     )
                 fh.seek(info.start + row * row_bytes)
-                out.append(decode_floats(fh.read(row_bytes), info.dtype))
+                raw = fh.read(row_bytes)
+                if len(raw) != row_bytes:  # the file shrank since its header was read
+                    raise BadInput(
+                        f"{self.path.name} is truncated at {name}: re-download the checkpoint"
+                    )
+                out.append(decode_floats(raw, info.dtype))
         return out
 
 
