@@ -252,17 +252,22 @@ def render(results: list[ShapeRun], facts: dict[str, str], versions: dict[str, s
         f"| {k} | {v} |" for k, v in versions.items()
     ]
     lines += ["", "| shape | model | shards (largest) | design | exit | peak disk | disk target "
-              "(2 x largest + 0.5 GB) | peak RSS | wall |",
-              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "(2 x largest + 0.5 GB) | peak RSS (target 1.5 GB) | wall | wall target "
+              "(1.3 x parts) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
         target = 2 * r.largest_shard + 0.5 * GB
+        wall_target = 1.3 * sum(r.parts.values()) if r.parts else None
         for design, m in r.designs.items():
+            wall = "-" if wall_target is None else (
+                f"{wall_target:.0f} s {'met' if m.wall_s <= wall_target else 'missed'}"
+            )  # fmt: skip
             lines.append(
                 f"| {r.label} | {r.model_bytes / GB:.2f} GB "
                 f"| {r.shards} ({r.largest_shard / GB:.2f} GB) "
                 f"| {design} | {m.returncode} | {m.peak_disk / GB:.2f} GB | {target / GB:.2f} GB "
                 f"{'met' if m.peak_disk <= target else 'missed'} | {m.rss_bytes / GB:.2f} GB "
-                f"| {m.wall_s:.0f} s |"
+                f"{'met' if m.rss_bytes <= 1.5 * GB else 'missed'} | {m.wall_s:.0f} s | {wall} |"
             )
     said = [
         (r.label, d, line) for r in results for d, m in r.designs.items() for line in m.run_said
