@@ -14,6 +14,7 @@ loopback Hub, and the real CLI behind the image's entrypoint (as the Actions run
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -285,6 +286,29 @@ def test_item5_action_passes_signals_on_and_leaves_nothing(
     assert len(errors) == 1 and f"interrupted by {sig.name}" in errors[0], errors
     outputs = (tmp_path / "github_output").read_text().splitlines()
     assert f"exit_code={128 + sig}" in outputs and "status=failed" in outputs
+
+
+def test_a_check_leaves_nothing_in_tmpdir_and_keeps_a_chosen_torch_cache(tiny_model, tmp_path):
+    """Importing sentence-transformers makes torch create $TMPDIR/torchinductor_$USER; the CLI
+    gives torch a cache directory of its own instead and removes it at exit. A cache directory
+    the user set is used as set."""
+    source = tiny_model("qwen3")
+    converted = tmp_path / "converted"
+    assert run_cli("convert", source, converted, "--preset", "qwen3-reranker").returncode == 0
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    # torch sets the variable in the process that imports it (this one): the CLI gets none
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    env["TMPDIR"] = str(tmp)
+    check = [*CLI, "check", str(source), str(converted), "--preset", "qwen3-reranker"]
+    result = subprocess.run(check, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp.iterdir()) == []
+    chosen = tmp_path / "my-inductor-cache"
+    env["TORCHINDUCTOR_CACHE_DIR"] = str(chosen)
+    result = subprocess.run(check, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert chosen.is_dir() and list(tmp.iterdir()) == []
 
 
 # --------------------------------------------------------------------------- item 7

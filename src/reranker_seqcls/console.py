@@ -13,6 +13,7 @@ from typing import TextIO
 import click
 
 from reranker_seqcls.interrupt import Interrupted, interruption_behind, raise_on_stop_signals
+from reranker_seqcls.torch_cache import use_own_cache_dir
 
 EXIT_INTERNAL = 4
 
@@ -71,6 +72,7 @@ def run_command_line(group: click.Group, args: list[str]) -> None:
     if not sys.stderr.isatty():  # plain line logs, no progress bars, in CI and pipes
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    use_own_cache_dir()  # torch would leave $TMPDIR/torchinductor_$USER behind
     raise_on_stop_signals()
     warnings.showwarning = show_warning  # library warnings can quote a source's text
     try:

@@ -37,6 +37,7 @@ from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.check.verdict import within
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.names import CONFIG_FILE
+from reranker_seqcls.torch_cache import environment_for_subprocess
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.report import ParityReport
@@ -162,7 +163,7 @@ def vllm_scores(
 ) -> VllmScores:
     """Score ``pairs`` with vLLM run by ``python``; never raises for a vLLM failure."""
     job, group_indices = build_job(converted, pairs, dtype, max_prompt_tokens)
-    env = dict(os.environ)
+    env = environment_for_subprocess()  # vLLM compiles: the user's own cache setting
     # One process instead of three (front end, engine core, worker): the same scores, and the
     # start-up imports vLLM once. The caller's setting wins.
     env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
