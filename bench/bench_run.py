@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -47,6 +46,7 @@ sys.path[:0] = [str(REPO_ROOT), str(BENCH_DIR)]
 from bench_convert import machine_facts, package_versions  # noqa: E402
 from synthetic import SHAPES, cached_checkpoint  # noqa: E402
 
+from reranker_seqcls.stream.disk import disk_usage  # noqa: E402
 from tests.loopback_hub.fixtures import TEST_TOKEN, TEST_USER, make_hub_env, make_server  # noqa: E402
 
 GB = 1e9
@@ -76,22 +76,6 @@ class ShapeRun:
 
 def _log(message: str) -> None:
     print(f"[bench-run] {message}", file=sys.stderr, flush=True)
-
-
-def disk_usage(*roots: Path) -> int:
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for root in roots:
-        for dirpath, _dirs, names in os.walk(root):
-            for name in names:
-                try:
-                    st = os.lstat(os.path.join(dirpath, name))
-                except OSError:
-                    continue
-                if (st.st_dev, st.st_ino) not in seen:
-                    seen.add((st.st_dev, st.st_ino))
-                    total += st.st_blocks * 512
-    return total
 
 
 def timed(argv: list[str], env: dict[str, str], poll: list[Path]) -> Measured:

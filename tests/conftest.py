@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,30 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "vllm: runs real vLLM from .venv-vllm (`make vllm-venv`; `make test` builds it)"
     )
+
+
+def repo_files(directory: Path) -> dict[str, bytes]:
+    """Every file under ``directory`` by relative POSIX path: what ``seed_repo`` takes."""
+    return {
+        p.relative_to(directory).as_posix(): p.read_bytes()
+        for p in directory.rglob("*")
+        if p.is_file()
+    }
+
+
+# mxbai prompts end in "\n" ("Ċ"): with the pad token set to it, the converted classifier pools
+# an earlier token, so its scores are not the original's (a conversion the check must refuse).
+NEWLINE_PAD_PAIRS = (
+    '{"query": "capital of France", "document": "Paris is the capital.\\n\\n"}\n'
+    '{"query": "capital of France", "document": "Bananas are yellow.\\n\\n"}\n'
+)
+
+
+def with_newline_pad_token(files: dict[str, bytes]) -> dict[str, bytes]:
+    """``files`` of a tiny model whose tokenizer pads with "\n" (see NEWLINE_PAD_PAIRS)."""
+    tokenizer_config = json.loads(files["tokenizer_config.json"])
+    tokenizer_config["pad_token"] = "Ċ"
+    return {**files, "tokenizer_config.json": json.dumps(tokenizer_config).encode()}
 
 
 def run_cli(

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from reranker_seqcls.safe_text import one_line
-from tests.conftest import run_cli
+from tests.conftest import repo_files, run_cli
 from tests.loopback_hub.fixtures import TEST_TOKEN, TEST_USER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,17 +43,9 @@ FORGED = "\n::warning::forged\r::add-mask::forged\x1b[2J\u2028::error::forged"
 # --------------------------------------------------------------------------- helpers
 
 
-def _files(directory: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(directory).as_posix(): p.read_bytes()
-        for p in directory.rglob("*")
-        if p.is_file()
-    }
-
-
 @pytest.fixture
 def upstream(hub_server, tiny_model) -> str:
-    files = _files(tiny_model("qwen3", tied=False, num_shards=2))
+    files = repo_files(tiny_model("qwen3", tied=False, num_shards=2))
     files["README.md"] = b"---\nlicense: apache-2.0\n---\n# tiny upstream reranker\n"
     return hub_server.seed_repo(UPSTREAM, files)
 
@@ -145,7 +137,7 @@ def test_item4_hostile_names_cannot_forge_commands_cli_hub_and_action(
 ) -> None:
     # A hostile upstream repo: its index names a shard whose name carries a newline and
     # workflow commands; the error that names it must stay one inert line.
-    files = _files(tiny_model("qwen3", tied=False, num_shards=2))
+    files = repo_files(tiny_model("qwen3", tied=False, num_shards=2))
     index = json.loads(files["model.safetensors.index.json"])
     first = next(iter(index["weight_map"]))
     index["weight_map"][first] = "model-00001-of-00002.safetensors" + FORGED

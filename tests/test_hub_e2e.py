@@ -11,23 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import NEWLINE_PAD_PAIRS, repo_files, run_cli, with_newline_pad_token
 from tests.loopback_hub.fixtures import BAD_TOKEN, TEST_TOKEN, TEST_USER, make_hub_env, run_python
 
 UPSTREAM = "qwen-team/Qwen3-Reranker-tiny"
 TARGET = f"{TEST_USER}/Qwen3-Reranker-tiny-seq-cls"
 
 
-def _files(directory: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(directory).as_posix(): p.read_bytes()
-        for p in directory.rglob("*")
-        if p.is_file()
-    }
-
-
 def _upstream_files(tiny_model) -> dict[str, bytes]:
-    files = _files(tiny_model("qwen3", tied=False, num_shards=2))
+    files = repo_files(tiny_model("qwen3", tied=False, num_shards=2))
     files["README.md"] = b"---\nlicense: apache-2.0\n---\n# tiny upstream reranker\n"
     return files
 
@@ -143,16 +135,11 @@ def test_parity_failure_pushes_nothing(hub_server, hub_env, tiny_model, tmp_path
     # The source's pad token is "\n" ("Ċ"), the last token of every mxbai prompt: the converted
     # classifier pools an earlier token, so its scores are not the original's.
     upstream = "mixedbread-ai/mxbai-rerank-tiny-v2"
-    files = _files(tiny_model("qwen2", tied=False))
-    tokenizer_config = json.loads(files["tokenizer_config.json"])
-    tokenizer_config["pad_token"] = "Ċ"
-    files["tokenizer_config.json"] = json.dumps(tokenizer_config).encode()
-    hub_server.seed_repo(upstream, files)
-    pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text(
-        '{"query": "capital of France", "document": "Paris is the capital.\\n\\n"}\n'
-        '{"query": "capital of France", "document": "Bananas are yellow.\\n\\n"}\n'
+    hub_server.seed_repo(
+        upstream, with_newline_pad_token(repo_files(tiny_model("qwen2", tied=False)))
     )
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(NEWLINE_PAD_PAIRS)
     target = f"{TEST_USER}/never-pushed"
     result, data = _run(hub_env, tmp_path, "--model", upstream, "--target", target,
                         "--pairs", str(pairs))  # fmt: skip

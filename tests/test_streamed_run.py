@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from reranker_seqcls.stream.disk import disk_usage
+from tests.conftest import NEWLINE_PAD_PAIRS, repo_files, run_cli, with_newline_pad_token
 from tests.loopback_hub.fixtures import TEST_TOKEN, TEST_USER
 
 UPSTREAM = "qwen-team/Qwen3-Reranker-tiny-sharded"
@@ -19,41 +20,15 @@ TARGET = f"{TEST_USER}/Qwen3-Reranker-tiny-sharded-seq-cls"
 SHARDS = 4
 
 
-def _files(directory: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(directory).as_posix(): p.read_bytes()
-        for p in directory.rglob("*")
-        if p.is_file()
-    }
-
-
 @pytest.fixture
 def sharded(tiny_model) -> dict[str, bytes]:
-    files = _files(tiny_model("qwen3", tied=False, num_shards=SHARDS))
+    files = repo_files(tiny_model("qwen3", tied=False, num_shards=SHARDS))
     files["README.md"] = b"---\nlicense: apache-2.0\n---\n# tiny sharded reranker\n"
     return files
 
 
 def _shard_sizes(files: dict[str, bytes]) -> list[int]:
     return [len(data) for name, data in files.items() if name.endswith(".safetensors")]
-
-
-def _disk_use(root: Path, *, skip_part: str | None = None) -> int:
-    """Allocated bytes under ``root`` (hard links once), leaving out paths with ``skip_part``."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for dirpath, _dirs, names in os.walk(root):
-        if skip_part is not None and skip_part in Path(dirpath).parts:
-            continue
-        for name in names:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512
-    return total
 
 
 class _Poller:
@@ -67,7 +42,7 @@ class _Poller:
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            used = sum(_disk_use(r, skip_part=self.skip_part) for r in self.roots if r.exists())
+            used = disk_usage(*(r for r in self.roots if r.exists()), skip_dir=self.skip_part)
             self.peak = max(self.peak, used)
             time.sleep(0.002)
 
@@ -144,7 +119,7 @@ def deep(tmp_path_factory) -> dict[str, bytes]:
         "qwen3", tmp_path_factory.mktemp("deep") / "m", tied=False, num_shards=6,
         config_overrides={"num_hidden_layers": 12},
     )  # fmt: skip
-    return _files(directory)
+    return repo_files(directory)
 
 
 def test_streamed_run_never_holds_the_model_on_disk(hub_server, hub_env, deep, tmp_path):
@@ -289,16 +264,10 @@ def test_layerwise_parity_failure_commits_nothing_and_names_the_cause(
     (--check-memory far below the model) while streaming: exit 1 naming pad_token_id, as the
     whole-model check names it; no commit; the target created for the pre-uploads deleted."""
     upstream = "mixedbread-ai/mxbai-rerank-tiny-sharded-v2"
-    files = _files(tiny_model("qwen2", tied=False, num_shards=3))
-    tokenizer_config = json.loads(files["tokenizer_config.json"])
-    tokenizer_config["pad_token"] = "Ċ"
-    files["tokenizer_config.json"] = json.dumps(tokenizer_config).encode()
-    hub_server.seed_repo(upstream, files)
+    files = repo_files(tiny_model("qwen2", tied=False, num_shards=3))
+    hub_server.seed_repo(upstream, with_newline_pad_token(files))
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text(
-        '{"query": "capital of France", "document": "Paris is the capital.\\n\\n"}\n'
-        '{"query": "capital of France", "document": "Bananas are yellow.\\n\\n"}\n'
-    )
+    pairs.write_text(NEWLINE_PAD_PAIRS)
     env, tmp = _env(hub_env, tmp_path)
     target = f"{TEST_USER}/never-pushed"
     result, data = _run(env, tmp_path, "--model", upstream, "--target", target,

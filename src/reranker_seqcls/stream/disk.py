@@ -14,11 +14,16 @@ from reranker_seqcls.check.release_schedule import FeedStep
 _BLOCK = 4096
 
 
-def disk_usage(root: Path) -> int:
-    """Bytes the files under ``root`` occupy (allocated blocks; a hard-linked file once)."""
+def disk_usage(*roots: Path, skip_dir: str | None = None) -> int:
+    """Bytes the files under ``roots`` occupy (allocated blocks; a file hard-linked in several
+    places once), leaving out directories named ``skip_dir``. Files removed meanwhile are not
+    counted: the bench and the tests poll this while a run deletes shards."""
     seen: set[tuple[int, int]] = set()
     total = 0
-    for dirpath, _dirs, files in os.walk(root):
+    walks = (os.walk(root) for root in roots)
+    for dirpath, dirs, files in (entry for walk in walks for entry in walk):
+        if skip_dir is not None and skip_dir in dirs:
+            dirs.remove(skip_dir)
         for name in files:
             try:
                 st = os.lstat(os.path.join(dirpath, name))
