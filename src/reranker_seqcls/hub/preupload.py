@@ -105,26 +105,20 @@ def commit_preuploaded(
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
     from reranker_seqcls.hub.push import (
-        _KEEP_IN_TARGET,
         PushResult,
         commit_operations,
+        dry_run_result,
         folder_files,
+        stale_files,
     )
 
     repo_id = uploader.repo_id
     sent = {op.path_in_repo: op for op in uploader.operations}
     local = [name for name in folder_files(folder) if name not in sent]
     names = sorted([*local, *sent])
-    remote: list[str] = []
-    if uploader.head is not None:
-        with hub_errors(f"target {repo_id}"):
-            remote = uploader._api.list_repo_files(repo_id, revision=uploader.head)
-    stale = sorted(set(remote) - set(names) - _KEEP_IN_TARGET)
+    stale = stale_files(repo_id, names, head=uploader.head, token=uploader.token)
     if uploader.dry_run:
-        log(f"dry run: would commit {len(names)} file(s) to {repo_id}: {', '.join(names)}")
-        if stale:
-            log(f"dry run: would delete {', '.join(stale)}")
-        return PushResult(None, None, None, names, stale)
+        return dry_run_result(repo_id, names, stale, log)
     operations: list[Any] = [
         CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in local
     ]

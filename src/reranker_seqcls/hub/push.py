@@ -75,16 +75,9 @@ def push(
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
     local = folder_files(folder)
-    remote: list[str] = []
-    if parent_commit is not None:
-        with hub_errors(f"target {repo_id}"):
-            remote = hub_api(token).list_repo_files(repo_id, revision=parent_commit)
-    stale = sorted(set(remote) - set(local) - _KEEP_IN_TARGET)
+    stale = stale_files(repo_id, local, head=parent_commit, token=token)
     if dry_run:
-        log(f"dry run: would commit {len(local)} file(s) to {repo_id}: {', '.join(local)}")
-        if stale:
-            log(f"dry run: would delete {', '.join(stale)}")
-        return PushResult(None, None, None, local, stale)
+        return dry_run_result(repo_id, local, stale, log)
     operations: list[CommitOperation] = [
         CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in local
     ]
@@ -101,6 +94,28 @@ def push(
         log=log,
     )
     return PushResult(commit.sha, commit.url, commit.pr_url, local, stale, commit.made)
+
+
+def stale_files(
+    repo_id: str, names: list[str], *, head: str | None, token: str | None
+) -> list[str]:
+    """The target's files at ``head`` that a commit of ``names`` deletes (none for a new
+    target; never the files the Hub manages)."""
+    if head is None:
+        return []
+    with hub_errors(f"target {repo_id}"):
+        remote = hub_api(token).list_repo_files(repo_id, revision=head)
+    return sorted(set(remote) - set(names) - _KEEP_IN_TARGET)
+
+
+def dry_run_result(
+    repo_id: str, names: list[str], stale: list[str], log: Callable[[str], None]
+) -> PushResult:
+    """What a dry run says it would commit and delete."""
+    log(f"dry run: would commit {len(names)} file(s) to {repo_id}: {', '.join(names)}")
+    if stale:
+        log(f"dry run: would delete {', '.join(stale)}")
+    return PushResult(None, None, None, names, stale)
 
 
 def folder_files(folder: Path) -> list[str]:
