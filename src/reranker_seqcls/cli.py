@@ -147,7 +147,8 @@ def convert(
     "--report",
     "report_file",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the full report as JSON.",
+    help="Also write the full report as JSON here. The verdict is always recorded in "
+    "CONVERTED/parity_report.json, bound to the files checked: push requires it.",
 )
 # Over 60 lines: click passes each option as a parameter; the body is short.
 def check(
@@ -174,7 +175,7 @@ def check(
     CrossEncoder on raw text and, when vLLM can be used, vLLM's pooling runner (LLM.score with
     the saved chat template). Exit code 1 when parity fails.
     """
-    from reranker_seqcls.check.report import write_report
+    from reranker_seqcls.check.record import classifier_mismatch, write_verdict
     from reranker_seqcls.check.streamed import streamed_check
     from reranker_seqcls.check.twin import parse_memory
     from reranker_seqcls.errors import BadInput
@@ -195,22 +196,25 @@ def check(
         source_name(source), converted, preset, tokens, method, template,
         token_ids=token_ids, scale=scale, source_dir=source_dir,
     )  # fmt: skip
+    token_ids = resolve_token_ids(source_dir, recipe)
     report = streamed_check(
         source_dir,
         converted,
         recipe,
         load_check_pairs(recipe, pairs_file),
-        token_ids=resolve_token_ids(source_dir, recipe),
+        token_ids=token_ids,
         dtype=dtype,
         allow_softcapping=allow_softcapping,
         vllm_python=vllm_python,
         check_memory=memory,
         log=log,
     )
+    mismatch = classifier_mismatch(recipe, converted, token_ids)
+    if mismatch is not None and not report.passed:
+        report.reasons.insert(0, mismatch)
     for row in report.table_rows():
         say(row)
-    if report_file is not None:
-        write_report(report, report_file)
+    write_verdict(report, converted, also=report_file)  # CONVERTED's verdict, whatever --report
     report.require_passed()  # ParityFailed: exit 1, its first reason on stderr
     return 0
 
@@ -297,13 +301,21 @@ def run(result_json: Path | None, **kwargs) -> int:
 @click.argument("converted", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("target")
 @hub_options
+@click.option(
+    "--allow-unchecked",
+    is_flag=True,
+    help="Push a directory without a passing parity verdict for its current files; the card "
+    "then says plainly that the upload was not checked.",
+)
 def push(converted: Path, target: str, **kwargs) -> int:
     """Push the converted checkpoint CONVERTED to the Hub repo TARGET in one commit.
 
-    Refuses a checkpoint whose recorded parity check failed. Adds a model card when the
-    directory has none.
+    Pushes only a directory whose files passed `reranker-seqcls check` (the verdict check
+    records in CONVERTED, bound to the sha256 of its files): a failed, missing or stale verdict
+    is refused (exit 2) before the Hub is asked anything, unless --allow-unchecked. Writes the
+    model card `run` writes (parity table, the source's license) when the directory has none.
     """
-    from reranker_seqcls.publish import push_converted
+    from reranker_seqcls.publish.push import push_converted
     from reranker_seqcls.redact import register_secret
 
     register_secret(kwargs.get("token"))

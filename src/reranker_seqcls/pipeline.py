@@ -9,11 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from reranker_seqcls.errors import ParityFailed
 from reranker_seqcls.log import Log
-from reranker_seqcls.names import PARITY_REPORT_FILE
 from reranker_seqcls.provenance import Provenance, SourceRef
 from reranker_seqcls.recipes.recipe import Recipe
 from reranker_seqcls.recipes.resolve import resolve_recipe
-from reranker_seqcls.run_commit import source_label
 from reranker_seqcls.steps import (
     load_check_pairs,
     locate_source,
@@ -26,6 +24,11 @@ if TYPE_CHECKING:
     from reranker_seqcls.check.report import ParityReport
     from reranker_seqcls.hub.push import PushResult
     from reranker_seqcls.hub.target import TargetState
+
+
+def source_label(model: str, ref: SourceRef) -> str:
+    """``repo@commit12`` (a local source: its name)."""
+    return f"{model}@{ref.commit_sha[:12]}" if ref.commit_sha else model
 
 
 @dataclass
@@ -134,17 +137,7 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     max_disk = None if opts.max_disk is None else parse_size(opts.max_disk, "--max-disk")
     local = Path(opts.model).is_dir()
     sha = source_commit(opts.model, opts.revision, opts.token)
-    recipe = resolve_recipe(
-        source_name=source_name(opts.model),
-        preset=opts.preset,
-        tokens_json=opts.tokens,
-        method=opts.method,
-        template_path=opts.template,
-        token_ids_json=opts.token_ids,
-        scale=opts.scale,
-        source_dir=Path(opts.model) if local else None,
-        log=log,
-    )
+    recipe = _run_recipe(opts, sha, log)
     outcome = RunOutcome("failed", opts.target, opts.model)
     state = target_state(opts.target, opts.token)
     log(
@@ -170,9 +163,42 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
         provenance, report = _convert_and_check(
             opts, source_dir, out, recipe, ref, outcome, memory, log
         )
-        pushed = _card_and_push(opts, source_dir, out, recipe, ref, provenance, report, state, log)
+        pushed = _card_and_push(opts, out, provenance, report, state, log)
     outcome.record_push(pushed, source_label(opts.model, ref), dry_run=opts.dry_run)
     return outcome
+
+
+def _run_recipe(opts: RunOptions, sha: str | None, log: Log) -> Recipe:
+    """The recipe as ``convert`` resolves it: the options, else the source's name, else its
+    sentence-transformers files (for a Hub source whose name tells no family, its small files
+    are fetched first: no weights)."""
+    import tempfile
+    from functools import partial
+
+    from reranker_seqcls.recipes.presets import detect_preset
+
+    name = source_name(opts.model)
+    resolve = partial(
+        resolve_recipe,
+        source_name=name, preset=opts.preset, tokens_json=opts.tokens, method=opts.method,
+        template_path=opts.template, token_ids_json=opts.token_ids, scale=opts.scale, log=log,
+    )  # fmt: skip
+    explicit = any(
+        v is not None for v in (opts.preset, opts.tokens, opts.method, opts.token_ids, opts.scale)
+    )
+    if sha is None:  # a local directory
+        return resolve(source_dir=Path(opts.model))
+    if explicit or detect_preset(name) is not None:
+        return resolve()
+    from reranker_seqcls.hub import stream_fetch
+    from reranker_seqcls.recipes.sentence_transformers import MODULES_FILE
+
+    listing = stream_fetch.list_source(opts.model, sha, opts.token)
+    if MODULES_FILE not in listing.files:
+        return resolve()  # says the family cannot be told from the name
+    with tempfile.TemporaryDirectory(prefix="reranker-seqcls-recipe-") as tmp:
+        stream_fetch.fetch_small_files(listing, Path(tmp), opts.token, log)
+        return resolve(source_dir=Path(tmp))
 
 
 def _is_current(
@@ -217,7 +243,7 @@ def _convert_and_check(
     log: Log,
 ) -> tuple[Provenance, ParityReport]:
     """Convert into ``out`` and check it; a failed check raises :class:`RunParityFailed`."""
-    from reranker_seqcls.check.report import write_report
+    from reranker_seqcls.check.record import write_verdict
     from reranker_seqcls.check.streamed import streamed_check
     from reranker_seqcls.convert.converter import convert
 
@@ -245,7 +271,7 @@ def _convert_and_check(
         log=log,
     )
     outcome.parity = report
-    write_report(report, out / PARITY_REPORT_FILE)
+    write_verdict(report, out)
     for row in report.table_rows():
         log(row)
     try:
@@ -258,10 +284,7 @@ def _convert_and_check(
 
 def _card_and_push(
     opts: RunOptions,
-    source_dir: Path,
     out: Path,
-    recipe: Recipe,
-    ref: SourceRef,
     provenance: Provenance,
     report: ParityReport,
     state: TargetState,
@@ -269,9 +292,9 @@ def _card_and_push(
 ) -> PushResult:
     """The model card, then one commit of ``out`` on the target's head."""
     from reranker_seqcls.hub.push import push
-    from reranker_seqcls.run_commit import commit_description, commit_message, write_run_card
+    from reranker_seqcls.publish.card import commit_description, commit_message, write_model_card
 
-    write_run_card(opts.target, source_dir, out, recipe, provenance, report)
+    write_model_card(out, opts.target, provenance, report)
     return push(
         out,
         opts.target,
@@ -279,8 +302,8 @@ def _card_and_push(
         private=opts.private,
         create_pr=opts.create_pr,
         parent_commit=state.head,
-        commit_message=commit_message(opts.model, ref),
-        commit_description=commit_description(ref, recipe, report),
+        commit_message=commit_message(provenance),
+        commit_description=commit_description(provenance, report),
         dry_run=opts.dry_run,
         log=log,
     )

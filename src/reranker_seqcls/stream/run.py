@@ -265,26 +265,25 @@ class _StreamedRun:
 
     def publish(self, provenance: Provenance, report: ParityReport, outcome: RunOutcome) -> None:
         from reranker_seqcls.hub.preupload import commit_preuploaded
-        from reranker_seqcls.run_commit import (
+        from reranker_seqcls.pipeline import source_label
+        from reranker_seqcls.publish.card import (
             commit_description,
             commit_message,
-            source_label,
-            write_run_card,
+            write_model_card,
         )
 
         assert self.uploader is not None
-        model = self.opts.model
         try:
-            write_run_card(self.opts.target, self.source_dir, self.out, self.recipe,
-                           provenance, report)  # fmt: skip
+            write_model_card(self.out, self.opts.target, provenance, report)
             pushed = commit_preuploaded(
                 self.out,
                 self.uploader,
-                commit_message=commit_message(model, self.ref),
-                commit_description=commit_description(self.ref, self.recipe, report),
+                commit_message=commit_message(provenance),
+                commit_description=commit_description(provenance, report),
                 log=self.log,
             )
         except BaseException:
             self.uploader.abandon()
             raise
-        outcome.record_push(pushed, source_label(model, self.ref), dry_run=self.opts.dry_run)
+        label = source_label(self.opts.model, self.ref)
+        outcome.record_push(pushed, label, dry_run=self.opts.dry_run)
