@@ -265,8 +265,9 @@ def run(result_json: Path | None, **kwargs) -> int:
     A local SOURCE, a pickle-only source or --output-dir download the whole
     snapshot: disk about 2 x S.
     """
-    from reranker_seqcls.pipeline import RunOptions, RunOutcome, RunParityFailed, run_pipeline
     from reranker_seqcls.redact import register_secret
+    from reranker_seqcls.run.outcome import RunOptions, RunOutcome, RunParityFailed
+    from reranker_seqcls.run.pipeline import run_pipeline
 
     register_secret(kwargs.get("token"))
     opts = RunOptions(**kwargs)

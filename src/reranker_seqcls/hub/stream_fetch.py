@@ -1,6 +1,6 @@
 """Fetch a Hub source one shard at a time, at a pinned commit, into a directory the run owns.
 
-The streamed run (:mod:`reranker_seqcls.stream.run`) needs, in this order:
+The streamed run (:mod:`reranker_seqcls.run.streamed`) needs, in this order:
 
 1. the listing of the commit with every file's size and, for LFS files, the sha256 the Hub
    recorded (:func:`list_source`);

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.log import Log
 from reranker_seqcls.names import PROVENANCE_FILE, README_FILE
-from reranker_seqcls.pipeline import RunOutcome
 from reranker_seqcls.provenance import Provenance
+from reranker_seqcls.run.outcome import RunOutcome
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.report import ParityReport
