@@ -110,5 +110,5 @@ class RunOptions:
     token_ids: str | None = None
     scale: str | None = None
     vllm_python: Path | None = None
-    check_memory: str = "1.5GB"
-    max_disk: str | None = None  # --max-disk: the most a streamed run may use
+    check_memory: int = 1_500_000_000  # --check-memory, parsed (commands.options.SizeType)
+    max_disk: int | None = None  # --max-disk: the most a streamed run may use

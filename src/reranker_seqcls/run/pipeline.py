@@ -29,14 +29,11 @@ if TYPE_CHECKING:
 
 def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     """download → convert → check → card → push, skipping when the target is already current."""
-    from reranker_seqcls.check.twin import parse_memory
     from reranker_seqcls.hub.repo_ids import require_repo_id
     from reranker_seqcls.hub.target import target_state
-    from reranker_seqcls.sizes import parse_size
 
     require_repo_id(opts.target, "target")
-    memory = parse_memory(opts.check_memory)  # bad sizes fail before anything is downloaded
-    max_disk = None if opts.max_disk is None else parse_size(opts.max_disk, "--max-disk")
+    memory, max_disk = opts.check_memory, opts.max_disk  # parsed with the command line
     local = Path(opts.model).is_dir()
     sha = source_commit(opts.model, opts.revision, opts.token)
     recipe = _run_recipe(opts, sha, log)
