@@ -245,7 +245,7 @@ def test_fork6_zerank2_with_a_custom_recipe_is_checked_as_zerank2(
     assert checked.returncode == 1, checked.stdout + checked.stderr
     assert "recipe zerank-2" in checked.stdout
     last = checked.stderr.strip().splitlines()[-1]
-    assert "['yes']" in last and "['Yes']" in last and "--preset zerank-2" in last, last
+    assert "'yes' (id" in last and "'Yes' (id" in last and "case differs" in last, last
     assert json.loads((converted / "parity_report.json").read_text())["passed"] is False
     refused = run_cli("push", converted, f"{TEST_USER}/zerank", "--allow-unchecked", env=hub_env)
     assert_one_clean_error(refused, 2, "failed its parity check")

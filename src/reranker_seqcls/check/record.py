@@ -17,9 +17,8 @@ from typing import Any
 
 from reranker_seqcls.check.report import ParityReport
 from reranker_seqcls.errors import BadInput
-from reranker_seqcls.names import PARITY_REPORT_FILE, PROVENANCE_FILE, README_FILE
+from reranker_seqcls.names import PARITY_REPORT_FILE, README_FILE
 from reranker_seqcls.provenance import read_json_record
-from reranker_seqcls.recipes.recipe import Recipe
 
 CHECKED_FILES = "checked_files"
 _NOT_BOUND = {README_FILE, PARITY_REPORT_FILE}
@@ -95,25 +94,3 @@ def _stale(bound: dict[str, Any], current: dict[str, str]) -> str | None:
         if bound[name] != current[name]:
             return f"{name} changed"
     return None
-
-
-def classifier_mismatch(recipe: Recipe, converted: Path, token_ids: list[int]) -> str | None:
-    """Why the converted head cannot score like ``recipe``, when its recorded classifier reads
-    other tokens than the ones ``recipe`` scores (ids ``token_ids`` in the source's vocabulary):
-    e.g. a zerank-2 source converted with ``--tokens '["yes"]'`` instead of its ``Yes``."""
-    path = converted / PROVENANCE_FILE
-    if not path.is_file():
-        return None
-    classifier = read_json_record(path).get("classifier")
-    if not isinstance(classifier, dict):
-        return None
-    ids, tokens = classifier.get("token_ids"), classifier.get("tokens")
-    if not isinstance(ids, list) or ids == token_ids:
-        return None
-    wanted = f"ids {token_ids}" if not recipe.tokens else f"{list(recipe.tokens)} (ids {token_ids})"
-    fix = f"--preset {recipe.name}" if recipe.is_preset else "the family's --tokens"
-    return (
-        f"the converted score head reads {tokens if isinstance(tokens, list) else '?'} "
-        f"(ids {ids}), but {recipe.name} scores {wanted}: wrong classifier token; convert "
-        f"again with {fix}"
-    )

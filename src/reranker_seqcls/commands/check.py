@@ -45,7 +45,7 @@ def check(
     the saved chat template). Exit code 1 when parity fails. The verdict is recorded in
     CONVERTED/parity_report.json with the sha256 of the files checked, whatever --report says.
     """
-    from reranker_seqcls.check.record import classifier_mismatch, write_verdict
+    from reranker_seqcls.check.record import write_verdict
     from reranker_seqcls.check.streamed import streamed_check
     from reranker_seqcls.errors import BadInput
     from reranker_seqcls.names import CONFIG_FILE
@@ -78,9 +78,6 @@ def check(
         check_memory=check_memory,
         log=log,
     )
-    mismatch = classifier_mismatch(recipe, converted, token_ids)
-    if mismatch is not None and not report.passed:
-        report.reasons.insert(0, mismatch)
     for row in report.table_rows():
         say(row)
     write_verdict(report, converted, also=report_file)  # CONVERTED's verdict, whatever --report
