@@ -408,12 +408,12 @@ def test_item8_push_of_identical_files_says_so_on_both_streams(
     )
     target = f"{TEST_USER}/pushed"
     hub_server.drop_nth(1, path_contains="/commit/", method="POST", during="response")
-    first = run_cli("push", converted, target, env=hub_env)
+    first = run_cli("push", converted, target, "--allow-unchecked", env=hub_env)
     assert first.returncode == 0, first.stderr
     head = hub_server.head_sha(target)
     assert first.stdout.startswith("pushed ") and head[:12] in first.stdout
 
-    again = run_cli("push", converted, target, env=hub_env)
+    again = run_cli("push", converted, target, "--allow-unchecked", env=hub_env)
     assert again.returncode == 0, again.stderr
     assert "no commit was made" in again.stderr
     label = tiny_model("qwen3").name

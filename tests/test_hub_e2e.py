@@ -238,7 +238,7 @@ def test_push_command(hub_server, hub_env, tiny_model, tmp_path):
     convert = run_cli("convert", tiny_model("qwen3"), out, "--preset", "qwen3-reranker")
     assert convert.returncode == 0
     target = f"{TEST_USER}/pushed"
-    result = run_cli("push", out, target, "--private", env=hub_env)
+    result = run_cli("push", out, target, "--private", "--allow-unchecked", env=hub_env)
     assert result.returncode == 0, result.stderr
     assert hub_server.is_private(target)
     assert "score.safetensors" in hub_server.list_files(target)

@@ -35,7 +35,7 @@ def test_wheel_ships_no_fixtures_and_every_template(tmp_path: Path) -> None:
     )  # fmt: skip
     probe = (
         "import sys; sys.path.insert(0, sys.argv[1])\n"
-        "import reranker_seqcls.pipeline, reranker_seqcls.recipes.presets as r\n"
+        "import reranker_seqcls.run.pipeline, reranker_seqcls.recipes.presets as r\n"
         "assert r.__file__.startswith(sys.argv[1]), r.__file__\n"
         "assert r.PRESETS, 'presets load their templates from the installed package'\n"
         "import reranker_seqcls.hub.card as card\n"

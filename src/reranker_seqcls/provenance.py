@@ -116,6 +116,9 @@ class Provenance:
     classifier: ClassifierRecord
     architecture: str
     pad_token_id: int
+    # The source card's license metadata (``license`` and, for "other", ``license_name`` and
+    # ``license_link``), recorded by ``convert`` so that ``push`` writes the card ``run`` writes.
+    license: Mapping[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -125,6 +128,7 @@ class Provenance:
             "classifier": self.classifier.to_json(),
             "architecture": self.architecture,
             "pad_token_id": self.pad_token_id,
+            "license": None if self.license is None else dict(self.license),
         }
 
     def write(self, path: Path) -> None:
@@ -166,7 +170,19 @@ class Provenance:
             classifier=_classifier(classifier, path),
             architecture=_typed(data, "architecture", str, None, path),
             pad_token_id=_typed(data, "pad_token_id", int, None, path),
+            license=_license(data.get("license")),
         )
+
+
+def _license(value: object) -> dict[str, str] | None:
+    """The recorded license metadata; None when absent or not a map of strings (an older
+    record, or one edited by hand: the card then names no license)."""
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        return None
+    known = {k: v for k, v in value.items() if k in ("license", "license_name", "license_link")}
+    return known if "license" in known else None
 
 
 def _classifier(data: dict[str, Any], path: Path) -> ClassifierRecord:

@@ -53,9 +53,19 @@ def check_recipe(
         recorded = recipe_from_provenance(
             read_json_record(provenance_path).get("recipe"), converted / TEMPLATE_FILE_NAME
         )
-        if recorded is not None:
+        if recorded is not None and not _unscorable(recorded):
             return recorded
+        if recorded is not None:  # a custom recipe with no prompt: score as the source's family
+            try:
+                return resolve_recipe(source_name=source_name, source_dir=source_dir)
+            except BadInput:
+                return recorded  # no family either: its own error names the missing template
     return resolve_recipe(source_name=source_name, source_dir=source_dir)
+
+
+def _unscorable(recipe: Recipe) -> bool:
+    """A custom recipe converted without a template: the original cannot be prompted with it."""
+    return recipe.prompt_style == "template" and recipe.template is None
 
 
 def source_name(source: str) -> str:

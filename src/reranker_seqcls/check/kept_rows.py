@@ -7,7 +7,7 @@ import hashlib
 from typing import Any
 
 from reranker_seqcls.errors import BadInput
-from reranker_seqcls.safetensors_io.checkpoint import SafetensorsFile, TensorInfo
+from reranker_seqcls.safetensors_io.header import SafetensorsFile, TensorInfo
 
 _HASH_CHUNK = 16 * 1024 * 1024
 

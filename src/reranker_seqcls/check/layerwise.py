@@ -20,7 +20,11 @@ module computes those hidden states without ever holding the model:
 - the final norm runs on the last position only.
 
 :meth:`LayerwiseScorer.feed` takes one shard at a time and returns the shard files no longer
-needed, so a caller can delete each shard once it has been used.
+needed, so a caller can delete each shard once it has been used. Each leaf module's weights
+come and go through :class:`.leaf_weights.LeafWeights`.
+
+Over 300 lines: one class whose setup (skeleton, compact embedding, dry pass) and layer runs
+share its state; the weight hooks already live in :mod:`.leaf_weights`.
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reranker_seqcls.errors import BadInput, SeqClsError
-from reranker_seqcls.safetensors_io.checkpoint import SafetensorsFile, TensorInfo
+from reranker_seqcls.safetensors_io.header import SafetensorsFile, TensorInfo
 
 if TYPE_CHECKING:
     import torch
 
+from reranker_seqcls.check.leaf_weights import LeafWeights, parameters_on_meta
 from reranker_seqcls.check.release_schedule import Stages
 
 # Batching as the full-model reference uses it (same batches, same padding: same numbers).
@@ -47,7 +52,6 @@ from reranker_seqcls.check.weight_reads import (
     WeightLedger,
     check_shape,
     read_rows,
-    read_tensor,
     return_freed_memory,
 )
 
@@ -63,27 +67,7 @@ class _Shard:
     pending: set[str] = field(default_factory=set)  # tensors not used yet
 
 
-@contextmanager
-def _parameters_on_meta() -> Iterator[None]:
-    """Build modules with every parameter on the meta device and every buffer real (what
-    accelerate's ``init_empty_weights(include_buffers=False)`` does)."""
-    import torch
-
-    original = torch.nn.Module.register_parameter
-
-    def register(module: torch.nn.Module, name: str, param: torch.nn.Parameter | None) -> None:
-        original(module, name, param)
-        if param is not None:
-            module._parameters[name] = torch.nn.Parameter(param.to("meta"), requires_grad=False)
-
-    torch.nn.Module.register_parameter = register  # type: ignore[method-assign,assignment]
-    try:
-        yield
-    finally:
-        torch.nn.Module.register_parameter = original  # type: ignore[method-assign]
-
-
-class LayerwiseScorer:
+class LayerwiseScorer(LeafWeights):
     """Final hidden states of ``sequences`` at their last token, computed shard by shard.
 
     ``config`` is the source's ``config.json`` (a dict). ``sequences`` are token-id prompts,
@@ -116,7 +100,7 @@ class LayerwiseScorer:
         settings.pop("transformers_version", None)
         hf_config = AutoConfig.for_model(str(config.get("model_type")), **settings)
         hf_config.use_cache = False
-        with _parameters_on_meta(), no_init_weights():
+        with parameters_on_meta(), no_init_weights():
             self.model = AutoModel.from_config(hf_config, dtype=self.dtype)
         self.model.eval()
         self.config = hf_config
@@ -332,61 +316,9 @@ class LayerwiseScorer:
             )
         return self._final
 
-    # ------------------------------------------------------------------ weights
-
-    def _hook_leaves(self) -> None:
-        """Pre/post forward hooks on every module owning parameters (layers and final norm)."""
-        modules = [*self.layers, self.model.norm]
-        for module in modules:
-            for leaf in module.modules():
-                if not leaf._parameters:
-                    continue
-                self._hooked.append(leaf.register_forward_pre_hook(self._materialize))
-                self._hooked.append(leaf.register_forward_hook(self._dematerialize))
-
-    def _leaf_names(self, module: Any) -> list[tuple[str, str]]:
-        """(checkpoint name, attribute) of ``module``'s own parameters."""
-        cached = getattr(module, "_layerwise_names", None)
-        if cached is None:
-            cached = [
-                (name, leaf) for name, (owner, leaf) in self._param_of.items() if owner is module
-            ]
-            module._layerwise_names = cached
-        return cached
-
-    def _materialize(self, module: Any, _inputs: Any) -> None:
-        for name, attr in self._leaf_names(module):
-            path, info = self._where[name]
-            check_shape(info, tuple(module._parameters[attr].shape))
-            tensor = read_tensor(path, info, self.dtype)
-            self.ledger.read += info.nbytes
-            self.ledger.add(tensor.numel() * tensor.element_size())
-            self._set_param(module, attr, tensor)
-
-    def _dematerialize(self, module: Any, _inputs: Any, _output: Any) -> None:
-        for _name, attr in self._leaf_names(module):
-            param = module._parameters[attr]
-            self._unset_param(module, attr, param.numel() * param.element_size())
-        return_freed_memory()
-
-    @staticmethod
-    def _set_param(module: Any, attr: str, tensor: Any) -> None:
-        import torch
-
-        module._parameters[attr] = torch.nn.Parameter(tensor, requires_grad=False)
-
-    def _unset_param(self, module: Any, attr: str, nbytes: int) -> None:
-        import torch
-
-        shape = module._parameters[attr].shape
-        module._parameters[attr] = torch.nn.Parameter(
-            torch.empty(shape, device="meta", dtype=self.dtype), requires_grad=False
-        )
-        self.ledger.remove(nbytes)
-
     def largest_layer_bytes(self) -> int:
         """Bytes (compute dtype) of the largest decoder layer: the bound on what is held."""
         size = self.dtype.itemsize if hasattr(self.dtype, "itemsize") else 4
         return max(
-            sum(math.prod(p.shape) for p in layer.parameters()) * size for layer in self.layers
+            int(sum(math.prod(p.shape) for p in layer.parameters()) * size) for layer in self.layers
         )

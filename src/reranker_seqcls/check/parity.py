@@ -279,7 +279,8 @@ def _evidence(
 
 def _serves_raw_logits(converted: Path) -> bool:
     """Whether the converted directory's sentence-transformers activation is Identity."""
-    from reranker_seqcls.convert.consumer_files import IDENTITY, ST_MODEL_CONFIG_FILE
+    from reranker_seqcls.convert.consumer_files import IDENTITY
+    from reranker_seqcls.names import ST_MODEL_CONFIG_FILE
 
     path = converted / ST_MODEL_CONFIG_FILE
     try:

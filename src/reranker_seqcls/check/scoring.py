@@ -266,7 +266,7 @@ def consumer_prompts(converted: Path, pairs: list[Pair]) -> ConsumerPrompts | No
     instead, i.e. the directory declares no ``message`` modality or has no chat template."""
     from transformers import AutoTokenizer
 
-    from reranker_seqcls.convert.consumer_files import ST_MODULE_CONFIG_FILE
+    from reranker_seqcls.names import ST_MODULE_CONFIG_FILE
     from reranker_seqcls.recipes.render import render_scoring_prompt
 
     st_config = converted / ST_MODULE_CONFIG_FILE

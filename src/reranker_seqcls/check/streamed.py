@@ -19,8 +19,11 @@ states. :class:`StreamedCheck` therefore
 What the full check proves about consumers (prompt ids, pooling position, activation, loading
 with no missing keys; transformers, sentence-transformers and vLLM) is proven by running the
 unchanged :func:`parity.check_parity` on the real pair when it fits the memory budget, otherwise
-on a structural twin (:mod:`.twin`). :func:`combine` merges the two halves into one
-:class:`parity.ParityReport`; :func:`streamed_check` does all of it for local directories.
+on a structural twin (:mod:`.twin`). :func:`.consumers.combine` merges the two halves into
+one :class:`parity.ParityReport`; :func:`streamed_check` does all of it for local directories.
+
+Over 300 lines: :class:`StreamedCheck` (hashing, feeding, both heads, the verdict) and its entry
+point share their state; the consumer half already lives in :mod:`.consumers`.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from reranker_seqcls.check.consumers import combine, consumer_check
 from reranker_seqcls.check.head import head_check, head_rows_needed
 from reranker_seqcls.check.kept_rows import RowStore, tensor_digests
 from reranker_seqcls.check.metrics import CONVERTED_PATHS, ScoringPath, path_metrics
@@ -41,11 +44,7 @@ from reranker_seqcls.check.report import PairScores, ParityReport
 from reranker_seqcls.check.scoring import recipe_scores
 from reranker_seqcls.check.twin import (
     DEFAULT_CHECK_MEMORY,
-    ConsumerPlan,
-    build_twin,
     consumer_plan,
-    float32_load_bytes,
-    twin_overrides,
 )
 from reranker_seqcls.check.verdict import (
     TOLERANCES,
@@ -60,7 +59,7 @@ from reranker_seqcls.log import Log
 from reranker_seqcls.names import CONFIG_FILE
 from reranker_seqcls.names import INDEX_FILE as INDEX_NAME
 from reranker_seqcls.recipes.recipe import Recipe
-from reranker_seqcls.safetensors_io.checkpoint import SafetensorsFile
+from reranker_seqcls.safetensors_io.header import SafetensorsFile
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.layerwise import LayerwiseScorer
@@ -254,68 +253,6 @@ class StreamedCheck:
             for i, p in enumerate(self.pairs)
         ]  # fmt: skip
         return report
-
-
-def combine(real: ParityReport, consumers: ParityReport, proven_on: str) -> ParityReport:
-    """One report: the real-weights verdict and the consumer check (run on ``proven_on``:
-    "real" or the twin's description). Twin rows, reasons and allowances are labelled."""
-    label = "" if proven_on == "real" else "twin: "
-    on_twin = bool(label)
-    report = ParityReport(
-        passed=real.passed and consumers.passed,
-        dtype=real.dtype,
-        tolerance=real.tolerance,
-        recipe=real.recipe,
-        num_pairs=real.num_pairs,
-        num_groups=real.num_groups,
-        metrics={
-            **real.metrics,
-            **{(k.on_twin() if on_twin else k): v for k, v in consumers.metrics.items()},
-        },
-        reasons=real.reasons + [label + r for r in consumers.reasons],
-        allowances=real.allowances + [label + a for a in consumers.allowances],
-        notes=real.notes + [label + n for n in consumers.notes],
-        tokenization_gap=consumers.tokenization_gap,
-        consumers_proven_on=proven_on,
-        backbone_hash=real.backbone_hash,
-    )
-    if label and consumers.tolerance != real.tolerance:
-        t = consumers.tolerance
-        report.notes.append(f"twin rows are judged with the twin's tolerance ({t.logit:g} logit)")
-    twin_scores = dict(enumerate(consumers.scores))
-    report.scores = [
-        replace(row, twin=twin_scores.get(i)) if on_twin else row
-        for i, row in enumerate(real.scores)
-    ]
-    return report
-
-
-def consumer_check(
-    source: Path,
-    converted: Path,
-    recipe: Recipe,
-    pairs: list[Pair],
-    work: Path,
-    *,
-    token_ids: list[int],
-    check_memory: int = DEFAULT_CHECK_MEMORY,
-    allow_softcapping: bool = False,
-    vllm_python: str | Path | None = None,
-    log: Log,
-) -> tuple[ParityReport, str]:
-    """The full check on the twin of (``source``, ``converted``), built under ``work``; returns
-    its report and the twin's description. Needs only the two directories' small files."""
-    config = json.loads((Path(source) / CONFIG_FILE).read_text())
-    real_bytes = float32_load_bytes(config)
-    plan = ConsumerPlan("twin", real_bytes, check_memory, twin_overrides(config, check_memory))
-    described = plan.describe(config)
-    log(f"parity: consumers proven on the {described}")
-    twin_source, twin_converted = build_twin(source, converted, work, recipe, plan)
-    report = check_parity(
-        twin_source, twin_converted, recipe, pairs, token_ids=token_ids,
-        allow_softcapping=allow_softcapping, vllm_python=vllm_python, log=log,
-    )  # fmt: skip
-    return report, described
 
 
 def source_shards(directory: Path) -> list[Path]:

@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reranker_seqcls.check.metrics import PathMetrics, ScoringPath, path_metrics
 from reranker_seqcls.check.pairs import Pair
@@ -101,7 +101,7 @@ def _groups(pairs: list[Pair]) -> list[tuple[str, str | None, list[int]]]:
 
 def build_job(
     converted: Path, pairs: list[Pair], dtype: str, max_prompt_tokens: int
-) -> tuple[dict, list[list[int]]]:
+) -> tuple[dict[str, Any], list[list[int]]]:
     """The launcher's job for one model, and the pair indices of each of its groups."""
     from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
 

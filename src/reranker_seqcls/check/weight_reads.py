@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reranker_seqcls.errors import BadInput
-from reranker_seqcls.safetensors_io.checkpoint import TensorInfo
+from reranker_seqcls.safetensors_io.header import TensorInfo
 
 if TYPE_CHECKING:
     import torch

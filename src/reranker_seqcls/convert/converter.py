@@ -163,6 +163,11 @@ def build_provenance(plan: Plan, ref: SourceRef) -> Provenance:
         served_score=served_score(recipe),
         score_formula=recipe.score_formula or None,
     )
+    from reranker_seqcls.hub.card import source_license
+
+    found = source_license(plan.source)
+    extra = {key: str(value) for key, value in found.extra.items()}
+    license_ = None if found.license is None else {"license": found.license, **extra}
     return Provenance(
         tool_version=__version__,
         source=ref,
@@ -170,4 +175,5 @@ def build_provenance(plan: Plan, ref: SourceRef) -> Provenance:
         classifier=classifier,
         architecture=plan.architecture,
         pad_token_id=plan.pad_token_id,
+        license=license_,
     )

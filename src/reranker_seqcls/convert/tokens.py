@@ -147,13 +147,15 @@ class _FastVocab:
         self._tok = tokenizer
 
     def token_to_id(self, text: str) -> int | None:
-        return self._tok.token_to_id(text)  # the exact entry (added tokens included), or None
+        found: int | None = self._tok.token_to_id(text)  # the exact entry (added tokens too)
+        return found
 
     def encode(self, text: str) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=False).ids)
 
     def id_to_token(self, token_id: int) -> str | None:
-        return self._tok.id_to_token(token_id)
+        token: str | None = self._tok.id_to_token(token_id)
+        return token
 
 
 class _TransformersVocab:

@@ -1,6 +1,6 @@
 """Fetch a Hub source one shard at a time, at a pinned commit, into a directory the run owns.
 
-The streamed run (:mod:`reranker_seqcls.stream.run`) needs, in this order:
+The streamed run (:mod:`reranker_seqcls.run.streamed`) needs, in this order:
 
 1. the listing of the commit with every file's size and, for LFS files, the sha256 the Hub
    recorded (:func:`list_source`);
@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -34,12 +33,12 @@ from pathlib import Path
 from reranker_seqcls.errors import BadInput, HubError
 from reranker_seqcls.hub.errors import hub_errors
 from reranker_seqcls.names import download_patterns
+from reranker_seqcls.safetensors_io.header import MAX_HEADER, header_length
 from reranker_seqcls.source import safe_name
 
 Log = Callable[[str], None]
 # As huggingface_hub's get_safetensors_metadata: one request holds most headers whole.
 _FIRST_RANGE = 100_000
-_MAX_HEADER = 100 * 1024 * 1024  # as checkpoint.py: a larger header is refused
 _HASH_CHUNK = 16 * 1024 * 1024
 
 
@@ -146,8 +145,8 @@ def read_header(listing: SourceListing, name: str, token: str | None) -> bytes:
     first = _range(listing, name, 0, min(_FIRST_RANGE, remote.size) - 1, token)
     if len(first) < 8:
         raise BadInput(f"{name!r} is shorter than 8 bytes: it is no safetensors file")
-    (length,) = struct.unpack("<Q", first[:8])
-    if length > _MAX_HEADER or 8 + length > remote.size:
+    length = header_length(first)
+    if length > MAX_HEADER or 8 + length > remote.size:
         raise BadInput(
             f"{name!r} declares a {length}-byte header in a {remote.size}-byte file: it is no "
             "readable safetensors file, re-upload the checkpoint"

@@ -39,6 +39,7 @@ def _preset(
         template=load_preset_template(name),
         prepend_bos=prepend_bos,
         prompt_style=name,
+        preset=True,
         default_instruction=default_instruction,
         description=description,
         name_patterns=patterns,

@@ -46,6 +46,8 @@ class Recipe:
     bos_rule: str = field(default="", compare=False)
     score_formula: str = field(default="", compare=False)
     facts_source: str = field(default="", compare=False)
+    # True for the registry's recipes and any recipe named after one of them (see is_preset).
+    preset: bool = field(default=False, compare=False)
 
     @property
     def num_labels(self) -> int:
@@ -64,9 +66,9 @@ class Recipe:
 
     @property
     def is_preset(self) -> bool:
-        from reranker_seqcls.recipes.presets import PRESETS  # presets are built from Recipe
-
-        return self.name in PRESETS
+        """Whether ``name`` is a family of the registry (set by it: this module cannot import
+        the registry, which is built from :class:`Recipe`)."""
+        return self.preset
 
     def to_json(self) -> dict[str, object]:
         """The parts of a recipe that decide the output (recorded in provenance)."""

@@ -175,4 +175,5 @@ def recipe_from_provenance(recorded: object, template_path: Path | None) -> Reci
         token_ids=token_ids,
         scale=float(scale),
         activation_fn=activation if isinstance(activation, str) else None,
+        preset=base is not None,
     )

@@ -34,7 +34,7 @@ def decode_floats(raw: bytes, dtype: str) -> list[float]:
     return list(values)
 
 
-def _f32_from_bits(bits: array) -> list[float]:
+def _f32_from_bits(bits: array[int]) -> list[float]:
     return list(array("f", bits.tobytes()))
 
 

@@ -20,7 +20,7 @@ from reranker_seqcls.errors import BadInput
 from reranker_seqcls.safetensors_io.floats import FLOAT_DTYPES, ITEMSIZE, decode_floats
 
 # Header sizes beyond this are refused: a corrupt length would otherwise allocate gigabytes.
-_MAX_HEADER = 100 * 1024 * 1024
+MAX_HEADER = 100 * 1024 * 1024  # bytes: a larger declared header is refused
 PAGE_SIZE = 4096
 
 
@@ -51,6 +51,15 @@ class TensorEntry(NamedTuple):
     nbytes: int
 
 
+def header_length(prefix: bytes) -> int:
+    """The header length the first 8 bytes of a safetensors file declare (unchecked: compare
+    it with :data:`MAX_HEADER` and the file's size)."""
+    if len(prefix) < 8:
+        raise ValueError("file shorter than 8 bytes")
+    (length,) = struct.unpack("<Q", prefix[:8])
+    return int(length)
+
+
 class SafetensorsFile:
     """The header of one ``.safetensors`` file, parsed and validated; tensor data stays on disk."""
 
@@ -59,11 +68,8 @@ class SafetensorsFile:
         label = label or path.name
         try:
             with path.open("rb") as fh:
-                raw_len = fh.read(8)
-                if len(raw_len) != 8:
-                    raise ValueError("file shorter than 8 bytes")
-                (header_len,) = struct.unpack("<Q", raw_len)
-                if header_len > _MAX_HEADER:
+                header_len = header_length(fh.read(8))
+                if header_len > MAX_HEADER:
                     raise ValueError(f"header length {header_len} is implausible")
                 raw_header = fh.read(header_len)
             _validate_with_library(path)

@@ -62,7 +62,8 @@ def strict_loader() -> type:
                             None, None, f"key {shown(key)} given twice", key_node.start_mark
                         )
                     keys.add(key)
-            return super().construct_mapping(node, deep=deep)
+            mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+            return mapping
 
     return StrictLoader
 

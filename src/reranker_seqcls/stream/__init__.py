@@ -1,2 +1,3 @@
-"""``run`` of a Hub source in one streamed pass: the model is never on disk whole (see
-:mod:`.run`)."""
+"""The streamed run's parts: the scorer fed shard by shard (:mod:`.scorers`), the disk forecast
+(:mod:`.disk`) and the progress line (:mod:`.progress`); the run itself is
+:mod:`reranker_seqcls.run.streamed`."""

@@ -84,7 +84,7 @@ class LayerwiseScorer:
         self.check.feed_converted(shard)
 
     def finish(self, work: Path) -> ParityReport:
-        from reranker_seqcls.check.streamed import combine, consumer_check
+        from reranker_seqcls.check.consumers import combine, consumer_check
 
         real = self.check.report()
         consumers, described = consumer_check(

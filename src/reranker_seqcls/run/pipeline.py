@@ -1,19 +1,18 @@
-"""``run``: the full download → convert → check → push of one reranker, skipping a target that
-is already current; its options and its outcome (the result JSON)."""
+"""``run``: where the source is and which transport takes it, decided once; the whole-snapshot
+transport (download → convert → check → card → one commit) lives here, the streamed one in
+:mod:`.streamed`. A target that is already current is skipped before anything is fetched."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reranker_seqcls.errors import ParityFailed
 from reranker_seqcls.log import Log
-from reranker_seqcls.names import PARITY_REPORT_FILE
 from reranker_seqcls.provenance import Provenance, SourceRef
 from reranker_seqcls.recipes.recipe import Recipe
 from reranker_seqcls.recipes.resolve import resolve_recipe
-from reranker_seqcls.run_commit import source_label
+from reranker_seqcls.run.outcome import RunOptions, RunOutcome, RunParityFailed, source_label
 from reranker_seqcls.steps import (
     load_check_pairs,
     locate_source,
@@ -28,123 +27,16 @@ if TYPE_CHECKING:
     from reranker_seqcls.hub.target import TargetState
 
 
-@dataclass
-class RunOutcome:
-    """What a run did; the CLI prints it and writes it as ``--result-json``."""
-
-    status: str  # "pushed" | "skipped" | "dry_run" | "failed"
-    target_repo: str
-    source_repo: str
-    source_sha: str | None = None
-    commit_sha: str | None = None
-    pr_url: str | None = None
-    parity: ParityReport | None = None
-    message: str = ""
-    output_dir: Path | None = None
-
-    def record_push(self, pushed: PushResult, label: str, *, dry_run: bool) -> None:
-        self.commit_sha = pushed.commit_sha
-        self.pr_url = pushed.pr_url
-        sha = (pushed.commit_sha or "")[:12]
-        if dry_run:
-            self.status = "dry_run"
-            self.message = (
-                f"dry run: would commit {len(pushed.added)} file(s) to {self.target_repo}"
-            )
-        elif not pushed.committed:  # the target holds this conversion: the push's aim is met
-            self.status = "pushed"
-            self.message = (
-                f"{self.target_repo} already holds {label} (commit {sha}): no commit was made"
-            )
-        else:
-            self.status = "pushed"
-            self.message = f"pushed {label} to {self.target_repo} (commit {sha})"
-
-    def to_json(self) -> dict[str, Any]:
-        from reranker_seqcls.hub.repo_ids import repo_url
-
-        parity = None
-        if self.parity is not None:
-            parity = {
-                "passed": self.parity.passed,
-                "verdict": self.parity.verdict,
-                "max_abs_diff": self.parity.max_abs_diff,
-                "spearman": self.parity.spearman,
-                "tokenization_gap": self.parity.to_json()["tokenization_gap"],
-                "table_markdown": self.parity.markdown(),
-            }
-        return {
-            "status": self.status,
-            "skipped": self.status == "skipped",
-            "target_repo": self.target_repo,
-            "target_url": repo_url(self.target_repo),
-            "commit_sha": self.commit_sha,
-            "pr_url": self.pr_url,
-            "source_repo": self.source_repo,
-            "source_sha": self.source_sha,
-            "parity": parity,
-            "message": self.message,
-        }
-
-
-class RunParityFailed(ParityFailed):
-    """``run`` stopped by its parity check: nothing was pushed. ``outcome`` is what
-    ``--result-json`` records (status "failed", with the parity summary)."""
-
-    def __init__(self, outcome: RunOutcome) -> None:
-        super().__init__(outcome.message)
-        self.outcome = outcome
-
-
-@dataclass
-class RunOptions:
-    model: str
-    target: str
-    revision: str | None = None
-    preset: str | None = None
-    tokens: str | None = None
-    method: str | None = None
-    template: Path | None = None
-    private: bool = False
-    create_pr: bool = False
-    dry_run: bool = False
-    force: bool = False
-    output_dir: Path | None = None
-    token: str | None = None
-    allow_pickle: bool = False
-    allow_softcapping: bool = False
-    pairs_file: Path | None = None
-    dtype: str | None = None
-    token_ids: str | None = None
-    scale: str | None = None
-    vllm_python: Path | None = None
-    check_memory: str = "1.5GB"
-    max_disk: str | None = None  # --max-disk: the most a streamed run may use
-
-
 def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     """download → convert → check → card → push, skipping when the target is already current."""
-    from reranker_seqcls.check.twin import parse_memory
     from reranker_seqcls.hub.repo_ids import require_repo_id
     from reranker_seqcls.hub.target import target_state
-    from reranker_seqcls.sizes import parse_size
 
     require_repo_id(opts.target, "target")
-    memory = parse_memory(opts.check_memory)  # bad sizes fail before anything is downloaded
-    max_disk = None if opts.max_disk is None else parse_size(opts.max_disk, "--max-disk")
+    memory, max_disk = opts.check_memory, opts.max_disk  # parsed with the command line
     local = Path(opts.model).is_dir()
     sha = source_commit(opts.model, opts.revision, opts.token)
-    recipe = resolve_recipe(
-        source_name=source_name(opts.model),
-        preset=opts.preset,
-        tokens_json=opts.tokens,
-        method=opts.method,
-        template_path=opts.template,
-        token_ids_json=opts.token_ids,
-        scale=opts.scale,
-        source_dir=Path(opts.model) if local else None,
-        log=log,
-    )
+    recipe = _run_recipe(opts, sha, log)
     outcome = RunOutcome("failed", opts.target, opts.model)
     state = target_state(opts.target, opts.token)
     log(
@@ -159,7 +51,7 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
         if _is_current(opts, sha, recipe, state, outcome, log):
             return outcome
         if opts.output_dir is None:  # nothing to keep: stream the source shard by shard
-            from reranker_seqcls.stream.run import run_streamed
+            from reranker_seqcls.run.streamed import run_streamed
 
             streamed = run_streamed(opts, recipe, sha, state.head, outcome, log,
                                     check_memory=memory, max_disk=max_disk)  # fmt: skip
@@ -170,9 +62,42 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
         provenance, report = _convert_and_check(
             opts, source_dir, out, recipe, ref, outcome, memory, log
         )
-        pushed = _card_and_push(opts, source_dir, out, recipe, ref, provenance, report, state, log)
+        pushed = _card_and_push(opts, out, provenance, report, state, log)
     outcome.record_push(pushed, source_label(opts.model, ref), dry_run=opts.dry_run)
     return outcome
+
+
+def _run_recipe(opts: RunOptions, sha: str | None, log: Log) -> Recipe:
+    """The recipe as ``convert`` resolves it: the options, else the source's name, else its
+    sentence-transformers files (for a Hub source whose name tells no family, its small files
+    are fetched first: no weights)."""
+    import tempfile
+    from functools import partial
+
+    from reranker_seqcls.recipes.presets import detect_preset
+
+    name = source_name(opts.model)
+    resolve = partial(
+        resolve_recipe,
+        source_name=name, preset=opts.preset, tokens_json=opts.tokens, method=opts.method,
+        template_path=opts.template, token_ids_json=opts.token_ids, scale=opts.scale, log=log,
+    )  # fmt: skip
+    explicit = any(
+        v is not None for v in (opts.preset, opts.tokens, opts.method, opts.token_ids, opts.scale)
+    )
+    if sha is None:  # a local directory
+        return resolve(source_dir=Path(opts.model))
+    if explicit or detect_preset(name) is not None:
+        return resolve()
+    from reranker_seqcls.hub import stream_fetch
+    from reranker_seqcls.recipes.sentence_transformers import MODULES_FILE
+
+    listing = stream_fetch.list_source(opts.model, sha, opts.token)
+    if MODULES_FILE not in listing.files:
+        return resolve()  # says the family cannot be told from the name
+    with tempfile.TemporaryDirectory(prefix="reranker-seqcls-recipe-") as tmp:
+        stream_fetch.fetch_small_files(listing, Path(tmp), opts.token, log)
+        return resolve(source_dir=Path(tmp))
 
 
 def _is_current(
@@ -217,7 +142,7 @@ def _convert_and_check(
     log: Log,
 ) -> tuple[Provenance, ParityReport]:
     """Convert into ``out`` and check it; a failed check raises :class:`RunParityFailed`."""
-    from reranker_seqcls.check.report import write_report
+    from reranker_seqcls.check.record import write_verdict
     from reranker_seqcls.check.streamed import streamed_check
     from reranker_seqcls.convert.converter import convert
 
@@ -245,7 +170,7 @@ def _convert_and_check(
         log=log,
     )
     outcome.parity = report
-    write_report(report, out / PARITY_REPORT_FILE)
+    write_verdict(report, out)
     for row in report.table_rows():
         log(row)
     try:
@@ -258,10 +183,7 @@ def _convert_and_check(
 
 def _card_and_push(
     opts: RunOptions,
-    source_dir: Path,
     out: Path,
-    recipe: Recipe,
-    ref: SourceRef,
     provenance: Provenance,
     report: ParityReport,
     state: TargetState,
@@ -269,9 +191,9 @@ def _card_and_push(
 ) -> PushResult:
     """The model card, then one commit of ``out`` on the target's head."""
     from reranker_seqcls.hub.push import push
-    from reranker_seqcls.run_commit import commit_description, commit_message, write_run_card
+    from reranker_seqcls.publish.card import commit_description, commit_message, write_model_card
 
-    write_run_card(opts.target, source_dir, out, recipe, provenance, report)
+    write_model_card(out, opts.target, provenance, report)
     return push(
         out,
         opts.target,
@@ -279,8 +201,8 @@ def _card_and_push(
         private=opts.private,
         create_pr=opts.create_pr,
         parent_commit=state.head,
-        commit_message=commit_message(opts.model, ref),
-        commit_description=commit_description(ref, recipe, report),
+        commit_message=commit_message(provenance),
+        commit_description=commit_description(provenance, report),
         dry_run=opts.dry_run,
         log=log,
     )

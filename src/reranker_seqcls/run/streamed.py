@@ -33,9 +33,9 @@ if TYPE_CHECKING:
     from reranker_seqcls.convert.plan import Plan
     from reranker_seqcls.hub.preupload import Preuploader
     from reranker_seqcls.hub.stream_fetch import SourceListing
-    from reranker_seqcls.pipeline import RunOptions, RunOutcome
     from reranker_seqcls.provenance import Provenance
     from reranker_seqcls.recipes.recipe import Recipe
+    from reranker_seqcls.run.outcome import RunOptions, RunOutcome
     from reranker_seqcls.safetensors_io.shards import TensorBytes
     from reranker_seqcls.stream.disk import DiskForecast
     from reranker_seqcls.stream.progress import StreamProgress
@@ -55,7 +55,7 @@ def run_streamed(
 ) -> RunOutcome | None:
     """The streamed run of a Hub source; None when the source has no safetensors weights
     (a pickle-only source takes the whole-snapshot path). A failed check raises
-    :class:`pipeline.RunParityFailed` after the pre-uploads are abandoned."""
+    :class:`.outcome.RunParityFailed` after the pre-uploads are abandoned."""
     from reranker_seqcls.hub import stream_fetch
 
     listing = stream_fetch.list_source(opts.model, commit_sha, opts.token)
@@ -235,8 +235,8 @@ class _StreamedRun:
         from reranker_seqcls.convert.converter import finish_output
         from reranker_seqcls.errors import ParityFailed
         from reranker_seqcls.names import PARITY_REPORT_FILE, SCORE_SHARD_FILE
-        from reranker_seqcls.pipeline import RunParityFailed
         from reranker_seqcls.provenance import SourceRef
+        from reranker_seqcls.run.outcome import RunParityFailed
 
         assert self.uploader is not None
         try:
@@ -265,26 +265,25 @@ class _StreamedRun:
 
     def publish(self, provenance: Provenance, report: ParityReport, outcome: RunOutcome) -> None:
         from reranker_seqcls.hub.preupload import commit_preuploaded
-        from reranker_seqcls.run_commit import (
+        from reranker_seqcls.publish.card import (
             commit_description,
             commit_message,
-            source_label,
-            write_run_card,
+            write_model_card,
         )
+        from reranker_seqcls.run.outcome import source_label
 
         assert self.uploader is not None
-        model = self.opts.model
         try:
-            write_run_card(self.opts.target, self.source_dir, self.out, self.recipe,
-                           provenance, report)  # fmt: skip
+            write_model_card(self.out, self.opts.target, provenance, report)
             pushed = commit_preuploaded(
                 self.out,
                 self.uploader,
-                commit_message=commit_message(model, self.ref),
-                commit_description=commit_description(self.ref, self.recipe, report),
+                commit_message=commit_message(provenance),
+                commit_description=commit_description(provenance, report),
                 log=self.log,
             )
         except BaseException:
             self.uploader.abandon()
             raise
-        outcome.record_push(pushed, source_label(model, self.ref), dry_run=self.opts.dry_run)
+        label = source_label(self.opts.model, self.ref)
+        outcome.record_push(pushed, label, dry_run=self.opts.dry_run)

@@ -1,0 +1,88 @@
+"""The consumer half of the streamed check: the full check run on the structural twin
+(:func:`consumer_check`), and :func:`combine`, which merges it with the real-weights verdict of
+:class:`.streamed.StreamedCheck` into one report (twin rows, reasons and allowances labelled)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from reranker_seqcls.check.pairs import Pair
+from reranker_seqcls.check.parity import check_parity
+from reranker_seqcls.check.report import ParityReport
+from reranker_seqcls.check.twin import (
+    DEFAULT_CHECK_MEMORY,
+    ConsumerPlan,
+    build_twin,
+    float32_load_bytes,
+    twin_overrides,
+)
+from reranker_seqcls.log import Log
+from reranker_seqcls.names import CONFIG_FILE
+
+if TYPE_CHECKING:
+    from reranker_seqcls.recipes.recipe import Recipe
+
+
+def combine(real: ParityReport, consumers: ParityReport, proven_on: str) -> ParityReport:
+    """One report: the real-weights verdict and the consumer check (run on ``proven_on``:
+    "real" or the twin's description). Twin rows, reasons and allowances are labelled."""
+    label = "" if proven_on == "real" else "twin: "
+    on_twin = bool(label)
+    report = ParityReport(
+        passed=real.passed and consumers.passed,
+        dtype=real.dtype,
+        tolerance=real.tolerance,
+        recipe=real.recipe,
+        num_pairs=real.num_pairs,
+        num_groups=real.num_groups,
+        metrics={
+            **real.metrics,
+            **{(k.on_twin() if on_twin else k): v for k, v in consumers.metrics.items()},
+        },
+        reasons=real.reasons + [label + r for r in consumers.reasons],
+        allowances=real.allowances + [label + a for a in consumers.allowances],
+        notes=real.notes + [label + n for n in consumers.notes],
+        tokenization_gap=consumers.tokenization_gap,
+        consumers_proven_on=proven_on,
+        backbone_hash=real.backbone_hash,
+    )
+    if label and consumers.tolerance != real.tolerance:
+        t = consumers.tolerance
+        report.notes.append(f"twin rows are judged with the twin's tolerance ({t.logit:g} logit)")
+    twin_scores = dict(enumerate(consumers.scores))
+    report.scores = [
+        replace(row, twin=twin_scores.get(i)) if on_twin else row
+        for i, row in enumerate(real.scores)
+    ]
+    return report
+
+
+def consumer_check(
+    source: Path,
+    converted: Path,
+    recipe: Recipe,
+    pairs: list[Pair],
+    work: Path,
+    *,
+    token_ids: list[int],
+    check_memory: int = DEFAULT_CHECK_MEMORY,
+    allow_softcapping: bool = False,
+    vllm_python: str | Path | None = None,
+    log: Log,
+) -> tuple[ParityReport, str]:
+    """The full check on the twin of (``source``, ``converted``), built under ``work``; returns
+    its report and the twin's description. Needs only the two directories' small files."""
+    config = json.loads((Path(source) / CONFIG_FILE).read_text())
+    real_bytes = float32_load_bytes(config)
+    plan = ConsumerPlan("twin", real_bytes, check_memory, twin_overrides(config, check_memory))
+    described = plan.describe(config)
+    log(f"parity: consumers proven on the {described}")
+    twin_source, twin_converted = build_twin(source, converted, work, recipe, plan)
+    report = check_parity(
+        twin_source, twin_converted, recipe, pairs, token_ids=token_ids,
+        allow_softcapping=allow_softcapping, vllm_python=vllm_python, log=log,
+    )  # fmt: skip
+    return report, described

@@ -1,0 +1,85 @@
+"""``check``: prove that a converted checkpoint scores like its source, and record the verdict
+in the converted directory (what ``push`` requires)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reranker_seqcls.commands.options import RecipeOptions, check_options, recipe_options
+from reranker_seqcls.console import log, say
+
+
+@click.command()
+@click.argument("source")
+@click.argument("converted", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--revision", help="Branch, tag or commit of a Hub SOURCE.")
+@recipe_options
+@check_options
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the full report as JSON here. The verdict is always recorded in "
+    "CONVERTED/parity_report.json, bound to the files checked: push requires it.",
+)
+def check(
+    source: str,
+    converted: Path,
+    revision: str | None,
+    pairs_file: Path | None,
+    report_file: Path | None,
+    dtype: str | None,
+    allow_softcapping: bool,
+    vllm_python: Path | None,
+    check_memory: int,
+    **recipe_kwargs: Any,
+) -> int:
+    """Prove that CONVERTED scores like the original reranker SOURCE.
+
+    Scores a set of (query, document) pairs with the original causal LM (the family's official
+    prompt and math), the converted classifier (batched and one by one), sentence-transformers'
+    CrossEncoder on raw text and, when vLLM can be used, vLLM's pooling runner (LLM.score with
+    the saved chat template). Exit code 1 when parity fails. The verdict is recorded in
+    CONVERTED/parity_report.json with the sha256 of the files checked, whatever --report says.
+    """
+    from reranker_seqcls.check.record import write_verdict
+    from reranker_seqcls.check.streamed import streamed_check
+    from reranker_seqcls.errors import BadInput
+    from reranker_seqcls.names import CONFIG_FILE
+    from reranker_seqcls.steps import (
+        check_recipe,
+        load_check_pairs,
+        locate_source,
+        resolve_token_ids,
+        source_name,
+    )
+
+    options = RecipeOptions.pop(recipe_kwargs)
+    if not (converted / CONFIG_FILE).is_file():
+        raise BadInput(f"{converted} has no config.json: give a converted checkpoint directory")
+    source_dir, _ = locate_source(source, revision, None, log)
+    recipe = check_recipe(
+        source_name(source), converted, options.preset, options.tokens, options.method,
+        options.template, token_ids=options.token_ids, scale=options.scale, source_dir=source_dir,
+    )  # fmt: skip
+    token_ids = resolve_token_ids(source_dir, recipe)
+    report = streamed_check(
+        source_dir,
+        converted,
+        recipe,
+        load_check_pairs(recipe, pairs_file),
+        token_ids=token_ids,
+        dtype=dtype,
+        allow_softcapping=allow_softcapping,
+        vllm_python=vllm_python,
+        check_memory=check_memory,
+        log=log,
+    )
+    for row in report.table_rows():
+        say(row)
+    write_verdict(report, converted, also=report_file)  # CONVERTED's verdict, whatever --report
+    report.require_passed()  # ParityFailed: exit 1, its first reason on stderr
+    return 0

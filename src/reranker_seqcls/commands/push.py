@@ -1,0 +1,48 @@
+"""``push``: a checked converted directory to the Hub in one commit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from reranker_seqcls.commands.options import hub_options
+from reranker_seqcls.console import log, say
+
+
+@click.command()
+@click.argument("converted", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("target")
+@hub_options
+@click.option(
+    "--allow-unchecked",
+    is_flag=True,
+    help="Push a directory without a passing parity verdict for its current files; the card "
+    "then says plainly that the upload was not checked.",
+)
+def push(
+    converted: Path,
+    target: str,
+    private: bool,
+    create_pr: bool,
+    dry_run: bool,
+    token: str | None,
+    allow_unchecked: bool,
+) -> int:
+    """Push the converted checkpoint CONVERTED to the Hub repo TARGET in one commit.
+
+    Pushes only a directory whose files passed `reranker-seqcls check` (the verdict check
+    records in CONVERTED, bound to the sha256 of its files): a failed, missing or stale verdict
+    is refused (exit 2) before the Hub is asked anything, unless --allow-unchecked. Writes the
+    model card `run` writes (parity table, the source's license) when the directory has none.
+    """
+    from reranker_seqcls.publish.push import push_converted
+    from reranker_seqcls.redact import register_secret
+
+    register_secret(token)
+    outcome = push_converted(
+        converted, target, private=private, create_pr=create_pr, dry_run=dry_run, token=token,
+        allow_unchecked=allow_unchecked, log=log,
+    )  # fmt: skip
+    say(outcome.message)
+    return 0

@@ -1,0 +1,114 @@
+"""What a run did and how it was asked: its options (one record, the ``run`` command's), its
+outcome (printed, and written as ``--result-json``), and the parity failure that stops it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reranker_seqcls.errors import ParityFailed
+from reranker_seqcls.provenance import SourceRef
+
+if TYPE_CHECKING:
+    from reranker_seqcls.check.report import ParityReport
+    from reranker_seqcls.hub.push import PushResult
+
+
+def source_label(model: str, ref: SourceRef) -> str:
+    """``repo@commit12`` (a local source: its name)."""
+    return f"{model}@{ref.commit_sha[:12]}" if ref.commit_sha else model
+
+
+@dataclass
+class RunOutcome:
+    """What a run did; the CLI prints it and writes it as ``--result-json``."""
+
+    status: str  # "pushed" | "skipped" | "dry_run" | "failed"
+    target_repo: str
+    source_repo: str
+    source_sha: str | None = None
+    commit_sha: str | None = None
+    pr_url: str | None = None
+    parity: ParityReport | None = None
+    message: str = ""
+    output_dir: Path | None = None
+
+    def record_push(self, pushed: PushResult, label: str, *, dry_run: bool) -> None:
+        self.commit_sha = pushed.commit_sha
+        self.pr_url = pushed.pr_url
+        sha = (pushed.commit_sha or "")[:12]
+        if dry_run:
+            self.status = "dry_run"
+            self.message = (
+                f"dry run: would commit {len(pushed.added)} file(s) to {self.target_repo}"
+            )
+        elif not pushed.committed:  # the target holds this conversion: the push's aim is met
+            self.status = "pushed"
+            self.message = (
+                f"{self.target_repo} already holds {label} (commit {sha}): no commit was made"
+            )
+        else:
+            self.status = "pushed"
+            self.message = f"pushed {label} to {self.target_repo} (commit {sha})"
+
+    def to_json(self) -> dict[str, Any]:
+        from reranker_seqcls.hub.repo_ids import repo_url
+
+        parity = None
+        if self.parity is not None:
+            parity = {
+                "passed": self.parity.passed,
+                "verdict": self.parity.verdict,
+                "max_abs_diff": self.parity.max_abs_diff,
+                "spearman": self.parity.spearman,
+                "tokenization_gap": self.parity.to_json()["tokenization_gap"],
+                "table_markdown": self.parity.markdown(),
+            }
+        return {
+            "status": self.status,
+            "skipped": self.status == "skipped",
+            "target_repo": self.target_repo,
+            "target_url": repo_url(self.target_repo),
+            "commit_sha": self.commit_sha,
+            "pr_url": self.pr_url,
+            "source_repo": self.source_repo,
+            "source_sha": self.source_sha,
+            "parity": parity,
+            "message": self.message,
+        }
+
+
+class RunParityFailed(ParityFailed):
+    """``run`` stopped by its parity check: nothing was pushed. ``outcome`` is what
+    ``--result-json`` records (status "failed", with the parity summary)."""
+
+    def __init__(self, outcome: RunOutcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
+@dataclass
+class RunOptions:
+    model: str
+    target: str
+    revision: str | None = None
+    preset: str | None = None
+    tokens: str | None = None
+    method: str | None = None
+    template: Path | None = None
+    private: bool = False
+    create_pr: bool = False
+    dry_run: bool = False
+    force: bool = False
+    output_dir: Path | None = None
+    token: str | None = None
+    allow_pickle: bool = False
+    allow_softcapping: bool = False
+    pairs_file: Path | None = None
+    dtype: str | None = None
+    token_ids: str | None = None
+    scale: str | None = None
+    vllm_python: Path | None = None
+    check_memory: int = 1_500_000_000  # --check-memory, parsed (commands.options.SizeType)
+    max_disk: int | None = None  # --max-disk: the most a streamed run may use
