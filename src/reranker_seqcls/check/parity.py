@@ -98,6 +98,7 @@ def check_parity(
 ) -> ParityReport:
     """Score ``pairs`` three ways (four with vLLM) and judge the converted checkpoint against
     the original."""
+    from reranker_seqcls.check.long_inputs import add_long_inputs
     from reranker_seqcls.check.vllm import add_vllm_row, locate_vllm_python
 
     source_config = json.loads((source / CONFIG_FILE).read_text())
@@ -128,6 +129,7 @@ def check_parity(
     report.reasons, report.allowances = verdict.reasons, verdict.allowances
     report.passed = not verdict.reasons
     add_vllm_row(report, converted, pairs, scored.prompts, scored.reference, vllm, log)
+    add_long_inputs(report, source, converted, recipe, token_ids, vllm, log)
     return report
 
 

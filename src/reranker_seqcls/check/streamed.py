@@ -95,6 +95,7 @@ class StreamedCheck:
         from transformers import AutoTokenizer
 
         from reranker_seqcls.check.layerwise import LayerwiseScorer
+        from reranker_seqcls.convert.lengths import position_limit
         from reranker_seqcls.recipes.prompts import official_prompt
 
         if dtype not in TOLERANCES:
@@ -104,8 +105,12 @@ class StreamedCheck:
         self.dtype, self.allow_softcapping, self.log = dtype, allow_softcapping, log
         self.config = json.loads((self.source / CONFIG_FILE).read_text())
         tokenizer = AutoTokenizer.from_pretrained(str(self.source))
+        limit = position_limit(self.config)
         self.official = [
-            official_prompt(tokenizer, recipe, p.query, p.document, p.instruction) for p in pairs
+            official_prompt(
+                tokenizer, recipe, p.query, p.document, p.instruction, position_limit=limit
+            )
+            for p in pairs
         ]
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.scorer: LayerwiseScorer = LayerwiseScorer(
