@@ -100,10 +100,10 @@ def test_mxbai_cut_is_the_library_cut(qwen2_tok, query):
         assert len(q) == max_length * 3 // 4
 
 
-def test_bge_cut_is_flagembeddings_cut(tiny_model):
+def test_bge_cut_is_flagembeddings_cut(gemma_tokenizer_dir):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tiny_model("gemma"))
+    tok = AutoTokenizer.from_pretrained(gemma_tokenizer_dir)
     prompt_ids, sep = _encode(tok, prompts.BGE_DEFAULT_PROMPT), _encode(tok, "\n")
     fixed = 2 * (len(sep) + len(prompt_ids))
     max_length = min(512, POSITIONS - fixed)
@@ -171,18 +171,8 @@ def _pairs_file(tmp_path: Path) -> Path:
     return path
 
 
-def _source(family: str, preset: str, real_vocab_model, tiny_model) -> Path:
-    if family == "gemma":
-        from testkit.tiny import build_model
-
-        # the suite's own Gemma tokenizer; positions scaled like the others
-        root = tiny_model("gemma").parent / "gemma-long"
-        if not (root / "config.json").is_file():
-            build_model(
-                "gemma", root, tied=True, preset=preset,
-                config_overrides={"max_position_embeddings": POSITIONS},
-            )  # fmt: skip
-        return root
+def _source(family: str, preset: str, real_vocab_model) -> Path:
+    """A tiny model on the family's real vocabulary (Qwen3, Qwen2.5, Gemma 4), positions 512."""
     return real_vocab_model(
         family, name=f"{preset}-long", preset=preset, max_position_embeddings=POSITIONS
     )
@@ -205,9 +195,9 @@ def _rows(report: dict) -> dict[tuple[str, str], dict]:
 
 
 @pytest.fixture(scope="module")
-def qwen3_long(real_vocab_model, tiny_model, tmp_path_factory):
+def qwen3_long(real_vocab_model, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("qwen3-long")
-    source = _source("qwen3", "qwen3-reranker", real_vocab_model, tiny_model)
+    source = _source("qwen3", "qwen3-reranker", real_vocab_model)
     out, result, report = _convert_and_check(source, tmp, "qwen3-reranker")
     return source, out, result, report
 
@@ -289,9 +279,9 @@ def test_st_config_that_cuts_the_template_fails_the_check(qwen3_long, tmp_path):
     ],
 )
 def test_each_family_reports_what_sentence_transformers_does(
-    family, preset, real_vocab_model, tiny_model, tmp_path
+    family, preset, real_vocab_model, tmp_path
 ):
-    source = _source(family, preset, real_vocab_model, tiny_model)
+    source = _source(family, preset, real_vocab_model)
     out, result, report = _convert_and_check(source, tmp_path, preset)
     assert result.returncode == 0, result.stdout + result.stderr  # findings, not failures
     long = report["long_inputs"]
@@ -322,14 +312,12 @@ def test_each_family_reports_what_sentence_transformers_does(
 
 @pytest.mark.vllm
 @pytest.mark.slow
-def test_vllm_refuses_over_length_and_the_client_side_cut_matches(
-    real_vocab_model, tiny_model, tmp_path
-):
+def test_vllm_refuses_over_length_and_the_client_side_cut_matches(real_vocab_model, tmp_path):
     vllm_python = Path(
         os.environ.get("RERANKER_SEQCLS_VLLM_PYTHON") or ROOT / ".venv-vllm/bin/python"
     )
     assert vllm_python.is_file(), f"{vllm_python} missing: run `make vllm-venv`"
-    source = _source("qwen3", "qwen3-reranker", real_vocab_model, tiny_model)
+    source = _source("qwen3", "qwen3-reranker", real_vocab_model)
     _, result, report = _convert_and_check(
         source, tmp_path, "qwen3-reranker", "--vllm-python", str(vllm_python)
     )
