@@ -335,3 +335,70 @@ def test_vllm_refuses_over_length_and_the_client_side_cut_matches(real_vocab_mod
         rows[("vLLM offline, cut on the client side", "long-query-and-document")]["behaviour"]
         == "refuses"
     )
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_served_vllm_refuses_over_length_and_scores_the_client_side_cut(qwen3_long, tmp_path):
+    """``vllm serve`` on the converted directory (as the card starts it): POST /score with an
+    over-length document is a clear 400; with the document cut by the card's recipe it gives the
+    model card's truncated score."""
+    import subprocess
+    import time
+    import urllib.error
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from reranker_seqcls.check.long_inputs import cut_document
+    from tests.test_vllm import _LOCAL, VLLM_ENV, _free_port, _post
+
+    vllm_python = Path(
+        os.environ.get("RERANKER_SEQCLS_VLLM_PYTHON") or ROOT / ".venv-vllm/bin/python"
+    )
+    assert vllm_python.is_file(), f"{vllm_python} missing: run `make vllm-venv`"
+    _, out, _, _ = qwen3_long
+    tok = AutoTokenizer.from_pretrained(out)
+    cut = cut_document(tok, SHORT_QUERY, LONG_DOC, None, POSITIONS)
+    official = prompts.official_prompt(
+        tok, PRESETS["qwen3-reranker"], SHORT_QUERY, LONG_DOC, position_limit=POSITIONS
+    )
+    model = AutoModelForSequenceClassification.from_pretrained(out, dtype=torch.float32).eval()
+    with torch.no_grad():
+        expected = float(torch.sigmoid(model(input_ids=torch.tensor([official.ids])).logits[0, 0]))
+    port, log_path = _free_port(), tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(vllm_python), str(ROOT / "src/reranker_seqcls/check/vllm_launch.py"), "serve",
+             str(out), "--runner", "pooling", "--chat-template", str(out / "chat_template.jinja"),
+             "--dtype", "float32", "--host", "127.0.0.1", "--port", str(port),
+             "--enforce-eager"],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **VLLM_ENV},
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        started = time.monotonic()
+        while True:
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            try:
+                with _LOCAL.open(f"{url}/health", timeout=5):
+                    break
+            except OSError:
+                assert time.monotonic() - started < 900, log_path.read_text()[-3000:]
+                time.sleep(2)
+        body = {"model": str(out), "queries": SHORT_QUERY, "documents": [LONG_DOC]}
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _post(f"{url}/score", body)
+        assert refused.value.code == 400
+        message = refused.value.read().decode()
+        assert f"maximum context length is {POSITIONS} tokens" in message, message
+        served = _post(f"{url}/score", {**body, "documents": [cut]})["data"][0]["score"]
+        assert abs(served - expected) < 1e-4, (served, expected)
+        print(f"\nserved, cut on the client side: |Δ probability| {abs(served - expected):.1e}")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
