@@ -207,6 +207,9 @@ class LongInputs:
     rule: str
     source: str
     measured: bool
+    # whether the client-side cut reproduces the original's cut: a family whose code cuts one
+    # body between fixed prefix and suffix ids (Qwen3-Reranker)
+    client_side_exact: bool = False
     why_not: str | None = None
     pairs: list[dict[str, Any]] = field(default_factory=list)
     consumers: list[ConsumerResult] = field(default_factory=list)
@@ -217,6 +220,7 @@ class LongInputs:
             "rule": self.rule,
             "source": self.source,
             "measured": self.measured,
+            "client_side_exact": self.client_side_exact,
             "why_not": self.why_not,
             "pairs": self.pairs,
             "consumers": [c.to_json() for c in self.consumers],
@@ -251,7 +255,10 @@ def add_long_inputs(
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     length = scoring_length(recipe.prompt_style, count, limit)
-    section = LongInputs(length, rule.rule, rule.source, measured=False)
+    section = LongInputs(
+        length, rule.rule, rule.source, measured=False,
+        client_side_exact=recipe.prompt_style == "qwen3-reranker",
+    )  # fmt: skip
     try:
         _measure(report, section, source, converted, recipe, token_ids, vllm, log)
     finally:
@@ -502,10 +509,22 @@ def long_inputs_markdown(data: dict[str, Any] | None) -> str | None:
             f"  - {c.get('consumer')}, {c.get('pair')}: {c.get('behaviour')} ({c.get('detail')})"
             for c in data.get("consumers") or []
         ]
-    lines.append(
-        "- To get the original's score from vLLM (or any one-string consumer) for a longer pair, "
-        "cut on the client side before sending:"
-    )
+    if not length:
+        lines.append(
+            "- The original cuts characters, which no consumer does by itself: cut on the client "
+            "side before sending (vLLM refuses a prompt beyond the model's positions):"
+        )
+    else:
+        lines.append(
+            "- vLLM refuses a prompt longer than the scoring length. Cut the document on the "
+            "client side before sending it; "
+            + (
+                "for this family that is the original's own cut, so vLLM then gives its score:"
+                if data.get("client_side_exact")
+                else "this keeps the prompt within the family's bound, but the original cuts "
+                "differently (above), so scores of cut pairs are not the original's:"
+            )
+        )
     if length:
         lines += [
             "",
@@ -528,6 +547,6 @@ def long_inputs_markdown(data: dict[str, Any] | None) -> str | None:
             '    document = document[: ends[keep - 1]] if keep else ""',
             "```",
         ]
-    else:
+    else:  # the original's character cuts (zerank-2)
         lines += ["", "```python", "query, document = query[:2000], document[:10000]", "```"]
     return "\n".join(lines)
