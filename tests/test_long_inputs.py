@@ -402,3 +402,28 @@ def test_served_vllm_refuses_over_length_and_scores_the_client_side_cut(qwen3_lo
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_files_that_cut_the_template_fail_even_unmeasured(tmp_path):
+    """A real model's check does not run the long pairs (too long for its budget), yet the
+    converted files are still read: restore_suffix off fails, another max_seq_length is noted."""
+    from reranker_seqcls.check.long_inputs import _check_files
+    from reranker_seqcls.check.report import ParityReport
+    from reranker_seqcls.check.verdict import TOLERANCES
+
+    def report() -> ParityReport:
+        return ParityReport(True, "float32", TOLERANCES["float32"], "qwen3-reranker", 2, 1, {})
+
+    (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 8192}))
+    fine = report()
+    _check_files(fine, tmp_path, 8192)
+    assert fine.passed and not fine.notes
+    _check_files(fine, tmp_path, 4096)
+    assert fine.passed and "max_seq_length is 8192" in fine.notes[0]
+    (tmp_path / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": 8192, "processing_kwargs": {"chat_template": {
+            "restore_suffix": False}}})
+    )  # fmt: skip
+    broken = report()
+    _check_files(broken, tmp_path, 8192)
+    assert not broken.passed and "restore_suffix is false" in broken.reasons[0]

@@ -158,6 +158,11 @@ def _st_config(converted: Path) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
+def _restore_off(converted: Path) -> bool:
+    chat = (_st_config(converted).get("processing_kwargs") or {}).get("chat_template") or {}
+    return chat.get("restore_suffix") is False
+
+
 def template_cut_cause(converted: Path, st_ids: list[int], tail: list[int]) -> str | None:
     """Why sentence-transformers' prompt of a long pair lacks the template's tail, or None."""
     if not tail or st_ids[-len(tail) :] == tail:
@@ -176,6 +181,25 @@ def template_cut_cause(converted: Path, st_ids: list[int], tail: list[int]) -> s
         f"read after the document instead of after the template's last {len(tail)} tokens. "
         "Convert again (the converter writes max_seq_length and keeps restore_suffix on)"
     )
+
+
+def _check_files(report: ParityReport, converted: Path, length: int | None) -> None:
+    """What the converted sentence-transformers files say about long pairs, measured or not:
+    ``restore_suffix: false`` lets a cut drop the template's end (a failure); a
+    ``max_seq_length`` other than the scoring length moves the cut (a note)."""
+    if _restore_off(converted):
+        report.fail(
+            "sentence-transformers cuts the scoring template on a long pair: "
+            "processing_kwargs.chat_template.restore_suffix is false in sentence_bert_config.json, "
+            "so its right-truncation drops the template's end and the score is read on a "
+            "document token; convert again (the converter keeps restore_suffix on)"
+        )
+    written = _st_config(converted).get("max_seq_length")
+    if length is not None and written != length:
+        report.notes.append(
+            f"long inputs: sentence_bert_config.json max_seq_length is {written}, the family's "
+            f"scoring length is {length}: sentence-transformers cuts elsewhere than the original"
+        )
 
 
 def _judge(
@@ -260,7 +284,8 @@ def add_long_inputs(
         client_side_exact=recipe.prompt_style == "qwen3-reranker",
     )  # fmt: skip
     try:
-        _measure(report, section, source, converted, recipe, token_ids, vllm, log)
+        _measure(report, section, (source, converted), recipe, token_ids, (tokenizer, limit),
+                 vllm, log)  # fmt: skip
     finally:
         report.long_inputs = section.to_json()
 
@@ -268,29 +293,29 @@ def add_long_inputs(
 def _measure(
     report: ParityReport,
     section: LongInputs,
-    source: Path,
-    converted: Path,
+    directories: tuple[Path, Path],
     recipe: Recipe,
     token_ids: list[int],
+    counting: tuple[Any, int | None],
     vllm: VllmPython | None,
     log: Callable[[str], None],
 ) -> None:
-    from transformers import AutoTokenizer
-
+    """The long pairs on every consumer (``directories``: source and converted; ``counting``:
+    the source tokenizer and the model's position limit)."""
     from reranker_seqcls.check.scoring import converted_scores, reference_scores
-    from reranker_seqcls.convert.lengths import position_limit
 
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
-    limit = position_limit(json.loads((source / CONFIG_FILE).read_text("utf-8")))
+    source, converted = directories
+    tokenizer, limit = counting
 
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     length = section.scoring_length
+    _check_files(report, converted, length)
     if length is not None and 3 * length > TOKEN_BUDGET:
         section.why_not = (
             f"a pair twice the scoring length of {length} tokens is more than the check's "
-            f"{TOKEN_BUDGET}-token budget; the long pairs run on the tiny models and the twin"
+            f"{TOKEN_BUDGET}-token budget (the long pairs run on small models only)"
         )
         return
     pairs = long_pairs(recipe, count, length)
@@ -348,10 +373,11 @@ def _measure(
         row.detail += f", cuts at {st_length} tokens, {_id_difference(tokenizer, ids, o.ids)}"
         section.consumers.append(row)
     tail = template_tail(tokenizer, recipe, limit)
-    for ids in st_ids:
-        if (cause := template_cut_cause(converted, ids, tail)) is not None:
-            report.fail(cause)
-            break
+    if not _restore_off(converted):  # else it failed already, with that cause (_check_files)
+        for ids in st_ids:
+            if (cause := template_cut_cause(converted, ids, tail)) is not None:
+                report.fail(cause)
+                break
     if vllm is not None and vllm.python is not None:
         section.consumers += _vllm_rows(
             vllm.python, converted, recipe, pairs, length, report.dtype, ref_prob, tolerance.prob,
