@@ -71,6 +71,28 @@ class ConsumerResult:
         }
 
 
+def fitting_pairs(source: Path, recipe: Recipe, pairs: list[Pair]) -> tuple[list[Pair], list[Pair]]:
+    """``pairs`` split into those the family's code scores whole and those it cuts. A cut pair's
+    consumer prompt cannot be the family's (the consumers cut elsewhere, or refuse): the main
+    check judges the first, the over-length pairs of :func:`add_long_inputs` measure the cut."""
+    if recipe.prompt_style not in LENGTH_RULES:
+        return pairs, []
+    from transformers import AutoTokenizer
+
+    from reranker_seqcls.convert.lengths import position_limit
+
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    limit = position_limit(json.loads((source / CONFIG_FILE).read_text("utf-8")))
+    fits: list[Pair] = []
+    cut: list[Pair] = []
+    for pair in pairs:
+        prompt = official_prompt(
+            tokenizer, recipe, pair.query, pair.document, pair.instruction, position_limit=limit
+        )
+        (cut if prompt.cut else fits).append(pair)
+    return fits, cut
+
+
 def _grow(text: str, count: Callable[[str], int], tokens: int) -> str:
     """Numbered sentences of ``text``, over and over, until the result counts at least
     ``tokens`` (checked every few sentences, so it overshoots by a few sentences at most)."""

@@ -95,6 +95,7 @@ class OfficialPrompt:
 
     pieces: tuple[str, ...]
     ids: list[int]
+    cut: bool = False  # the family's over-length rule shortened this pair
 
     @property
     def text(self) -> str:
@@ -167,12 +168,13 @@ def zerank2_prompt(
     """
     del limit
     rule = LENGTH_RULES["zerank-2"]
+    cut = len(query) > (rule.query_chars or 0) or len(document) > (rule.document_chars or 0)
     query, document = query[: rule.query_chars], document[: rule.document_chars]
     system = query
     if instruction:
         system = f"<query>{query}</query>\n<instruction>{instruction}</instruction>"
     text = ZERANK_SYSTEM_START + system + ZERANK_USER_START + document + ZERANK_SUFFIX
-    return OfficialPrompt(pieces=(text,), ids=_encode(tokenizer, text))
+    return OfficialPrompt(pieces=(text,), ids=_encode(tokenizer, text), cut=cut)
 
 
 def ctxl_prompt(
@@ -192,7 +194,7 @@ def ctxl_prompt(
     ids = list(tokenizer(text)["input_ids"])
     length = content_cap("ctxl-rerank-v2", _counter(tokenizer), limit)
     if length is not None and len(ids) > length:
-        return OfficialPrompt(pieces=(_kept(tokenizer, ids[:length]),), ids=ids[:length])
+        return OfficialPrompt(pieces=(_kept(tokenizer, ids[:length]),), ids=ids[:length], cut=True)
     plain = _encode(tokenizer, text)
     if ids == plain:
         return OfficialPrompt(pieces=(text,), ids=ids)
@@ -287,7 +289,9 @@ def _qwen3_prompt(
     prefix, body, suffix = (_encode(tokenizer, piece) for piece in pieces)
     body = body[: max(length - len(prefix) - len(suffix), 0)]
     return OfficialPrompt(
-        pieces=(pieces[0], _kept(tokenizer, body), pieces[2]), ids=prefix + body + suffix
+        pieces=(pieces[0], _kept(tokenizer, body), pieces[2]),
+        ids=prefix + body + suffix,
+        cut=True,
     )
 
 
@@ -315,6 +319,7 @@ def _mxbai_prompt(
     return OfficialPrompt(
         pieces=(pieces[0], content, pieces[4], pieces[5], pieces[6]),
         ids=prefix + q + second + sep2 + task + suffix,
+        cut=True,
     )
 
 
@@ -341,6 +346,7 @@ def _bge_prompt(
     return OfficialPrompt(
         pieces=(*lead, _kept(tokenizer, first[len(lead) :] + second), pieces[3], pieces[4]),
         ids=ids,
+        cut=True,
     )
 
 
