@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from reranker_seqcls.check.head import head_check, head_rows_needed
 from reranker_seqcls.check.kept_rows import RowStore, tensor_digests
+from reranker_seqcls.check.long_inputs import fitting_pairs
 from reranker_seqcls.check.metrics import CONVERTED_PATHS, ScoringPath, path_metrics
 from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.check.parity import check_parity
@@ -283,6 +284,7 @@ def combine(real: ParityReport, consumers: ParityReport, proven_on: str) -> Pari
         tokenization_gap=consumers.tokenization_gap,
         consumers_proven_on=proven_on,
         backbone_hash=real.backbone_hash,
+        long_inputs=consumers.long_inputs,
     )
     if label and consumers.tolerance != real.tolerance:
         t = consumers.tolerance
@@ -365,6 +367,9 @@ def streamed_check(
     compute = dtype or "float32"
     if compute not in TOLERANCES:
         raise BadInput(f"--dtype {compute} is not supported: use one of {', '.join(TOLERANCES)}")
+    # the pairs the family's code would cut are left out of both halves, as the full check does
+    # (its over-length pairs run in the twin's check), so their rows stay aligned
+    pairs, _ = fitting_pairs(source, recipe, pairs)
     log(
         f"parity: layerwise pass over {source.name} in {compute} "
         f"(source dtype {checkpoint_dtype(config)})"
