@@ -57,7 +57,7 @@ $(LLAMA_SRC_STAMP): $(LLAMA_SDIST)
 demo: venv
 	$(BIN)/python -m testkit.demo demo-output
 
-test: venv vllm-venv
+test: venv vllm-venv llama-src
 	$(BIN)/python -m pytest -q
 
 test-fast: venv

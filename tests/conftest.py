@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -125,13 +126,36 @@ def qwen_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[st
 
 
 @pytest.fixture(scope="session")
+def gemma_tokenizer_dir() -> Path:
+    """A directory holding the real Gemma 4 vocabulary as a transformers tokenizer
+    (:mod:`tests.gemma_vocab`), built from llama.cpp's GGUF once per checkout into
+    ``.cache/gemma4-tokenizer`` (about a minute and a half; ``make llama-src`` first)."""
+    from tests.gemma_vocab import GGUF, build_gemma_tokenizer
+
+    if not GGUF.is_file():
+        pytest.fail(f"{GGUF} does not exist: run `make llama-src` (`make test` runs it)")
+    cached = Path(__file__).resolve().parents[1] / ".cache" / "gemma4-tokenizer"
+    if not (cached / ".built").is_file():
+        staging = cached.with_name(f"{cached.name}.{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        build_gemma_tokenizer(staging)
+        (staging / ".built").write_text(str(GGUF.stat().st_size))
+        shutil.rmtree(cached, ignore_errors=True)
+        staging.rename(cached)
+    return cached
+
+
+@pytest.fixture(scope="session")
 def real_vocab_model(
-    tmp_path_factory: pytest.TempPathFactory, qwen_tokenizer_dir: Callable[[str], Path]
+    tmp_path_factory: pytest.TempPathFactory,
+    qwen_tokenizer_dir: Callable[[str], Path],
+    request: pytest.FixtureRequest,
 ) -> Callable[..., Path]:
     """``real_vocab_model(family, tied=..., dtype=..., num_shards=..., name=..., **config)`` → a
     cached tiny random model of ``family`` ("qwen3" or "qwen2") on the real Qwen vocabulary
-    (Qwen3 layout for qwen3, Qwen2.5 layout for qwen2), its classifier rows calibrated for
-    ``preset`` (default: the family's). Tests must not modify it."""
+    (Qwen3 layout for qwen3, Qwen2.5 layout for qwen2), or ("gemma") on the real Gemma 4
+    vocabulary, its classifier rows calibrated for ``preset`` (default: the family's). Tests
+    must not modify it."""
     from testkit.tiny import build_model
 
     cache: dict[tuple, Path] = {}
@@ -156,7 +180,11 @@ def real_vocab_model(
                 tied=tied,
                 dtype=dtype,  # type: ignore[arg-type]
                 num_shards=num_shards,
-                tokenizer_dir=qwen_tokenizer_dir(family),
+                tokenizer_dir=(
+                    request.getfixturevalue("gemma_tokenizer_dir")
+                    if family == "gemma"
+                    else qwen_tokenizer_dir(family)
+                ),
                 config_overrides={**REAL_VOCAB_SHAPE, **config},
                 preset=preset,
             )

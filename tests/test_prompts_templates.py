@@ -42,7 +42,9 @@ PAIRS: list[tuple[str, str]] = [
     ("x", "y"),  # one-character texts
     ("What does {{ messages }} or {% if %} do?", "Jinja syntax in content is data: {{ 1 + 1 }}"),
     ("<Query>: nested markers", "<Document>: A: B: query: document:"),
-    ("long document", " ".join(["The quick brown fox jumps over the lazy dog."] * 60)),
+    # long, but within bge-reranker-v2-gemma's 512-token passage bound even on the tiny vocabulary
+    # (an over-length pair is cut by the family's rule: tests/test_long_inputs.py)
+    ("long document", " ".join(["The quick brown fox jumps over the lazy dog."] * 12)),
     ("Ünïcödé ß ø 🙂", "多语言文本，混合 English 和 emoji 🎉。\nSecond line of the document."),
 ]
 INSTRUCTIONS: list[str | None] = [None, "Retrieve passages that answer the question", ""]

@@ -48,6 +48,7 @@ def combine(real: ParityReport, consumers: ParityReport, proven_on: str) -> Pari
         tokenization_gap=consumers.tokenization_gap,
         consumers_proven_on=proven_on,
         backbone_hash=real.backbone_hash,
+        long_inputs=consumers.long_inputs,
     )
     if label and consumers.tolerance != real.tolerance:
         t = consumers.tolerance

@@ -49,6 +49,7 @@ from reranker_seqcls.check.verdict import (
     storage_note,
     with_storage,
 )
+from reranker_seqcls.errors import BadInput
 from reranker_seqcls.log import Log
 from reranker_seqcls.names import CONFIG_FILE
 from reranker_seqcls.recipes.recipe import Recipe
@@ -98,14 +99,27 @@ def check_parity(
 ) -> ParityReport:
     """Score ``pairs`` three ways (four with vLLM) and judge the converted checkpoint against
     the original."""
+    from reranker_seqcls.check.long_inputs import add_long_inputs, fitting_pairs
     from reranker_seqcls.check.vllm import add_vllm_row, locate_vllm_python
 
     source_config = json.loads((source / CONFIG_FILE).read_text())
     dtype = compute_dtype(dtype, source_config)
     vllm = locate_vllm_python(vllm_python)  # before any scoring: a bad path fails at once
+    pairs, cut = fitting_pairs(source, recipe, pairs)
+    if len(pairs) < 2:
+        raise BadInput(
+            f"{len(cut)} of the pairs are longer than the family's scoring length: give pairs "
+            "that fit (the check measures over-length pairs by itself)"
+        )
     scored = _score(source, converted, recipe, pairs, token_ids, dtype, log)
     plain = TOLERANCES[dtype]
     report = ParityReport(False, dtype, plain, recipe.name, len(pairs), len(set(scored.groups)), {})
+    if cut:
+        report.notes.append(
+            f"long inputs: {len(cut)} given pair(s) exceed the family's scoring length "
+            f"(groups {sorted({p.group or p.query[:40] for p in cut})}); the family cuts them, "
+            "so they are left to the long-input section"
+        )
     num_labels = len(scored.reference[0])
     if any(len(row) != num_labels for row in scored.converted.batched):
         report.fail(
@@ -128,6 +142,7 @@ def check_parity(
     report.reasons, report.allowances = verdict.reasons, verdict.allowances
     report.passed = not verdict.reasons
     add_vllm_row(report, converted, pairs, scored.prompts, scored.reference, vllm, log)
+    add_long_inputs(report, source, converted, recipe, token_ids, vllm, log)
     return report
 
 

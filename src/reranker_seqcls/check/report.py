@@ -60,6 +60,8 @@ class ParityReport:
     # "twin (...)" with its shape), and the source/converted backbone comparison.
     consumers_proven_on: str | None = None
     backbone_hash: str | None = None
+    # Over-length pairs, per consumer (:mod:`.long_inputs`, its ``LongInputs.to_json()``)
+    long_inputs: dict[str, Any] | None = None
 
     def fail(self, reason: str) -> None:
         self.reasons.append(reason)
@@ -110,6 +112,7 @@ class ParityReport:
             ),
             "consumers_proven_on": self.consumers_proven_on,
             "backbone_hash": self.backbone_hash,
+            "long_inputs": self.long_inputs,
             "scores": [row.to_json() for row in self.scores],
         }
 
@@ -148,6 +151,7 @@ class ParityReport:
             tokenization_gap=_gap_from_json(data.get("tokenization_gap")),
             consumers_proven_on=_optional_str(data.get("consumers_proven_on")),
             backbone_hash=_optional_str(data.get("backbone_hash")),
+            long_inputs=long if isinstance(long := data.get("long_inputs"), dict) else None,
         )
 
     def table_rows(self) -> list[str]:
@@ -183,6 +187,14 @@ class ParityReport:
         rows += [f"  note: {note}" for note in self.notes]
         rows += [f"  why: {reason}" for reason in self.reasons]
         rows += [f"  allowed: {allowance}" for allowance in self.allowances]
+        long = self.long_inputs or {}
+        for consumer in long.get("consumers") or []:
+            rows.append(
+                f"  long inputs: {consumer.get('consumer')}, {consumer.get('pair')}: "
+                f"{consumer.get('behaviour')} ({consumer.get('detail')})"
+            )
+        if long and not long.get("measured"):
+            rows.append(f"  long inputs: not measured: {long.get('why_not')}")
         return rows
 
     def markdown(self) -> str:
@@ -218,6 +230,10 @@ class ParityReport:
         lines += [f"\n- Note: {n}" for n in self.notes]
         lines += [f"\n- Failed because: {r}" for r in self.reasons]
         lines += [f"\n- Allowed: {a}" for a in self.allowances]
+        from reranker_seqcls.check.long_inputs import long_inputs_markdown
+
+        if (long := long_inputs_markdown(self.long_inputs)) is not None:
+            lines.append(f"\n{long}")
         return "\n".join(lines)
 
 

@@ -96,11 +96,14 @@ def reference_scores(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from reranker_seqcls.convert.lengths import position_limit
     from reranker_seqcls.recipes.prompts import official_prompt
 
     tokenizer = AutoTokenizer.from_pretrained(str(source))
+    limit = position_limit(json.loads((source / "config.json").read_text()))
     official = [
-        official_prompt(tokenizer, recipe, p.query, p.document, p.instruction) for p in pairs
+        official_prompt(tokenizer, recipe, p.query, p.document, p.instruction, position_limit=limit)
+        for p in pairs
     ]
     prompts = [o.ids for o in official]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 from reranker_seqcls.check.consumers import combine, consumer_check
 from reranker_seqcls.check.head import head_check, head_rows_needed
 from reranker_seqcls.check.kept_rows import RowStore, tensor_digests
+from reranker_seqcls.check.long_inputs import fitting_pairs
 from reranker_seqcls.check.metrics import CONVERTED_PATHS, ScoringPath, path_metrics
 from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.check.parity import check_parity
@@ -94,6 +95,7 @@ class StreamedCheck:
         from transformers import AutoTokenizer
 
         from reranker_seqcls.check.layerwise import LayerwiseScorer
+        from reranker_seqcls.convert.lengths import position_limit
         from reranker_seqcls.recipes.prompts import official_prompt
 
         if dtype not in TOLERANCES:
@@ -103,8 +105,12 @@ class StreamedCheck:
         self.dtype, self.allow_softcapping, self.log = dtype, allow_softcapping, log
         self.config = json.loads((self.source / CONFIG_FILE).read_text())
         tokenizer = AutoTokenizer.from_pretrained(str(self.source))
+        limit = position_limit(self.config)
         self.official = [
-            official_prompt(tokenizer, recipe, p.query, p.document, p.instruction) for p in pairs
+            official_prompt(
+                tokenizer, recipe, p.query, p.document, p.instruction, position_limit=limit
+            )
+            for p in pairs
         ]
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.scorer: LayerwiseScorer = LayerwiseScorer(
@@ -297,6 +303,9 @@ def streamed_check(
     compute = dtype or "float32"
     if compute not in TOLERANCES:
         raise BadInput(f"--dtype {compute} is not supported: use one of {', '.join(TOLERANCES)}")
+    # the pairs the family's code would cut are left out of both halves, as the full check does
+    # (its over-length pairs run in the twin's check), so their rows stay aligned
+    pairs, _ = fitting_pairs(source, recipe, pairs)
     log(
         f"parity: layerwise pass over {source.name} in {compute} "
         f"(source dtype {checkpoint_dtype(config)})"

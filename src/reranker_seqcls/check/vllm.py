@@ -152,17 +152,11 @@ def first_error_line(log: str) -> str | None:
     return None
 
 
-def vllm_scores(
-    python: str,
-    converted: Path,
-    pairs: list[Pair],
-    dtype: str,
-    *,
-    max_prompt_tokens: int,
-    timeout_s: int = TIMEOUT_S,
-) -> VllmScores:
-    """Score ``pairs`` with vLLM run by ``python``; never raises for a vLLM failure."""
-    job, group_indices = build_job(converted, pairs, dtype, max_prompt_tokens)
+def run_job(
+    python: str, job: dict[str, Any], timeout_s: int = TIMEOUT_S
+) -> tuple[dict[str, Any] | None, str | None, str]:
+    """Run the launcher on ``job``: (its result, or None and why; the log). Never raises for a
+    vLLM failure."""
     env = environment_for_subprocess()  # vLLM compiles: the user's own cache setting
     # One process instead of three (front end, engine core, worker): the same scores, and the
     # start-up imports vLLM once. The caller's setting wins.
@@ -183,22 +177,43 @@ def vllm_scores(
                     check=False,
                 ).returncode
         except subprocess.TimeoutExpired:
-            return VllmScores(error=f"vLLM did not finish within {timeout_s} s")
+            return None, f"vLLM did not finish within {timeout_s} s", ""
         except OSError as exc:
-            return VllmScores(error=f"{python} could not be started ({exc.strerror or exc})")
+            return None, f"{python} could not be started ({exc.strerror or exc})", ""
         log_text = log_path.read_text("utf-8", errors="replace")
         if code != 0 or not out_path.is_file():
             why = first_error_line(log_text) or f"exit code {code}, no error message"
-            return VllmScores(error=f"vLLM exited with code {code}: {why}")
-        result = json.loads(out_path.read_text("utf-8"))
+            return None, f"vLLM exited with code {code}: {why}", log_text
+        return json.loads(out_path.read_text("utf-8")), None, log_text
+
+
+def model_error(model: dict[str, Any], log_text: str) -> str:
+    """A model's error, with the root cause from the log when vLLM only wrapped it up."""
+    detail = str(model["error"])
+    root = first_error_line(log_text)
+    if "root cause above" in detail and root is not None:  # vLLM's wrap-up of a worker error
+        detail = f"{detail.split(':', 1)[0]}: {root}"
+    return detail
+
+
+def vllm_scores(
+    python: str,
+    converted: Path,
+    pairs: list[Pair],
+    dtype: str,
+    *,
+    max_prompt_tokens: int,
+    timeout_s: int = TIMEOUT_S,
+) -> VllmScores:
+    """Score ``pairs`` with vLLM run by ``python``; never raises for a vLLM failure."""
+    job, group_indices = build_job(converted, pairs, dtype, max_prompt_tokens)
+    result, error, log_text = run_job(python, job, timeout_s)
+    if result is None:
+        return VllmScores(error=error)
     model = result["models"][0]
     version = result.get("vllm_version")
     if "error" in model:
-        detail = model["error"]
-        root = first_error_line(log_text)
-        if "root cause above" in detail and root is not None:  # vLLM's wrap-up of a worker error
-            detail = f"{detail.split(':', 1)[0]}: {root}"
-        return VllmScores(error=detail, version=version)
+        return VllmScores(error=model_error(model, log_text), version=version)
     scores: list[float] = [math.nan] * len(pairs)
     for indices, group_scores in zip(group_indices, model["scores"], strict=True):
         for index, score in zip(indices, group_scores, strict=True):

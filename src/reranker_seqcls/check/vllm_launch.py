@@ -18,7 +18,9 @@ Modes:
   ``LLM(model, runner="pooling", dtype=...).score(query, documents, chat_template=...)`` per query
   group (the template is passed per call: vLLM 0.32 ignores ``LLM(chat_template=...)`` in
   ``score()``), the instruction through ``chat_template_kwargs``. Writes
-  ``{"vllm_version": ..., "models": [{"scores": [[...], ...]} | {"error": "..."}]}``.
+  ``{"vllm_version": ..., "models": [{"scores": [[...], ...]} | {"error": "..."}]}``; with
+  ``"errors_per_group": true`` in a model's spec a group vLLM refuses gives ``{"error": ...}``
+  in place of its scores (the long-input pairs: a refusal is a measured behaviour).
 
 vLLM starts worker processes with ``spawn``, which re-imports this file: the work is behind the
 ``__main__`` guard, the version patch is not (the workers need it too).
@@ -73,7 +75,7 @@ def _score_model(spec: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:  # a model vLLM refuses is a result to report, not a crash
         return {"error": f"vLLM could not load the model: {_first_line(exc)}"}
     try:
-        scores = []
+        scores: list[Any] = []
         for group in spec["groups"]:
             instruction = group.get("instruction")
             params = (
@@ -81,13 +83,19 @@ def _score_model(spec: dict[str, Any]) -> dict[str, Any]:
                 if instruction is not None
                 else None
             )
-            outputs = llm.score(
-                group["query"],
-                group["documents"],
-                chat_template=spec.get("chat_template"),
-                pooling_params=params,
-                use_tqdm=False,
-            )
+            try:
+                outputs = llm.score(
+                    group["query"],
+                    group["documents"],
+                    chat_template=spec.get("chat_template"),
+                    pooling_params=params,
+                    use_tqdm=False,
+                )
+            except Exception as exc:
+                if not spec.get("errors_per_group"):
+                    raise
+                scores.append({"error": _first_line(exc)})  # e.g. a prompt over max_model_len
+                continue
             scores.append([float(o.outputs.score) for o in outputs])
         return {"scores": scores}
     except Exception as exc:

@@ -90,7 +90,7 @@ def _modules_json() -> bytes:
     return _json_bytes(modules, indent=2)
 
 
-def _sentence_bert_config(recipe: Recipe) -> bytes:
+def _sentence_bert_config(recipe: Recipe, max_seq_length: int | None = None) -> bytes:
     text_modality = {"method": "forward", "method_output_name": "logits"}
     modality_config: dict[str, Any] = {"text": dict(text_modality)}
     config: dict[str, Any] = {"transformer_task": "sequence-classification"}
@@ -101,6 +101,10 @@ def _sentence_bert_config(recipe: Recipe) -> bytes:
         modality_config["message"] = {**text_modality, "format": "structured"}
     config["modality_config"] = modality_config
     config["module_output_name"] = "scores"
+    if max_seq_length is not None:
+        # the family's scoring length: sentence-transformers cuts there (keeping the template's
+        # tail), vLLM refuses longer prompts (convert/lengths.py)
+        config["max_seq_length"] = max_seq_length
     variables = template_variables(recipe) if recipe.template is not None else {}
     if variables:
         config["processing_kwargs"] = {"chat_template": variables}
@@ -118,18 +122,22 @@ def _config_sentence_transformers(num_labels: int, activation: str | None = None
     return _json_bytes(config, indent=2, sort_keys=True)
 
 
-def consumer_files(recipe: Recipe, num_labels: int) -> dict[str, bytes]:
+def consumer_files(
+    recipe: Recipe, num_labels: int, max_seq_length: int | None = None
+) -> dict[str, bytes]:
     """The extra files (name -> content) to write into the converted checkpoint's directory.
 
     With ``recipe.template`` of ``None`` (a custom recipe without ``--template``) no template file
     is written: no consumer can then build the prompt by itself, and the sentence-transformers
     files only fix the activation and keep pairs out of the base model's generic chat template.
+    ``max_seq_length`` (the family's scoring length, :mod:`~reranker_seqcls.convert.lengths`)
+    goes into ``sentence_bert_config.json``.
     """
     files: dict[str, bytes] = {}
     if recipe.template is not None:
         files[TEMPLATE_FILE_NAME] = recipe.template.encode("utf-8")
     files[ST_MODULES_FILE] = _modules_json()
-    files[ST_MODULE_CONFIG_FILE] = _sentence_bert_config(recipe)
+    files[ST_MODULE_CONFIG_FILE] = _sentence_bert_config(recipe, max_seq_length)
     # A recipe read from a source's own sentence-transformers files keeps that source's
     # activation (e.g. Identity), so the converted checkpoint serves what the source served.
     activation = recipe.activation_fn if num_labels == 1 else None

@@ -13,6 +13,7 @@ from reranker_seqcls.convert.consumer_files import (
     TEMPLATE_FILE_NAME,
     consumer_files,
 )
+from reranker_seqcls.convert.lengths import checkpoint_scoring_length
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.log import Log
 from reranker_seqcls.names import CONFIG_FILE, TOKENIZER_CONFIG_FILE
@@ -76,7 +77,10 @@ def write_config_files(plan: Plan, out: Path, log: Log) -> None:
     """``config.json``, the verbatim tokenizer and license files, the consumer files."""
     (out / CONFIG_FILE).write_text(json.dumps(output_config(plan), indent=2) + "\n")
     _copy_verbatim(plan.files, plan.verbatim, out, log)
-    for name, content in consumer_files(plan.recipe, plan.recipe.num_labels).items():
+    length = checkpoint_scoring_length(plan.recipe, plan.config, out)
+    if length is not None:
+        log(f"scoring length: {length} tokens (sentence_bert_config.json max_seq_length)")
+    for name, content in consumer_files(plan.recipe, plan.recipe.num_labels, length).items():
         target = out / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)

@@ -12,8 +12,10 @@ whatever punctuation or whitespace ends the query or document before it (Qwen's 
 ``".Ċ"``, ``"ĠĊ"``; Gemma's ``"\\n\\n"``): consumers (vLLM, sentence-transformers) can only
 tokenize one string, so such inputs score slightly differently there than in the original code
 (:mod:`prompt_gap` tells that apart from a template bug).
-Truncation of long inputs, which the original codes apply per piece, is not reproduced: parity is
-checked on inputs that fit.
+Over-length pairs are cut the way each family's own code cuts them (:data:`LENGTH_RULES`,
+``docs/long-inputs.md`` gives the sources): ``position_limit`` (the model's
+``max_position_embeddings``) caps the family's ``max_length`` where it is smaller, as on the tiny
+test models. A pair that fits is never touched.
 
 Custom recipes render their template the way consumers do (:mod:`render`).
 
@@ -22,6 +24,7 @@ Nothing here imports torch; transformers is imported lazily, only for rendering.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -92,6 +95,7 @@ class OfficialPrompt:
 
     pieces: tuple[str, ...]
     ids: list[int]
+    cut: bool = False  # the family's over-length rule shortened this pair
 
     @property
     def text(self) -> str:
@@ -148,31 +152,49 @@ def _tokenized(tokenizer: Any, pieces: list[str], bos: int | None) -> OfficialPr
 
 
 def zerank2_prompt(
-    tokenizer: Any, query: str, document: str, instruction: str | None = None
+    tokenizer: Any,
+    query: str,
+    document: str,
+    instruction: str | None = None,
+    limit: int | None = None,
 ) -> OfficialPrompt:
     """zerank-2: the chat template's rendering of ``[system: query, user: document]`` with the
     generation prompt, tokenized as one string (Qwen adds no special tokens): one piece.
 
     An instruction makes the system turn ``<query>{q}</query>\n<instruction>{i}</instruction>``.
-    The legacy code's ``.strip()`` and character cuts (2,000 / 10,000) are not applied, as in
-    vLLM's ``zerank2.jinja``: parity is checked on inputs without surrounding whitespace.
+    The legacy code's character cuts are applied (``query[:2000]``, ``document[:10000]``, before
+    any token is counted; it has no token limit, so ``limit`` is unused). Its ``.strip()`` is not,
+    as in vLLM's ``zerank2.jinja``: parity is checked on inputs without surrounding whitespace.
     """
+    del limit
+    rule = LENGTH_RULES["zerank-2"]
+    cut = len(query) > (rule.query_chars or 0) or len(document) > (rule.document_chars or 0)
+    query, document = query[: rule.query_chars], document[: rule.document_chars]
     system = query
     if instruction:
         system = f"<query>{query}</query>\n<instruction>{instruction}</instruction>"
     text = ZERANK_SYSTEM_START + system + ZERANK_USER_START + document + ZERANK_SUFFIX
-    return OfficialPrompt(pieces=(text,), ids=_encode(tokenizer, text))
+    return OfficialPrompt(pieces=(text,), ids=_encode(tokenizer, text), cut=cut)
 
 
 def ctxl_prompt(
-    tokenizer: Any, query: str, document: str, instruction: str | None = None
+    tokenizer: Any,
+    query: str,
+    document: str,
+    instruction: str | None = None,
+    limit: int | None = None,
 ) -> OfficialPrompt:
     """ctxl-rerank-v2: one string, document before query, tokenized with the tokenizer's own
     special tokens (``tokenizer(prompt)``: none for Qwen, ``<s>`` first for Mistral; a special
-    token the tokenizer adds becomes a piece of its own)."""
+    token the tokenizer adds becomes a piece of its own). An over-length prompt is cut from the
+    right as a whole (``truncation=True, max_length=8192``): the query and the ``" ??"`` anchor
+    go first."""
     query_part = f"{query} {instruction}" if instruction else query
     text = f"{CTXL_HEAD}\n<Document> {document}\n<Query> {query_part}{CTXL_END}"
     ids = list(tokenizer(text)["input_ids"])
+    length = content_cap("ctxl-rerank-v2", _counter(tokenizer), limit)
+    if length is not None and len(ids) > length:
+        return OfficialPrompt(pieces=(_kept(tokenizer, ids[:length]),), ids=ids[:length], cut=True)
     plain = _encode(tokenizer, text)
     if ids == plain:
         return OfficialPrompt(pieces=(text,), ids=ids)
@@ -214,8 +236,12 @@ def official_prompt(
     query: str,
     document: str,
     instruction: str | None = None,
+    *,
+    position_limit: int | None = None,
 ) -> OfficialPrompt:
-    """The prompt the family's original scoring code feeds the causal LM for one pair.
+    """The prompt the family's original scoring code feeds the causal LM for one pair, cut as
+    that code cuts an over-length pair (:data:`LENGTH_RULES`; ``position_limit`` caps the
+    family's ``max_length``).
 
     ``instruction`` of ``None`` means the recipe's default (the family's own default when the
     recipe has none). The score is read from the logits at the last position.
@@ -225,7 +251,7 @@ def official_prompt(
     style = recipe.prompt_style
     family = _FAMILY_PROMPTS.get(style)
     if family is not None:
-        return family(tokenizer, query, document, instruction)
+        return family(tokenizer, query, document, instruction, position_limit)
     if style in TEMPLATE_STYLES:
         if recipe.template is None:
             raise BadInput(
@@ -244,20 +270,87 @@ def official_prompt(
     raise BadInput(f"unknown prompt style {style!r}: use one of {', '.join(PROMPT_STYLES)}")
 
 
-def _qwen3_prompt(tokenizer: Any, query: str, document: str, instr: str | None) -> OfficialPrompt:
-    return _tokenized(tokenizer, qwen3_pieces(query, document, instr), None)
+def _kept(tokenizer: Any, ids: list[int]) -> str:
+    """The text of the ids a truncation kept (a piece of :class:`OfficialPrompt`)."""
+    return str(tokenizer.decode(ids))
 
 
-def _mxbai_prompt(tokenizer: Any, query: str, document: str, instr: str | None) -> OfficialPrompt:
-    return _tokenized(tokenizer, mxbai_pieces(query, document, instr), None)
+def _qwen3_prompt(
+    tokenizer: Any, query: str, document: str, instr: str | None, limit: int | None = None
+) -> OfficialPrompt:
+    """Model card ``process_inputs``: the body is tokenized with ``truncation='longest_first'``
+    and ``max_length = max_length - len(prefix) - len(suffix)`` (one sequence: its tail is
+    cut), then the prefix and suffix ids are added."""
+    pieces = qwen3_pieces(query, document, instr)
+    prompt = _tokenized(tokenizer, pieces, None)
+    length = content_cap("qwen3-reranker", _counter(tokenizer), limit)
+    if length is None or len(prompt.ids) <= length:
+        return prompt
+    prefix, body, suffix = (_encode(tokenizer, piece) for piece in pieces)
+    body = body[: max(length - len(prefix) - len(suffix), 0)]
+    return OfficialPrompt(
+        pieces=(pieces[0], _kept(tokenizer, body), pieces[2]),
+        ids=prefix + body + suffix,
+        cut=True,
+    )
 
 
-def _bge_prompt(tokenizer: Any, query: str, document: str, instr: str | None) -> OfficialPrompt:
+def _mxbai_prompt(
+    tokenizer: Any, query: str, document: str, instr: str | None, limit: int | None = None
+) -> OfficialPrompt:
+    """``MxbaiRerankV2.prepare_inputs``: the query piece to ``max_length * 3 // 4`` tokens, the
+    document piece to ``min(model_max_length - query - fixed, max_length)``, query + sep +
+    document to ``max_length`` (``only_second``); the fixed prefix, sep, task prompt and suffix
+    come on top."""
+    pieces = mxbai_pieces(query, document, instr)
+    prompt = _tokenized(tokenizer, pieces, None)
+    length = content_cap("mxbai-rerank-v2", _counter(tokenizer), limit)
+    if length is None:
+        return prompt
+    prefix, q, sep, doc, sep2, task, suffix = (_encode(tokenizer, piece) for piece in pieces)
+    fixed = len(prefix) + len(task) + len(suffix) + len(sep)
+    position_cap = limit if limit is not None else sys.maxsize
+    q = q[: length * 3 // 4]
+    doc = doc[: max(min(position_cap - len(q) - fixed, length), 0)]
+    second = (sep + doc)[: max(length - len(q), 0)]
+    if len(q) + len(second) + fixed == len(prompt.ids):
+        return prompt
+    content = _kept(tokenizer, q + second)
+    return OfficialPrompt(
+        pieces=(pieces[0], content, pieces[4], pieces[5], pieces[6]),
+        ids=prefix + q + second + sep2 + task + suffix,
+        cut=True,
+    )
+
+
+def _bge_prompt(
+    tokenizer: Any, query: str, document: str, instr: str | None, limit: int | None = None
+) -> OfficialPrompt:
+    """``FlagLLMReranker.compute_score_single_gpu``: ``"A: q"`` to ``max_length * 3 // 4``
+    tokens, ``"B: p"`` to ``max_length``; ``[bos] + query`` and ``sep + passage`` cut
+    (``only_second``) to ``max_length + len(sep) + len(prompt)``; then sep and prompt."""
     pieces = bge_gemma_pieces(query, document, instr)
-    return _tokenized(tokenizer, pieces, _bos_id_if_distinct(tokenizer))
+    bos = _bos_id_if_distinct(tokenizer)
+    prompt = _tokenized(tokenizer, pieces, bos)
+    length = content_cap("bge-reranker-v2-gemma", _counter(tokenizer), limit, pieces[4])
+    if length is None:
+        return prompt
+    q, sep, p, sep2, task = (_encode(tokenizer, piece) for piece in pieces)
+    first = ([] if bos is None else [bos]) + q[: length * 3 // 4]
+    second = sep + p[:length]
+    second = second[: max(length + len(sep) + len(task) - len(first), 0)]
+    ids = first + second + sep2 + task
+    if ids == prompt.ids:
+        return prompt
+    lead = prompt.pieces[:1] if bos is not None else ()
+    return OfficialPrompt(
+        pieces=(*lead, _kept(tokenizer, first[len(lead) :] + second), pieces[3], pieces[4]),
+        ids=ids,
+        cut=True,
+    )
 
 
-FamilyPrompt = Callable[[Any, str, str, str | None], OfficialPrompt]
+FamilyPrompt = Callable[[Any, str, str, str | None, int | None], OfficialPrompt]
 # Each preset's own prompt construction, by the preset's prompt style (its name).
 _FAMILY_PROMPTS: dict[str, FamilyPrompt] = {
     "qwen3-reranker": _qwen3_prompt,
@@ -278,6 +371,103 @@ def build_prompt_ids(
     query: str,
     document: str,
     instruction: str | None = None,
+    *,
+    position_limit: int | None = None,
 ) -> list[int]:
     """The ids the family's original scoring code feeds the causal LM for one pair."""
-    return official_prompt(tokenizer, recipe, query, document, instruction).ids
+    return official_prompt(
+        tokenizer, recipe, query, document, instruction, position_limit=position_limit
+    ).ids
+
+
+# --- Over-length pairs: each family's own rule ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LengthRule:
+    """How a family's own code cuts an over-length pair (sources: ``docs/long-inputs.md``)."""
+
+    max_length: int | None  # the code's ``max_length`` in tokens; None: it counts no tokens
+    rule: str  # the rule, in words (the card and the docs show it)
+    source: str
+    query_chars: int | None = None  # character cuts made before tokenizing
+    document_chars: int | None = None
+
+
+LENGTH_RULES: dict[str, LengthRule] = {
+    "qwen3-reranker": LengthRule(
+        8192,
+        "the instruction/query/document body is right-truncated to 8192 tokens minus the fixed "
+        "prefix and suffix, then those are added: the document's tail is cut, never the template",
+        "Qwen3-Reranker model card code (process_inputs, max_length = 8192)",
+    ),
+    "mxbai-rerank-v2": LengthRule(
+        8192,
+        "the query piece is cut to 3/4 of 8192 tokens, query + separator + document to 8192 "
+        "(the document's tail goes), and the fixed system, task prompt and suffix come on top",
+        "mxbai-rerank library, MxbaiRerankV2.prepare_inputs (max_length = 8192)",
+    ),
+    "bge-reranker-v2-gemma": LengthRule(
+        512,
+        '"A: query" is cut to 384 tokens and "B: passage" to 512, then the passage again so '
+        "that BOS + query + separator + passage fit 512 + separator + prompt; the separator and "
+        "the prompt are always added",
+        "FlagEmbedding FlagLLMReranker.compute_score (max_length = 512, query_max_length = 3/4)",
+    ),
+    "zerank-2": LengthRule(
+        None,
+        "the query is cut to 2,000 and the document to 10,000 characters; no token limit",
+        "zeroentropy modeling_zeranker.py (query[:2_000], document[:10_000])",
+        query_chars=2000,
+        document_chars=10000,
+    ),
+    "ctxl-rerank-v2": LengthRule(
+        8192,
+        "the whole prompt is right-truncated to 8192 tokens: past it the query and the final "
+        '" ??" anchor are cut, and the score is read on a document token',
+        "ContextualAI paper code (tokenizer(..., truncation=True, max_length=8192))",
+    ),
+}
+
+
+def _counter(tokenizer: Any) -> Callable[[str], int]:
+    return lambda text: len(_encode(tokenizer, text))
+
+
+def _fixed_tokens(style: str, count: Callable[[str], int], bge_prompt: str | None) -> int:
+    """Tokens the family's code adds outside its ``max_length``."""
+    if style == "mxbai-rerank-v2":
+        return (
+            count(MXBAI_PREFIX) + count(MXBAI_TASK_PROMPT) + count(MXBAI_SUFFIX) + count(MXBAI_SEP)
+        )
+    if style == "bge-reranker-v2-gemma":
+        return 2 * (count(BGE_SEP) + count(bge_prompt or BGE_DEFAULT_PROMPT))
+    return 0
+
+
+def content_cap(
+    style: str,
+    count: Callable[[str], int],
+    position_limit: int | None,
+    bge_prompt: str | None = None,
+) -> int | None:
+    """The family's ``max_length`` (its own meaning: the whole prompt for Qwen3 and ctxl, the
+    query and document part for mxbai and bge), lowered so that the longest prompt the code can
+    build fits ``position_limit``; None for a family with no token limit."""
+    rule = LENGTH_RULES.get(style)
+    if rule is None or rule.max_length is None:
+        return None
+    if position_limit is None:
+        return rule.max_length
+    return max(min(rule.max_length, position_limit - _fixed_tokens(style, count, bge_prompt)), 1)
+
+
+def scoring_length(
+    style: str, count: Callable[[str], int], position_limit: int | None
+) -> int | None:
+    """The most tokens the family's code feeds the model for one pair (with its default
+    prompt); None when it counts no tokens (zerank-2's cuts are in characters)."""
+    cap = content_cap(style, count, position_limit)
+    if cap is None:
+        return None
+    return cap + _fixed_tokens(style, count, None)

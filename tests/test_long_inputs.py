@@ -1,0 +1,429 @@
+"""Issue 22: over-length pairs cut the way each family's own code cuts them, the scoring length
+the converted checkpoint carries, and what each consumer does with a pair that does not fit.
+
+The references here restate each family's published code with transformers' own truncation
+calls (``tokenizer(..., truncation=..., max_length=...)``), independently of the package's
+slicing. Models are tiny with ``max_position_embeddings`` 512, which scales each family's
+``max_length`` down (the reference's position cap), on the real Qwen vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from reranker_seqcls.check.pairs import _LONG_IRRELEVANT, _LONG_RELEVANT
+from reranker_seqcls.recipes import prompts
+from reranker_seqcls.recipes.presets import PRESETS
+from tests.conftest import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+POSITIONS = 512
+LONG_DOC = " ".join(f"({i}) {_LONG_RELEVANT}" for i in range(6))  # ~2,000 Qwen tokens
+LONG_QUERY = " ".join(f"[{i}] {_LONG_IRRELEVANT}" for i in range(4))  # ~1,000 Qwen tokens
+SHORT_QUERY = "How do vaccines work?"
+
+
+def _encode(tok, text: str, **kwargs) -> list[int]:
+    return list(tok(text, add_special_tokens=False, **kwargs)["input_ids"])
+
+
+@pytest.fixture(scope="module")
+def qwen3_tok(qwen_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(qwen_tokenizer_dir("qwen3"))
+
+
+@pytest.fixture(scope="module")
+def qwen2_tok(qwen_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(qwen_tokenizer_dir("qwen2"))
+
+
+# --------------------------------------------------------------------------- the rules
+
+
+@pytest.mark.parametrize("query", [SHORT_QUERY, LONG_QUERY])
+def test_qwen3_cut_is_the_model_card_cut(qwen3_tok, query):
+    tok = qwen3_tok
+    prefix, suffix = _encode(tok, prompts.QWEN3_PREFIX), _encode(tok, prompts.QWEN3_SUFFIX)
+    body = (
+        f"<Instruct>: {prompts.QWEN3_DEFAULT_INSTRUCTION}\n<Query>: {query}\n<Document>: {LONG_DOC}"
+    )
+    # model card process_inputs, with max_length 8192 capped at the positions
+    cut = tok(
+        [body], padding=False, truncation="longest_first", return_attention_mask=False,
+        max_length=POSITIONS - len(prefix) - len(suffix),
+    )["input_ids"][0]  # fmt: skip
+    expected = prefix + list(cut) + suffix
+    got = prompts.official_prompt(
+        tok, PRESETS["qwen3-reranker"], query, LONG_DOC, position_limit=POSITIONS
+    )
+    assert got.ids == expected
+    assert len(got.ids) == POSITIONS and got.ids[-len(suffix) :] == suffix
+    # without the cap the family's own 8192 does not bind: nothing is cut
+    whole = prompts.official_prompt(tok, PRESETS["qwen3-reranker"], query, LONG_DOC)
+    assert len(whole.ids) > POSITIONS and whole.ids[: len(prefix)] == prefix
+
+
+@pytest.mark.parametrize("query", [SHORT_QUERY, LONG_QUERY])
+def test_mxbai_cut_is_the_library_cut(qwen2_tok, query):
+    tok = qwen2_tok
+    fixed = sum(
+        len(_encode(tok, text))
+        for text in (prompts.MXBAI_PREFIX, prompts.MXBAI_TASK_PROMPT, prompts.MXBAI_SUFFIX, "\n")
+    )
+    max_length = min(8192, POSITIONS - fixed)  # the library lowers it to fit model_max_length
+    q = _encode(tok, f"query: {query}", max_length=max_length * 3 // 4, truncation=True)
+    doc_max = min(POSITIONS - len(q) - fixed, max_length)
+    d = _encode(tok, f"document: {LONG_DOC}", max_length=doc_max, truncation=True)
+    second = (_encode(tok, "\n") + d)[: max_length - len(q)]  # prepare_for_model only_second
+    expected = (
+        _encode(tok, prompts.MXBAI_PREFIX) + q + second + _encode(tok, "\n")
+        + _encode(tok, prompts.MXBAI_TASK_PROMPT) + _encode(tok, prompts.MXBAI_SUFFIX)
+    )  # fmt: skip
+    got = prompts.official_prompt(
+        tok, PRESETS["mxbai-rerank-v2"], query, LONG_DOC, position_limit=POSITIONS
+    )
+    assert got.ids == expected
+    assert len(got.ids) == POSITIONS
+    assert prompts.scoring_length("mxbai-rerank-v2", lambda t: len(_encode(tok, t)), POSITIONS) == (
+        POSITIONS
+    )
+    if query == LONG_QUERY:  # the query keeps only its 3/4 share
+        assert len(q) == max_length * 3 // 4
+
+
+def test_bge_cut_is_flagembeddings_cut(gemma_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gemma_tokenizer_dir)
+    prompt_ids, sep = _encode(tok, prompts.BGE_DEFAULT_PROMPT), _encode(tok, "\n")
+    fixed = 2 * (len(sep) + len(prompt_ids))
+    max_length = min(512, POSITIONS - fixed)
+    for query in (SHORT_QUERY, LONG_QUERY):
+        q = _encode(tok, f"A: {query}", max_length=max_length * 3 // 4, truncation=True)
+        p = _encode(tok, f"B: {LONG_DOC}", max_length=max_length, truncation=True)
+        first = [tok.bos_token_id, *q]
+        second = (sep + p)[: max_length + len(sep) + len(prompt_ids) - len(first)]
+        got = prompts.official_prompt(
+            tok, PRESETS["bge-reranker-v2-gemma"], query, LONG_DOC, position_limit=POSITIONS
+        )
+        assert got.ids == first + second + sep + prompt_ids
+        assert got.ids[-len(prompt_ids) :] == prompt_ids  # the prompt is never cut
+    # a short query leaves the passage at exactly max_length tokens: the total depends on it
+    short = prompts.official_prompt(
+        tok, PRESETS["bge-reranker-v2-gemma"], SHORT_QUERY, LONG_DOC, position_limit=POSITIONS
+    )
+    assert len(short.ids) < POSITIONS
+
+
+def test_ctxl_cut_drops_the_anchor_and_zerank_cuts_characters(qwen3_tok):
+    tok = qwen3_tok
+    text = f"{prompts.CTXL_HEAD}\n<Document> {LONG_DOC}\n<Query> {SHORT_QUERY}{prompts.CTXL_END}"
+    expected = tok([text], truncation=True, max_length=POSITIONS)["input_ids"][0]
+    got = prompts.official_prompt(
+        tok, PRESETS["ctxl-rerank-v2"], SHORT_QUERY, LONG_DOC, position_limit=POSITIONS
+    )
+    assert got.ids == list(expected)
+    assert got.ids[-1] != _encode(tok, prompts.CTXL_END)[-1]  # the " ??" anchor is gone
+
+    long_doc = LONG_DOC * 10
+    assert len(long_doc) > 10_000 and len(LONG_QUERY * 3) > 2_000
+    got = prompts.official_prompt(tok, PRESETS["zerank-2"], LONG_QUERY * 3, long_doc)
+    expected_text = (
+        f"<|im_start|>system\n{(LONG_QUERY * 3)[:2000]}<|im_end|>\n<|im_start|>user\n"
+        f"{long_doc[:10000]}<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert got.ids == _encode(tok, expected_text)
+    assert prompts.scoring_length("zerank-2", lambda t: len(_encode(tok, t)), POSITIONS) is None
+
+
+def test_pairs_that_fit_are_untouched(qwen3_tok):
+    for preset in ("qwen3-reranker", "ctxl-rerank-v2", "zerank-2"):
+        recipe = PRESETS[preset]
+        short = prompts.official_prompt(qwen3_tok, recipe, SHORT_QUERY, _LONG_RELEVANT)
+        capped = prompts.official_prompt(
+            qwen3_tok, recipe, SHORT_QUERY, _LONG_RELEVANT, position_limit=POSITIONS
+        )
+        assert short == capped
+
+
+# --------------------------------------------------------------------------- through the consumers
+
+SHORT_PAIRS = [
+    {"query": "What is the capital of France?", "document": "Paris is the capital of France."},
+    {"query": "What is the capital of France?", "document": "Bananas are yellow."},
+]
+LONG_ROWS = ("long-document", "long-query-and-document")
+TRANSFORMERS = "transformers, the original's cut ids"
+
+
+def _pairs_file(tmp_path: Path) -> Path:
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in SHORT_PAIRS))
+    return path
+
+
+def _source(family: str, preset: str, real_vocab_model) -> Path:
+    """A tiny model on the family's real vocabulary (Qwen3, Qwen2.5, Gemma 4), positions 512."""
+    return real_vocab_model(
+        family, name=f"{preset}-long", preset=preset, max_position_embeddings=POSITIONS
+    )
+
+
+def _convert_and_check(source: Path, tmp_path: Path, preset: str, *args: str):
+    out = tmp_path / f"{preset}-seq-cls"
+    converted = run_cli("convert", source, out, "--preset", preset)
+    assert converted.returncode == 0, converted.stderr
+    report_path = tmp_path / "report.json"
+    result = run_cli(
+        "check", source, out, "--pairs", _pairs_file(tmp_path), "--report", report_path, *args
+    )
+    report = json.loads(report_path.read_text()) if report_path.is_file() else None
+    return out, result, report
+
+
+def _rows(report: dict) -> dict[tuple[str, str], dict]:
+    return {(r["consumer"], r["pair"]): r for r in report["long_inputs"]["consumers"]}
+
+
+@pytest.fixture(scope="module")
+def qwen3_long(real_vocab_model, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("qwen3-long")
+    source = _source("qwen3", "qwen3-reranker", real_vocab_model)
+    out, result, report = _convert_and_check(source, tmp, "qwen3-reranker")
+    return source, out, result, report
+
+
+def test_qwen3_checkpoint_makes_sentence_transformers_cut_like_the_model_card(qwen3_long):
+    import torch
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source, out, result, report = qwen3_long
+    assert result.returncode == 0, result.stdout + result.stderr
+    st_config = json.loads((out / "sentence_bert_config.json").read_text())
+    assert st_config["max_seq_length"] == POSITIONS  # min(8192, max_position_embeddings)
+    long = report["long_inputs"]
+    assert long["measured"] and long["scoring_length"] == POSITIONS
+    assert [p["group"] for p in long["pairs"]] == list(LONG_ROWS)
+    for pair in long["pairs"]:
+        assert pair["document_tokens"] >= 2 * POSITIONS
+        assert pair["official_prompt_tokens"] == POSITIONS
+    assert long["pairs"][1]["query_tokens"] >= POSITIONS
+    rows = _rows(report)
+    for group in LONG_ROWS:
+        assert rows[(TRANSFORMERS, group)]["behaviour"] == "matches the official truncated score"
+        st = rows[("sentence-transformers", group)]
+        assert st["behaviour"] == "matches the official truncated score", st
+        assert "the original's ids" in st["detail"]
+
+    # independently: the model card's cut on the original causal LM, against CrossEncoder
+    tok = AutoTokenizer.from_pretrained(source)
+    prefix, suffix = _encode(tok, prompts.QWEN3_PREFIX), _encode(tok, prompts.QWEN3_SUFFIX)
+    body = f"<Instruct>: {prompts.QWEN3_DEFAULT_INSTRUCTION}\n<Query>: {SHORT_QUERY}\n<Document>: "
+    body += LONG_DOC
+    ids = prefix + _encode(
+        tok, body, truncation="longest_first", max_length=POSITIONS - len(prefix) - len(suffix)
+    ) + suffix  # fmt: skip
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
+    with torch.no_grad():
+        last = model(input_ids=torch.tensor([ids])).logits[0, -1]
+    official = float(last[9693] - last[2152])  # l(yes) - l(no)
+    served = float(
+        CrossEncoder(str(out)).predict(
+            [(SHORT_QUERY, LONG_DOC)], activation_fn=torch.nn.Identity()
+        )[0]
+    )
+    assert abs(served - official) < 1e-4, (served, official)
+    from reranker_seqcls.check.report import ParityReport
+
+    markdown = ParityReport.from_json(report).markdown()
+    assert "### Long inputs" in markdown and f"Scoring length: {POSITIONS} tokens" in markdown
+    assert "sentence-transformers, long-document: matches the official truncated score" in markdown
+    assert "return_offsets_mapping=True" in markdown  # the client-side recipe
+
+
+def test_st_config_that_cuts_the_template_fails_the_check(qwen3_long, tmp_path):
+    source, out, _, _ = qwen3_long
+    broken = tmp_path / "restore-off"
+    shutil.copytree(out, broken)
+    path = broken / "sentence_bert_config.json"
+    config = json.loads(path.read_text())
+    config["processing_kwargs"] = {"chat_template": {"restore_suffix": False}}
+    path.write_text(json.dumps(config, indent=4))
+    report_path = tmp_path / "report.json"
+    result = run_cli(
+        "check", source, broken, "--pairs", _pairs_file(tmp_path), "--report", report_path
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    reasons = json.loads(report_path.read_text())["reasons"]
+    assert any("cuts the scoring template" in r and "restore_suffix" in r for r in reasons)
+    assert "restore_suffix" in result.stderr and result.stderr.count("error:") == 1
+
+
+@pytest.mark.parametrize(
+    ("family", "preset"),
+    [
+        ("qwen2", "mxbai-rerank-v2"),
+        ("gemma", "bge-reranker-v2-gemma"),
+        ("qwen3", "zerank-2"),
+        ("qwen3", "ctxl-rerank-v2"),
+    ],
+)
+def test_each_family_reports_what_sentence_transformers_does(
+    family, preset, real_vocab_model, tmp_path
+):
+    source = _source(family, preset, real_vocab_model)
+    out, result, report = _convert_and_check(source, tmp_path, preset)
+    assert result.returncode == 0, result.stdout + result.stderr  # findings, not failures
+    long = report["long_inputs"]
+    assert long["measured"]
+    st_config = json.loads((out / "sentence_bert_config.json").read_text())
+    if preset == "zerank-2":  # characters, no token bound: nothing to carry
+        assert long["scoring_length"] is None and "max_seq_length" not in st_config
+        # its character cuts shorten both pairs' prompts
+        assert all(p["official_prompt_tokens"] < p["uncut_prompt_tokens"] for p in long["pairs"])
+    else:
+        assert long["scoring_length"] == st_config["max_seq_length"] == POSITIONS
+    rows = _rows(report)
+    tolerance = report["tolerance"]["logit"]
+    for group in LONG_ROWS:
+        assert rows[(TRANSFORMERS, group)]["behaviour"] == "matches the official truncated score"
+        st = rows[("sentence-transformers", group)]
+        # measured: none of these families' cuts is a plain right-truncation of one string,
+        # so sentence-transformers scores another text, by more than the tolerance
+        assert st["behaviour"] == "scores another text", st
+        reference = next(p for p in long["pairs"] if p["group"] == group)["reference"][-1]
+        assert abs(st["score"] - reference) > tolerance
+        assert f"cuts at {POSITIONS} tokens" in st["detail"]
+    if preset == "ctxl-rerank-v2":
+        # the original cuts its own " ??" anchor; sentence-transformers restores it
+        detail = rows[("sentence-transformers", "long-document")]["detail"]
+        assert "leaving the original's" in detail
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_vllm_refuses_over_length_and_the_client_side_cut_matches(real_vocab_model, tmp_path):
+    vllm_python = Path(
+        os.environ.get("RERANKER_SEQCLS_VLLM_PYTHON") or ROOT / ".venv-vllm/bin/python"
+    )
+    assert vllm_python.is_file(), f"{vllm_python} missing: run `make vllm-venv`"
+    source = _source("qwen3", "qwen3-reranker", real_vocab_model)
+    _, result, report = _convert_and_check(
+        source, tmp_path, "qwen3-reranker", "--vllm-python", str(vllm_python)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = _rows(report)
+    for group in LONG_ROWS:
+        raw = rows[("vLLM offline", group)]
+        # vLLM reads max_seq_length from sentence_bert_config.json as max_model_len
+        assert raw["behaviour"] == "refuses", raw
+        assert f"maximum context length is {POSITIONS} tokens" in raw["detail"]
+    cut = rows[("vLLM offline, cut on the client side", "long-document")]
+    assert cut["behaviour"] == "matches the official truncated score", cut
+    # the recipe cuts documents only: a query longer than the scoring length is still refused
+    assert (
+        rows[("vLLM offline, cut on the client side", "long-query-and-document")]["behaviour"]
+        == "refuses"
+    )
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_served_vllm_refuses_over_length_and_scores_the_client_side_cut(qwen3_long, tmp_path):
+    """``vllm serve`` on the converted directory (as the card starts it): POST /score with an
+    over-length document is a clear 400; with the document cut by the card's recipe it gives the
+    model card's truncated score."""
+    import subprocess
+    import time
+    import urllib.error
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from reranker_seqcls.check.long_inputs import cut_document
+    from tests.test_vllm import _LOCAL, VLLM_ENV, _free_port, _post
+
+    vllm_python = Path(
+        os.environ.get("RERANKER_SEQCLS_VLLM_PYTHON") or ROOT / ".venv-vllm/bin/python"
+    )
+    assert vllm_python.is_file(), f"{vllm_python} missing: run `make vllm-venv`"
+    _, out, _, _ = qwen3_long
+    tok = AutoTokenizer.from_pretrained(out)
+    cut = cut_document(tok, SHORT_QUERY, LONG_DOC, None, POSITIONS)
+    official = prompts.official_prompt(
+        tok, PRESETS["qwen3-reranker"], SHORT_QUERY, LONG_DOC, position_limit=POSITIONS
+    )
+    model = AutoModelForSequenceClassification.from_pretrained(out, dtype=torch.float32).eval()
+    with torch.no_grad():
+        expected = float(torch.sigmoid(model(input_ids=torch.tensor([official.ids])).logits[0, 0]))
+    port, log_path = _free_port(), tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(vllm_python), str(ROOT / "src/reranker_seqcls/check/vllm_launch.py"), "serve",
+             str(out), "--runner", "pooling", "--chat-template", str(out / "chat_template.jinja"),
+             "--dtype", "float32", "--host", "127.0.0.1", "--port", str(port),
+             "--enforce-eager"],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **VLLM_ENV},
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        started = time.monotonic()
+        while True:
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            try:
+                with _LOCAL.open(f"{url}/health", timeout=5):
+                    break
+            except OSError:
+                assert time.monotonic() - started < 900, log_path.read_text()[-3000:]
+                time.sleep(2)
+        body = {"model": str(out), "queries": SHORT_QUERY, "documents": [LONG_DOC]}
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _post(f"{url}/score", body)
+        assert refused.value.code == 400
+        message = refused.value.read().decode()
+        assert f"maximum context length is {POSITIONS} tokens" in message, message
+        served = _post(f"{url}/score", {**body, "documents": [cut]})["data"][0]["score"]
+        assert abs(served - expected) < 1e-4, (served, expected)
+        print(f"\nserved, cut on the client side: |Δ probability| {abs(served - expected):.1e}")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_files_that_cut_the_template_fail_even_unmeasured(tmp_path):
+    """A real model's check does not run the long pairs (too long for its budget), yet the
+    converted files are still read: restore_suffix off fails, another max_seq_length is noted."""
+    from reranker_seqcls.check.long_inputs import _check_files
+    from reranker_seqcls.check.report import ParityReport
+    from reranker_seqcls.check.verdict import TOLERANCES
+
+    def report() -> ParityReport:
+        return ParityReport(True, "float32", TOLERANCES["float32"], "qwen3-reranker", 2, 1, {})
+
+    (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 8192}))
+    fine = report()
+    _check_files(fine, tmp_path, 8192)
+    assert fine.passed and not fine.notes
+    _check_files(fine, tmp_path, 4096)
+    assert fine.passed and "max_seq_length is 8192" in fine.notes[0]
+    (tmp_path / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": 8192, "processing_kwargs": {"chat_template": {
+            "restore_suffix": False}}})
+    )  # fmt: skip
+    broken = report()
+    _check_files(broken, tmp_path, 8192)
+    assert not broken.passed and "restore_suffix is false" in broken.reasons[0]
