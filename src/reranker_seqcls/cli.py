@@ -72,6 +72,17 @@ def presets() -> None:
     "--classifier_from_tokens", hidden=True, help="Reference-script spelling of --tokens."
 )
 @click.option("--device", hidden=True, help="Accepted for the reference script; unused.")
+@click.option(
+    "--gguf",
+    "gguf_types",
+    metavar="TYPES",
+    help="Also write a GGUF per type (f16, q8_0, f32; e.g. f16,q8_0) that llama-server "
+    "--reranking scores like the original (qwen3-architecture rerankers only).",
+)
+@click.option(
+    "--gguf-dir", type=click.Path(path_type=Path, file_okay=False),
+    help="Where --gguf writes its files (default: OUTPUT-GGUF beside OUTPUT).",
+)  # fmt: skip
 # Over 60 lines: click passes each of the ~20 options as a parameter (the reference script's
 # spellings included); the body is short.
 def convert(
@@ -92,6 +103,8 @@ def convert(
     path_: Path | None,
     classifier_from_tokens: str | None,
     device: str | None,
+    gguf_types: str | None,
+    gguf_dir: Path | None,
 ) -> None:
     """Convert the causal-LM reranker SOURCE (a directory or Hub repo id) into OUTPUT.
 
@@ -100,6 +113,7 @@ def convert(
     """
     from reranker_seqcls.convert.converter import convert as run_convert
     from reranker_seqcls.errors import BadInput
+    from reranker_seqcls.gguf.plan import plan_gguf
     from reranker_seqcls.recipes.resolve import resolve_recipe
     from reranker_seqcls.steps import locate_source, source_commit, source_name
 
@@ -108,6 +122,7 @@ def convert(
     tokens = _one_of(tokens, classifier_from_tokens, "--tokens", "--classifier_from_tokens")
     if source is None or output is None:
         raise BadInput("convert needs SOURCE and OUTPUT: reranker-seqcls convert SOURCE OUTPUT")
+    gguf = plan_gguf(gguf_types, gguf_dir, output, force=force)  # before any download
     commit_sha = source_commit(source, revision, None)  # a missing repo says so, first
     name = source_name(source)
     recipe_options: dict[str, Any] = dict(
@@ -117,6 +132,7 @@ def convert(
     explicit = any(v is not None for v in (preset, tokens, method, token_ids, scale))
     if explicit:  # options are validated before anything is downloaded
         recipe = resolve_recipe(**recipe_options)
+        gguf.refuse_recipe(recipe)
     else:
         from reranker_seqcls.recipes.refusals import refuse_by_name
 
@@ -124,6 +140,7 @@ def convert(
     source_dir, source_ref = locate_source(source, revision, None, log, commit_sha)
     if not explicit:  # the name, or the source's own sentence-transformers files
         recipe = resolve_recipe(**recipe_options, source_dir=source_dir, log=log)
+    gguf.refuse_source(recipe, source_dir, name)  # before OUTPUT is written
     run_convert(
         source_dir,
         output,
@@ -135,6 +152,7 @@ def convert(
         allow_softcapping=allow_softcapping,
         log=log,
     )
+    gguf.write(output, recipe, name, log)
 
 
 @cli.command()
@@ -149,6 +167,12 @@ def convert(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the full report as JSON.",
 )
+@click.option(
+    "--gguf-file", "gguf_files", multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="A GGUF of CONVERTED (repeatable): adds a llama.cpp row, scored by llama-server "
+    "--reranking through /v1/rerank ($RERANKER_SEQCLS_LLAMA_SERVER, else llama-server on PATH).",
+)  # fmt: skip
 # Over 60 lines: click passes each option as a parameter; the body is short.
 def check(
     source: str,
@@ -166,6 +190,7 @@ def check(
     allow_softcapping: bool,
     vllm_python: Path | None,
     check_memory: str,
+    gguf_files: tuple[Path, ...],
 ) -> int:
     """Prove that CONVERTED scores like the original reranker SOURCE.
 
@@ -178,6 +203,8 @@ def check(
     from reranker_seqcls.check.streamed import streamed_check
     from reranker_seqcls.check.twin import parse_memory
     from reranker_seqcls.errors import BadInput
+    from reranker_seqcls.gguf.check import prepare_gguf_check
+    from reranker_seqcls.gguf.row import add_llama_rows
     from reranker_seqcls.names import CONFIG_FILE
     from reranker_seqcls.steps import (
         check_recipe,
@@ -190,16 +217,18 @@ def check(
     if not (converted / CONFIG_FILE).is_file():
         raise BadInput(f"{converted} has no config.json: give a converted checkpoint directory")
     memory = parse_memory(check_memory)  # before any download
+    llama = prepare_gguf_check(gguf_files)  # the files and llama-server, before any scoring
     source_dir, _ = locate_source(source, revision, None, log)
     recipe = check_recipe(
         source_name(source), converted, preset, tokens, method, template,
         token_ids=token_ids, scale=scale, source_dir=source_dir,
     )  # fmt: skip
+    pairs = load_check_pairs(recipe, pairs_file)
     report = streamed_check(
         source_dir,
         converted,
         recipe,
-        load_check_pairs(recipe, pairs_file),
+        pairs,
         token_ids=resolve_token_ids(source_dir, recipe),
         dtype=dtype,
         allow_softcapping=allow_softcapping,
@@ -207,6 +236,9 @@ def check(
         check_memory=memory,
         log=log,
     )
+    if llama is not None:
+        add_llama_rows(report, list(gguf_files), converted, pairs, recipe.default_instruction,
+                       llama, log)  # fmt: skip
     for row in report.table_rows():
         say(row)
     if report_file is not None:
@@ -236,6 +268,14 @@ def check(
 )
 @check_options
 @click.option("--allow-pickle", is_flag=True, help="Accept a .bin-only source.")
+@click.option(
+    "--gguf",
+    metavar="TYPES",
+    help="Also write a GGUF per type (f16, q8_0, f32), check each with llama-server "
+    "--reranking (a failed row fails the run) and push them to --gguf-target. Qwen3 "
+    "architecture only; takes the whole-snapshot road.",
+)
+@click.option("--gguf-target", help="Hub repo for the GGUFs (default: TARGET-GGUF).")
 @click.option(
     "--result-json",
     type=click.Path(path_type=Path, dir_okay=False),

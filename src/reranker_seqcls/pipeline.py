@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reranker_seqcls.errors import ParityFailed
+from reranker_seqcls.gguf.run import GgufRun, prepare_gguf_run
 from reranker_seqcls.log import Log
 from reranker_seqcls.names import PARITY_REPORT_FILE
 from reranker_seqcls.provenance import Provenance, SourceRef
@@ -41,6 +42,8 @@ class RunOutcome:
     parity: ParityReport | None = None
     message: str = ""
     output_dir: Path | None = None
+    gguf_target_repo: str | None = None  # run --gguf: the second target and its commit
+    gguf_commit_sha: str | None = None
 
     def record_push(self, pushed: PushResult, label: str, *, dry_run: bool) -> None:
         self.commit_sha = pushed.commit_sha
@@ -84,6 +87,11 @@ class RunOutcome:
             "source_sha": self.source_sha,
             "parity": parity,
             "message": self.message,
+            **(
+                {"gguf_target_repo": self.gguf_target_repo, "gguf_commit_sha": self.gguf_commit_sha}
+                if self.gguf_target_repo
+                else {}
+            ),
         }
 
 
@@ -120,13 +128,14 @@ class RunOptions:
     vllm_python: Path | None = None
     check_memory: str = "1.5GB"
     max_disk: str | None = None  # --max-disk: the most a streamed run may use
+    gguf: str | None = None  # --gguf TYPES (gguf/run.py)
+    gguf_target: str | None = None
 
 
 def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     """download → convert → check → card → push, skipping when the target is already current."""
     from reranker_seqcls.check.twin import parse_memory
     from reranker_seqcls.hub.repo_ids import require_repo_id
-    from reranker_seqcls.hub.target import target_state
     from reranker_seqcls.sizes import parse_size
 
     require_repo_id(opts.target, "target")
@@ -145,6 +154,26 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
         source_dir=Path(opts.model) if local else None,
         log=log,
     )
+    gguf = prepare_gguf_run(opts.gguf, opts.gguf_target, opts.target, recipe)
+    try:
+        return _run(opts, recipe, sha, local, memory, max_disk, gguf, log)
+    finally:
+        if gguf is not None:
+            gguf.cleanup()
+
+
+def _run(
+    opts: RunOptions,
+    recipe: Recipe,
+    sha: str | None,
+    local: bool,
+    memory: int,
+    max_disk: int | None,
+    gguf: GgufRun | None,
+    log: Log,
+) -> RunOutcome:
+    from reranker_seqcls.hub.target import target_state
+
     outcome = RunOutcome("failed", opts.target, opts.model)
     state = target_state(opts.target, opts.token)
     log(
@@ -158,7 +187,8 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
         outcome.source_sha = sha
         if _is_current(opts, sha, recipe, state, outcome, log):
             return outcome
-        if opts.output_dir is None:  # nothing to keep: stream the source shard by shard
+        # nothing to keep: stream the source shard by shard (GGUFs take the whole snapshot)
+        if opts.output_dir is None and gguf is None:
             from reranker_seqcls.stream.run import run_streamed
 
             streamed = run_streamed(opts, recipe, sha, state.head, outcome, log,
@@ -166,13 +196,42 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
             if streamed is not None:
                 return streamed
         source_dir, ref = _fetch(opts, sha, log)
+    if gguf is not None:
+        gguf.refuse_source(source_dir, opts.model)
     with output_dir(opts.output_dir) as out:
         provenance, report = _convert_and_check(
-            opts, source_dir, out, recipe, ref, outcome, memory, log
+            opts, source_dir, out, recipe, ref, outcome, memory, log, gguf
         )
         pushed = _card_and_push(opts, source_dir, out, recipe, ref, provenance, report, state, log)
     outcome.record_push(pushed, source_label(opts.model, ref), dry_run=opts.dry_run)
+    if gguf is not None:
+        _push_gguf(opts, gguf, recipe, report, ref, outcome, log)
     return outcome
+
+
+def _push_gguf(
+    opts: RunOptions,
+    gguf: GgufRun,
+    recipe: Recipe,
+    report: ParityReport,
+    ref: SourceRef,
+    outcome: RunOutcome,
+    log: Log,
+) -> None:
+    """The GGUFs, after the seq-cls checkpoint, to their own target in one commit."""
+    from reranker_seqcls.run_commit import commit_message
+
+    pushed = gguf.push(
+        seqcls_repo=opts.target, source=opts.model, recipe=recipe, report=report,
+        token=opts.token, private=opts.private, create_pr=opts.create_pr, dry_run=opts.dry_run,
+        commit_message=commit_message(opts.model, ref), log=log,
+    )  # fmt: skip
+    outcome.gguf_target_repo = gguf.target
+    outcome.gguf_commit_sha = pushed.commit_sha
+    verb = "would commit" if opts.dry_run else "pushed"
+    outcome.message += f"; GGUF: {verb} {len(pushed.added)} file(s) to {gguf.target}"
+    if pushed.pr_url:
+        outcome.message += f" ({pushed.pr_url})"
 
 
 def _is_current(
@@ -215,6 +274,7 @@ def _convert_and_check(
     outcome: RunOutcome,
     check_memory: int,
     log: Log,
+    gguf: GgufRun | None = None,
 ) -> tuple[Provenance, ParityReport]:
     """Convert into ``out`` and check it; a failed check raises :class:`RunParityFailed`."""
     from reranker_seqcls.check.report import write_report
@@ -232,11 +292,12 @@ def _convert_and_check(
         log=log,
     )
     outcome.output_dir = out
+    pairs = load_check_pairs(recipe, opts.pairs_file)
     report = streamed_check(
         source_dir,
         out,
         recipe,
-        load_check_pairs(recipe, opts.pairs_file),
+        pairs,
         token_ids=[t.id for t in result.plan.tokens],
         dtype=opts.dtype,
         allow_softcapping=opts.allow_softcapping,
@@ -244,6 +305,9 @@ def _convert_and_check(
         check_memory=check_memory,
         log=log,
     )
+    if gguf is not None:  # a failed llama.cpp row fails the run: nothing is pushed
+        stem = source_name(opts.model).rstrip("/").split("/")[-1]
+        gguf.write_and_check(out, recipe, report, pairs, stem, log)
     outcome.parity = report
     write_report(report, out / PARITY_REPORT_FILE)
     for row in report.table_rows():
