@@ -35,9 +35,9 @@ class GgufType:
 
 
 GGUF_TYPES: dict[str, GgufType] = {
-    "f32": GgufType("f32", "F32", GgufTolerance(1e-4, 0.999, 1.0)),
-    "f16": GgufType("f16", "F16", GgufTolerance(2e-3, 0.99, 1.0)),
-    "q8_0": GgufType("q8_0", "Q8_0", GgufTolerance(2e-2, 0.95, 0.75)),
+    "f32": GgufType("f32", "F32", GgufTolerance(1e-3, 0.999, 1.0)),
+    "f16": GgufType("f16", "F16", GgufTolerance(1e-2, 0.99, 1.0)),
+    "q8_0": GgufType("q8_0", "Q8_0", GgufTolerance(1e-1, 0.95, 0.75)),
 }
 
 

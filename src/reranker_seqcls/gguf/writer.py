@@ -51,9 +51,11 @@ if TYPE_CHECKING:
     from reranker_seqcls.recipes.recipe import Recipe
 
 SCORE_TENSOR = "score.weight"
-CLS_OUT = "cls_out.weight"
+# llama.cpp calls the head cls_out; its GGUF name is gguf.TENSOR_NAMES[MODEL_TENSOR.CLS_OUT].
+CLS_OUT = "cls.output.weight"
 LABELS = ("relevant", "irrelevant")  # softmax([s, 0]): p(relevant) = sigmoid(s)
 QUERY, DOCUMENT = "{query}", "{document}"
+CHUNK_ELEMENTS = 16 * 1024 * 1024  # values converted at a time (64 MB in float32)
 # Quantized blocks hold 32 values along a row: a row of another length stays f16.
 BLOCK = 32
 
@@ -161,9 +163,9 @@ def write_gguf(
         writer.write_header_to_file(tmp)
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        for plan, array in _arrays(shards, plans):
+        for plan, blocks in _chunks(shards, plans):
             ptype = getattr(gguf.GGMLQuantizationType, plan.ggml_type)
-            writer.write_tensor_data(gguf.quants.quantize(array, ptype))
+            _write_blocks(writer, blocks, ptype)
             log(f"gguf: {plan.name} {list(plan.shape)} {plan.ggml_type}")
         head = _read_tensor(shards, SCORE_TENSOR)
         rows = _head_rows(head, hp["embedding_length"])
@@ -373,8 +375,9 @@ def _read_tensor(shards: list[Path], key: str) -> np.ndarray:
     raise BadInput(f"--gguf: the converted checkpoint has no {key}")
 
 
-def _arrays(shards: list[Path], plans: list[_Plan]) -> Iterator[tuple[_Plan, np.ndarray]]:
-    """Each planned tensor as float32, one resident at a time, in plan order."""
+def _chunks(shards: list[Path], plans: list[_Plan]) -> Iterator[tuple[_Plan, Iterator[np.ndarray]]]:
+    """Each planned tensor as float32 row blocks of at most :data:`CHUNK_ELEMENTS` values, in
+    plan order: one block resident at a time (the 8B's embedding is 2.5 GB in float32)."""
     from safetensors import safe_open
 
     by_shard: dict[str, Path] = {key: shard for shard, key, _ in _shapes(shards)}
@@ -385,4 +388,34 @@ def _arrays(shards: list[Path], plans: list[_Plan]) -> Iterator[tuple[_Plan, np.
             if shard not in opened:
                 opened.clear()  # plans follow shard order: one shard open at a time
                 opened[shard] = stack.enter_context(safe_open(shard, framework="pt"))
-            yield plan, opened[shard].get_tensor(plan.source_name).float().numpy()
+            yield plan, _row_blocks(opened[shard].get_slice(plan.source_name), plan.shape)
+
+
+def _row_blocks(tensor_slice: Any, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
+    if len(shape) < 2:
+        yield tensor_slice[:].float().numpy()
+        return
+    rows = max(1, CHUNK_ELEMENTS // max(1, shape[-1]))
+    for start in range(0, shape[0], rows):
+        yield tensor_slice[start : start + rows].float().numpy()
+
+
+def _write_blocks(writer: Any, blocks: Iterator[np.ndarray], ggml_type: Any) -> None:
+    """``GGUFWriter.write_tensor_data`` for a tensor that arrives in row blocks: the same
+    padding and bookkeeping (gguf 0.19.0), each block quantized and written as it comes."""
+    import gguf
+
+    file_id = next(i for i, tensors in enumerate(writer.tensors) if len(tensors) > 0)
+    fout = writer.fout[file_id]
+    name = next(iter(writer.tensors[file_id]))
+    info = writer.tensors[file_id].pop(name)
+    writer.write_padding(fout, fout.tell())
+    written = 0
+    for block in blocks:
+        data = gguf.quants.quantize(block, ggml_type)
+        data.tofile(fout)
+        written += data.nbytes
+    if written != info.nbytes:
+        raise AssertionError(f"{name}: wrote {written} bytes, planned {info.nbytes}")
+    writer.write_padding(fout, written)
+    writer.state = gguf.gguf_writer.WriterState.WEIGHTS
