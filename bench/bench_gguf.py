@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,7 @@ from synthetic import HUB_SHARD_BYTES, SHAPES, Shape, cached_checkpoint  # noqa:
 
 from reranker_seqcls.check.pairs import BUILTIN_PAIRS  # noqa: E402
 from reranker_seqcls.gguf.row import score_gguf  # noqa: E402
-from reranker_seqcls.gguf.server import locate_llama_server  # noqa: E402
+from reranker_seqcls.gguf.server import LLAMA_SERVER_ENV, locate_llama_server  # noqa: E402
 from reranker_seqcls.gguf.types import GGUF_TYPES, parse_gguf_types  # noqa: E402
 from reranker_seqcls.gguf.writer import write_gguf  # noqa: E402
 from reranker_seqcls.recipes.presets import PRESETS  # noqa: E402
@@ -59,7 +60,8 @@ def forecast_gguf_bytes(shape: Shape, type_name: str) -> int:
 
 def run(shape_name: str, types: list[str]) -> dict:
     shape = SHAPES[shape_name]
-    binary = locate_llama_server()
+    built = REPO_ROOT / ".cache/llama-build/bin/llama-server"  # `make llama-server`
+    binary = locate_llama_server(None if os.environ.get(LLAMA_SERVER_ENV) else built)
     if binary is None:
         raise SystemExit("no llama-server: run `make llama-server` or set the env variable")
     source, _ = cached_checkpoint(shape, BENCH_DIR / ".cache", max_shard_bytes=HUB_SHARD_BYTES)
