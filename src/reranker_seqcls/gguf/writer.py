@@ -127,6 +127,11 @@ def write_gguf(
     template = rerank_template(converted, recipe)
     tokens, toktypes, merges, special_ids = _vocabulary(converted, hp["vocab_size"])
     shards = _weight_files(converted)
+    rows = _head_rows(_read_tensor(shards, SCORE_TENSOR), hp["embedding_length"])
+    if head_rows is not None:
+        rows = np.ascontiguousarray(head_rows(rows), dtype=np.float32)
+    # llama.cpp reads the head's row count from the number of labels
+    labels = [*LABELS, *(f"label_{i}" for i in range(len(LABELS), rows.shape[0]))]
     plans = list(_plan(shards, hp["block_count"], gguf_type))
 
     tmp = out.with_name(out.name + ".partial")
@@ -145,7 +150,7 @@ def write_gguf(
         writer.add_rope_freq_base(hp["rope_theta"])
         writer.add_layer_norm_rms_eps(hp["rms_norm_eps"])
         writer.add_pooling_type(gguf.PoolingType.RANK)
-        writer.add_classifier_output_labels(list(LABELS))
+        writer.add_classifier_output_labels(labels[: rows.shape[0]])
         writer.add_tokenizer_model("gpt2")
         writer.add_tokenizer_pre("qwen2")
         writer.add_token_list(tokens)
@@ -158,7 +163,7 @@ def write_gguf(
 
         for plan in plans:
             _add_tensor_info(writer, gguf, np, plan.name, plan.shape, plan.ggml_type)
-        _add_tensor_info(writer, gguf, np, CLS_OUT, (2, hp["embedding_length"]), "F32")
+        _add_tensor_info(writer, gguf, np, CLS_OUT, tuple(rows.shape), "F32")
 
         writer.write_header_to_file(tmp)
         writer.write_kv_data_to_file()
@@ -167,10 +172,6 @@ def write_gguf(
             ptype = getattr(gguf.GGMLQuantizationType, plan.ggml_type)
             _write_blocks(writer, blocks, ptype)
             log(f"gguf: {plan.name} {list(plan.shape)} {plan.ggml_type}")
-        head = _read_tensor(shards, SCORE_TENSOR)
-        rows = _head_rows(head, hp["embedding_length"])
-        if head_rows is not None:
-            rows = np.ascontiguousarray(head_rows(rows), dtype=np.float32)
         writer.write_tensor_data(rows)
         writer.close()
         os.replace(tmp, out)
