@@ -22,6 +22,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "vllm: runs real vLLM from .venv-vllm (`make vllm-venv`; `make test` builds it)"
     )
+    config.addinivalue_line(
+        "markers",
+        "llama: runs the real llama-server (`make llama-server`; `make test` builds it; "
+        "$RERANKER_SEQCLS_LLAMA_SERVER overrides its path)",
+    )
 
 
 def repo_files(directory: Path) -> dict[str, bytes]:

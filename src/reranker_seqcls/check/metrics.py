@@ -28,6 +28,11 @@ class ScoringPath(StrEnum):
     TWIN_CONVERTED_SINGLE = "twin: converted (one by one)"
     TWIN_SENTENCE_TRANSFORMERS = "twin: sentence-transformers"
     TWIN_VLLM = "twin: vllm"
+    # llama-server --reranking on a GGUF of the converted checkpoint, one row per GGUF type
+    # (:mod:`reranker_seqcls.gguf.row`).
+    LLAMA_F32 = "llama.cpp f32"
+    LLAMA_F16 = "llama.cpp f16"
+    LLAMA_Q8_0 = "llama.cpp q8_0"
 
     def on_twin(self) -> ScoringPath:
         """This path as run on the structural twin."""

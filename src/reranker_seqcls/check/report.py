@@ -34,6 +34,7 @@ class PairScores:
     vllm: list[float] | None = None  # when vLLM scored the pairs
     converted_layerwise: list[float] | None = None  # the streamed check's real-weights score
     twin: PairScores | None = None  # the same pair scored on the structural twin
+    llama: dict[str, float] | None = None  # llama-server's score per GGUF type
 
     def to_json(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k == "instruction" or v is not None}

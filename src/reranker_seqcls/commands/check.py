@@ -25,6 +25,12 @@ from reranker_seqcls.console import log, say
     help="Also write the full report as JSON here. The verdict is always recorded in "
     "CONVERTED/parity_report.json, bound to the files checked: push requires it.",
 )
+@click.option(
+    "--gguf-file", "gguf_files", multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="A GGUF of CONVERTED (repeatable): adds a llama.cpp row, scored by llama-server "
+    "--reranking through /v1/rerank ($RERANKER_SEQCLS_LLAMA_SERVER, else llama-server on PATH).",
+)  # fmt: skip
 def check(
     source: str,
     converted: Path,
@@ -35,6 +41,7 @@ def check(
     allow_softcapping: bool,
     vllm_python: Path | None,
     check_memory: int,
+    gguf_files: tuple[Path, ...],
     **recipe_kwargs: Any,
 ) -> int:
     """Prove that CONVERTED scores like the original reranker SOURCE.
@@ -48,6 +55,8 @@ def check(
     from reranker_seqcls.check.record import write_verdict
     from reranker_seqcls.check.streamed import streamed_check
     from reranker_seqcls.errors import BadInput
+    from reranker_seqcls.gguf.check import prepare_gguf_check
+    from reranker_seqcls.gguf.row import add_llama_rows
     from reranker_seqcls.names import CONFIG_FILE
     from reranker_seqcls.steps import (
         check_recipe,
@@ -60,17 +69,19 @@ def check(
     options = RecipeOptions.pop(recipe_kwargs)
     if not (converted / CONFIG_FILE).is_file():
         raise BadInput(f"{converted} has no config.json: give a converted checkpoint directory")
+    llama = prepare_gguf_check(gguf_files)  # the files and llama-server, before any scoring
     source_dir, _ = locate_source(source, revision, None, log)
     recipe = check_recipe(
         source_name(source), converted, options.preset, options.tokens, options.method,
         options.template, token_ids=options.token_ids, scale=options.scale, source_dir=source_dir,
     )  # fmt: skip
     token_ids = resolve_token_ids(source_dir, recipe)
+    pairs = load_check_pairs(recipe, pairs_file)
     report = streamed_check(
         source_dir,
         converted,
         recipe,
-        load_check_pairs(recipe, pairs_file),
+        pairs,
         token_ids=token_ids,
         dtype=dtype,
         allow_softcapping=allow_softcapping,
@@ -78,6 +89,9 @@ def check(
         check_memory=check_memory,
         log=log,
     )
+    if llama is not None:
+        add_llama_rows(report, list(gguf_files), converted, pairs, recipe.default_instruction,
+                       llama, log)  # fmt: skip
     for row in report.table_rows():
         say(row)
     write_verdict(report, converted, also=report_file)  # CONVERTED's verdict, whatever --report

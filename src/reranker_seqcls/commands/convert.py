@@ -27,6 +27,17 @@ T = TypeVar("T")
     "--classifier_from_tokens", hidden=True, help="Reference-script spelling of --tokens."
 )
 @click.option("--device", hidden=True, help="Accepted for the reference script; unused.")
+@click.option(
+    "--gguf",
+    "gguf_types",
+    metavar="TYPES",
+    help="Also write a GGUF per type (f16, q8_0, f32; e.g. f16,q8_0) that llama-server "
+    "--reranking scores like the original (qwen3-architecture rerankers only).",
+)
+@click.option(
+    "--gguf-dir", type=click.Path(path_type=Path, file_okay=False),
+    help="Where --gguf writes its files (default: OUTPUT-GGUF beside OUTPUT).",
+)  # fmt: skip
 def convert(
     source: str | None,
     output: Path | None,
@@ -39,6 +50,8 @@ def convert(
     path_: Path | None,
     classifier_from_tokens: str | None,
     device: str | None,
+    gguf_types: str | None,
+    gguf_dir: Path | None,
     **recipe_kwargs: Any,
 ) -> None:
     """Convert the causal-LM reranker SOURCE (a directory or Hub repo id) into OUTPUT.
@@ -50,6 +63,7 @@ def convert(
 
     from reranker_seqcls.convert.converter import convert as run_convert
     from reranker_seqcls.errors import BadInput
+    from reranker_seqcls.gguf.plan import plan_gguf
     from reranker_seqcls.steps import locate_source, source_commit, source_name
 
     options = RecipeOptions.pop(recipe_kwargs)
@@ -59,10 +73,12 @@ def convert(
     options = replace(options, tokens=tokens)
     if source is None or output is None:
         raise BadInput("convert needs SOURCE and OUTPUT: reranker-seqcls convert SOURCE OUTPUT")
+    gguf = plan_gguf(gguf_types, gguf_dir, output, force=force)  # before any download
     commit_sha = source_commit(source, revision, None)  # a missing repo says so, first
     name = source_name(source)
     if options.explicit:  # options are validated before anything is downloaded
         recipe = options.resolve(name)
+        gguf.refuse_recipe(recipe)
     else:
         from reranker_seqcls.recipes.refusals import refuse_by_name
 
@@ -70,6 +86,7 @@ def convert(
     source_dir, source_ref = locate_source(source, revision, None, log, commit_sha)
     if not options.explicit:  # the name, or the source's own sentence-transformers files
         recipe = options.resolve(name, source_dir, log)
+    gguf.refuse_source(recipe, source_dir, name)  # before OUTPUT is written
     run_convert(
         source_dir,
         output,
@@ -81,6 +98,7 @@ def convert(
         allow_softcapping=allow_softcapping,
         log=log,
     )
+    gguf.write(output, recipe, name, log)
 
 
 def _one_of(a: T | None, b: T | None, name_a: str, name_b: str) -> T | None:

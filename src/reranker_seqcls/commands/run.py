@@ -41,6 +41,14 @@ from reranker_seqcls.interrupt import Interrupted
 @check_options
 @ALLOW_PICKLE
 @click.option(
+    "--gguf",
+    metavar="TYPES",
+    help="Also write a GGUF per type (f16, q8_0, f32), check each with llama-server "
+    "--reranking (a failed row fails the run) and push them to --gguf-target. Qwen3 "
+    "architecture only; takes the whole-snapshot road.",
+)
+@click.option("--gguf-target", help="Hub repo for the GGUFs (default: TARGET-GGUF).")
+@click.option(
     "--result-json",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write what happened as JSON (also on failure).",

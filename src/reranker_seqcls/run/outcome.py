@@ -33,6 +33,8 @@ class RunOutcome:
     parity: ParityReport | None = None
     message: str = ""
     output_dir: Path | None = None
+    gguf_target_repo: str | None = None  # run --gguf: the second target and its commit
+    gguf_commit_sha: str | None = None
 
     def record_push(self, pushed: PushResult, label: str, *, dry_run: bool) -> None:
         self.commit_sha = pushed.commit_sha
@@ -76,6 +78,11 @@ class RunOutcome:
             "source_sha": self.source_sha,
             "parity": parity,
             "message": self.message,
+            **(
+                {"gguf_target_repo": self.gguf_target_repo, "gguf_commit_sha": self.gguf_commit_sha}
+                if self.gguf_target_repo
+                else {}
+            ),
         }
 
 
@@ -112,3 +119,5 @@ class RunOptions:
     vllm_python: Path | None = None
     check_memory: int = 1_500_000_000  # --check-memory, parsed (commands.options.SizeType)
     max_disk: int | None = None  # --max-disk: the most a streamed run may use
+    gguf: str | None = None  # --gguf TYPES (gguf/run.py)
+    gguf_target: str | None = None

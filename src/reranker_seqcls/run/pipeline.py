@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reranker_seqcls.errors import ParityFailed
+from reranker_seqcls.gguf.run import GgufRun, prepare_gguf_run
 from reranker_seqcls.log import Log
 from reranker_seqcls.provenance import Provenance, SourceRef
 from reranker_seqcls.recipes.recipe import Recipe
@@ -30,13 +31,33 @@ if TYPE_CHECKING:
 def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     """download → convert → check → card → push, skipping when the target is already current."""
     from reranker_seqcls.hub.repo_ids import require_repo_id
-    from reranker_seqcls.hub.target import target_state
 
     require_repo_id(opts.target, "target")
     memory, max_disk = opts.check_memory, opts.max_disk  # parsed with the command line
     local = Path(opts.model).is_dir()
     sha = source_commit(opts.model, opts.revision, opts.token)
     recipe = _run_recipe(opts, sha, log)
+    gguf = prepare_gguf_run(opts.gguf, opts.gguf_target, opts.target, recipe)
+    try:
+        return _run(opts, recipe, sha, local, memory, max_disk, gguf, log)
+    finally:
+        if gguf is not None:
+            gguf.cleanup()
+
+
+def _run(
+    opts: RunOptions,
+    recipe: Recipe,
+    sha: str | None,
+    local: bool,
+    memory: int,
+    max_disk: int | None,
+    gguf: GgufRun | None,
+    log: Log,
+) -> RunOutcome:
+    """The run after its recipe: skip a current target, else one of the two transports."""
+    from reranker_seqcls.hub.target import target_state
+
     outcome = RunOutcome("failed", opts.target, opts.model)
     state = target_state(opts.target, opts.token)
     log(
@@ -50,7 +71,8 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
         outcome.source_sha = sha
         if _is_current(opts, sha, recipe, state, outcome, log):
             return outcome
-        if opts.output_dir is None:  # nothing to keep: stream the source shard by shard
+        # nothing to keep: stream the source shard by shard (GGUFs take the whole snapshot)
+        if opts.output_dir is None and gguf is None:
             from reranker_seqcls.run.streamed import run_streamed
 
             streamed = run_streamed(opts, recipe, sha, state.head, outcome, log,
@@ -58,13 +80,42 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
             if streamed is not None:
                 return streamed
         source_dir, ref = _fetch(opts, sha, log)
+    if gguf is not None:
+        gguf.refuse_source(source_dir, opts.model)
     with output_dir(opts.output_dir) as out:
         provenance, report = _convert_and_check(
-            opts, source_dir, out, recipe, ref, outcome, memory, log
+            opts, source_dir, out, recipe, ref, outcome, memory, log, gguf
         )
         pushed = _card_and_push(opts, out, provenance, report, state, log)
     outcome.record_push(pushed, source_label(opts.model, ref), dry_run=opts.dry_run)
+    if gguf is not None:
+        _push_gguf(opts, gguf, recipe, report, provenance, outcome, log)
     return outcome
+
+
+def _push_gguf(
+    opts: RunOptions,
+    gguf: GgufRun,
+    recipe: Recipe,
+    report: ParityReport,
+    provenance: Provenance,
+    outcome: RunOutcome,
+    log: Log,
+) -> None:
+    """The GGUFs, after the seq-cls checkpoint, to their own target in one commit."""
+    from reranker_seqcls.publish.card import commit_message
+
+    pushed = gguf.push(
+        seqcls_repo=opts.target, source=opts.model, recipe=recipe, report=report,
+        token=opts.token, private=opts.private, create_pr=opts.create_pr, dry_run=opts.dry_run,
+        commit_message=commit_message(provenance), log=log,
+    )  # fmt: skip
+    outcome.gguf_target_repo = gguf.target
+    outcome.gguf_commit_sha = pushed.commit_sha
+    verb = "would commit" if opts.dry_run else "pushed"
+    outcome.message += f"; GGUF: {verb} {len(pushed.added)} file(s) to {gguf.target}"
+    if pushed.pr_url:
+        outcome.message += f" ({pushed.pr_url})"
 
 
 def _run_recipe(opts: RunOptions, sha: str | None, log: Log) -> Recipe:
@@ -140,6 +191,7 @@ def _convert_and_check(
     outcome: RunOutcome,
     check_memory: int,
     log: Log,
+    gguf: GgufRun | None = None,
 ) -> tuple[Provenance, ParityReport]:
     """Convert into ``out`` and check it; a failed check raises :class:`RunParityFailed`."""
     from reranker_seqcls.check.record import write_verdict
@@ -157,11 +209,12 @@ def _convert_and_check(
         log=log,
     )
     outcome.output_dir = out
+    pairs = load_check_pairs(recipe, opts.pairs_file)
     report = streamed_check(
         source_dir,
         out,
         recipe,
-        load_check_pairs(recipe, opts.pairs_file),
+        pairs,
         token_ids=[t.id for t in result.plan.tokens],
         dtype=opts.dtype,
         allow_softcapping=opts.allow_softcapping,
@@ -169,6 +222,9 @@ def _convert_and_check(
         check_memory=check_memory,
         log=log,
     )
+    if gguf is not None:  # a failed llama.cpp row fails the run: nothing is pushed
+        stem = source_name(opts.model).rstrip("/").split("/")[-1]
+        gguf.write_and_check(out, recipe, report, pairs, stem, log)
     outcome.parity = report
     write_verdict(report, out)
     for row in report.table_rows():

@@ -1,0 +1,131 @@
+"""``run --gguf TYPES``: the GGUFs written from the converted checkpoint, checked by llama-server
+in the same parity report (a failed llama.cpp row fails the run: nothing is pushed), and pushed
+after the seq-cls checkpoint to a second target (``--gguf-target``, default ``TARGET-GGUF``) in
+one commit with their card.
+
+The run takes the whole-snapshot road when ``--gguf`` is given (the streamed run does not write
+GGUFs yet): disk is about twice the model plus the GGUFs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from reranker_seqcls.gguf.produce import GGUF_DIR_SUFFIX, write_ggufs
+from reranker_seqcls.gguf.refusal import refuse_gguf_by_config, refuse_gguf_by_recipe
+from reranker_seqcls.gguf.types import GgufType, parse_gguf_types
+from reranker_seqcls.log import Log
+from reranker_seqcls.names import CONFIG_FILE, README_FILE
+
+if TYPE_CHECKING:
+    from reranker_seqcls.check.pairs import Pair
+    from reranker_seqcls.check.report import ParityReport
+    from reranker_seqcls.gguf.row import LlamaRow
+    from reranker_seqcls.gguf.writer import WrittenGguf
+    from reranker_seqcls.hub.push import PushResult
+    from reranker_seqcls.recipes.recipe import Recipe
+
+
+@dataclass
+class GgufRun:
+    types: list[GgufType]
+    target: str
+    binary: Path
+    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rsq-gguf-")))
+    written: list[WrittenGguf] = field(default_factory=list)
+    rows: list[LlamaRow] = field(default_factory=list)
+
+    def refuse_source(self, source_dir: Path, name: str) -> None:
+        try:
+            config = json.loads((source_dir / CONFIG_FILE).read_text("utf-8"))
+        except (OSError, ValueError):
+            config = {}
+        refuse_gguf_by_config(config if isinstance(config, dict) else {}, name)
+
+    def write_and_check(
+        self,
+        converted: Path,
+        recipe: Recipe,
+        report: ParityReport,
+        pairs: list[Pair],
+        stem: str,
+        log: Log,
+    ) -> None:
+        """Write every type and add its llama.cpp row to ``report``."""
+        from reranker_seqcls.gguf.row import add_llama_rows
+
+        out = self.directory / "files"
+        self.written = write_ggufs(converted, out, self.types, recipe, stem=stem, log=log)
+        self.rows = add_llama_rows(
+            report, [w.path for w in self.written], converted, pairs,
+            recipe.default_instruction, self.binary, log,
+        )  # fmt: skip
+
+    def push(
+        self,
+        *,
+        seqcls_repo: str,
+        source: str,
+        recipe: Recipe,
+        report: ParityReport,
+        token: str | None,
+        private: bool,
+        create_pr: bool,
+        dry_run: bool,
+        commit_message: str,
+        log: Log,
+    ) -> PushResult:
+        """One commit of the GGUFs and their card to the GGUF target."""
+        from reranker_seqcls.gguf.card import gguf_card
+        from reranker_seqcls.hub.push import push
+        from reranker_seqcls.hub.target import target_state
+
+        folder = self.directory / "files"
+        (folder / README_FILE).write_text(
+            gguf_card(gguf_repo=self.target, seqcls_repo=seqcls_repo, source=source,
+                      recipe=recipe, written=self.written, rows=self.rows, report=report),
+            "utf-8",
+        )  # fmt: skip
+        state = target_state(self.target, token)
+        return push(
+            folder,
+            self.target,
+            token=token,
+            private=private,
+            create_pr=create_pr,
+            parent_commit=state.head,
+            commit_message=f"{commit_message} (GGUF: {', '.join(t.name for t in self.types)})",
+            commit_description=report.markdown(),
+            dry_run=dry_run,
+            log=log,
+        )
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def prepare_gguf_run(
+    value: str | None, gguf_target: str | None, target: str, recipe: Recipe
+) -> GgufRun | None:
+    """Parse ``--gguf``, refuse a family llama.cpp gives no head, find llama-server: all before
+    anything is downloaded (exit 2)."""
+    from reranker_seqcls.errors import BadInput
+    from reranker_seqcls.gguf.server import require_llama_server
+    from reranker_seqcls.hub.repo_ids import require_repo_id
+
+    types = parse_gguf_types(value)
+    if not types:
+        if gguf_target is not None:
+            raise BadInput("--gguf-target needs --gguf TYPES: give both, or neither")
+        return None
+    refuse_gguf_by_recipe(recipe.name)
+    gguf_repo = gguf_target or target + GGUF_DIR_SUFFIX
+    require_repo_id(gguf_repo, "GGUF target")
+    if gguf_repo == target:
+        raise BadInput("--gguf-target must differ from --target: the GGUFs are a repo of their own")
+    return GgufRun(types, gguf_repo, require_llama_server())

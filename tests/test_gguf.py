@@ -1,0 +1,245 @@
+"""GGUFs of converted Qwen3-architecture rerankers, scored by the real ``llama-server
+--reranking`` through ``/v1/rerank`` (marker ``llama``; ``make test`` builds llama-server first).
+
+Tiny random models on the real Qwen vocabulary (``tests/real_vocab.py``): Qwen3-Reranker,
+zerank-2, ctxl-rerank-v2 (its Qwen3 members) and a custom recipe (own tokens, scale and
+template). Each is converted with ``--gguf f16,q8_0`` and checked with both files: every pair's
+llama-server score is compared here with the official score (sigmoid of the family's own logit,
+``parity.reference_scores`` in the report), within the type's tolerance. Deliberately wrong
+GGUFs (a one-row head; the tokens swapped) fail the check with their cause named; the families
+whose architecture llama.cpp gives no head are refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from reranker_seqcls.gguf.types import GGUF_TYPES
+from tests.conftest import run_cli
+
+pytestmark = [pytest.mark.llama, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+# Plain-string content (vLLM, llama.cpp's literal placeholders) and text items
+# (sentence-transformers v6) both render.
+CUSTOM_TEMPLATE = (
+    "{%- macro text(m) -%}{%- if m.content is string -%}{{- m.content -}}{%- else -%}"
+    "{%- for part in m.content -%}{{- part.text -}}{%- endfor -%}{%- endif -%}{%- endmacro -%}"
+    "{%- set ns = namespace(q='', d='') -%}"
+    "{%- for m in messages -%}"
+    "{%- if m.role == 'query' -%}{%- set ns.q = text(m) -%}"
+    "{%- elif m.role == 'document' -%}{%- set ns.d = text(m) -%}{%- endif -%}"
+    "{%- endfor -%}"
+    "{{- '<|im_start|>user\\nQuery: ' ~ ns.q ~ '\\nPassage: ' ~ ns.d ~ "
+    "'\\nRelevant?<|im_end|>\\n<|im_start|>assistant\\n' -}}"
+)
+CUSTOM_RECIPE = ["--tokens", '["no", "yes"]', "--method", "from_2_way_softmax", "--scale", "0.5"]
+# family -> (directory name the preset is detected from, extra convert/check options)
+FAMILIES: dict[str, tuple[str, list[str]]] = {
+    "qwen3-reranker": ("Qwen3-Reranker-tiny", []),
+    "zerank-2": ("zerank-2-tiny", []),
+    "ctxl-rerank-v2": ("ctxl-rerank-v2-1b-tiny", []),
+    "custom": ("custom-reranker-tiny", CUSTOM_RECIPE),
+}
+
+
+@pytest.fixture(scope="session")
+def llama_env() -> dict[str, str]:
+    path = Path(
+        os.environ.get("RERANKER_SEQCLS_LLAMA_SERVER")
+        or ROOT / ".cache/llama-build/bin/llama-server"
+    )
+    if not path.is_file():
+        pytest.fail(f"{path} does not exist: run `make llama-server` (`make test` builds it)")
+    return {"RERANKER_SEQCLS_LLAMA_SERVER": str(path)}
+
+
+def _source(real_vocab_model, family: str) -> Path:
+    name, _ = FAMILIES[family]
+    preset = None if family == "custom" else family
+    return real_vocab_model("qwen3", name=name, preset=preset)
+
+
+def _recipe_args(family: str, tmp: Path) -> list[str]:
+    args = list(FAMILIES[family][1])
+    if family == "custom":
+        template = tmp / "custom.jinja"
+        template.write_text(CUSTOM_TEMPLATE, "utf-8")
+        args += ["--template", str(template)]
+    return args
+
+
+@pytest.fixture(scope="module")
+def checked(real_vocab_model, llama_env, tmp_path_factory):
+    """family -> (report JSON, convert's stderr, the GGUF directory), converted and checked
+    once per family."""
+    cache: dict[str, tuple[dict, str, Path]] = {}
+
+    def run(family: str) -> tuple[dict, str, Path]:
+        if family in cache:
+            return cache[family]
+        tmp = tmp_path_factory.mktemp(f"gguf-{family}")
+        source = _source(real_vocab_model, family)
+        out = tmp / FAMILIES[family][0]
+        args = _recipe_args(family, tmp)
+        converted = run_cli("convert", source, out, *args, "--gguf", "f16,q8_0", env=llama_env)
+        assert converted.returncode == 0, converted.stderr
+        gguf_dir = tmp / f"{out.name}-GGUF"
+        files = sorted(gguf_dir.glob("*.gguf"))
+        assert [f.name for f in files] == [
+            f"{out.name}-f16.gguf",
+            f"{out.name}-q8_0.gguf",
+        ]
+        report_path = tmp / "report.json"
+        gguf_args = [a for f in files for a in ("--gguf-file", f)]
+        result = run_cli("check", source, out, *args, *gguf_args, "--report", report_path,
+                         env=llama_env, timeout=900)  # fmt: skip
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        assert "llama.cpp f16" in result.stdout and "llama.cpp q8_0" in result.stdout
+        cache[family] = (json.loads(report_path.read_text()), converted.stderr, gguf_dir)
+        return cache[family]
+
+    return run
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_llama_server_scores_like_the_original(checked, family):
+    report, _, _ = checked(family)
+    assert report["passed"] is True, report["reasons"]
+    sent = [row for row in report["scores"] if row.get("llama")]
+    assert len(sent) >= 8
+    for name in ("f16", "q8_0"):
+        tolerance = GGUF_TYPES[name].tolerance
+        official = [1 / (1 + math.exp(-row["reference"][-1])) for row in sent]
+        served = [row["llama"][name] for row in sent]
+        worst = max(abs(a - b) for a, b in zip(official, served, strict=True))
+        assert worst <= tolerance.max_abs_prob, (family, name, worst)
+        assert max(served) - min(served) > 0.05  # the pairs really score differently
+        metrics = report["metrics"][f"llama.cpp {name}"]
+        assert metrics["max_abs_prob"] == pytest.approx(worst)
+        assert metrics["top1"] >= tolerance.min_top1
+    # f16 is closer to the original than q8_0
+    f16, q8_0 = (report["metrics"][f"llama.cpp {t}"]["max_abs_prob"] for t in ("f16", "q8_0"))
+    assert f16 < q8_0
+
+
+def test_rerank_template_has_the_default_instruction(checked):
+    import gguf
+
+    _, _, gguf_dir = checked("qwen3-reranker")
+    reader = gguf.GGUFReader(next(gguf_dir.glob("*-f16.gguf")))
+    template = reader.fields["tokenizer.chat_template.rerank"].contents()
+    assert "<Instruct>: Given a web search query, retrieve relevant passages" in template
+    assert template.count("{query}") == 1 and template.count("{document}") == 1
+    assert reader.fields["qwen3.pooling_type"].contents() == 4  # rank
+    head = {t.name: t for t in reader.tensors}["cls.output.weight"]  # llama.cpp's cls_out
+    assert list(head.shape) == [64, 2]  # two rows: softmax([s, 0]) = sigmoid(s)
+
+
+def test_wrong_heads_fail_with_their_cause(real_vocab_model, llama_env, tmp_path):
+    """A one-row head (every pair scores 1.0) and a negated head (the tokens swapped: 1 - p)
+    are what community GGUFs get wrong; the check names both."""
+    import numpy as np
+
+    from reranker_seqcls.gguf.writer import write_gguf
+    from reranker_seqcls.recipes.presets import PRESETS
+
+    source = _source(real_vocab_model, "qwen3-reranker")
+    converted = tmp_path / "Qwen3-Reranker-tiny"
+    assert run_cli("convert", source, converted).returncode == 0
+    recipe = PRESETS["qwen3-reranker"]
+
+    def negated(rows):
+        return np.stack([-rows[0], rows[1]])
+
+    one_row = write_gguf(converted, tmp_path / "one-row.gguf", GGUF_TYPES["f16"], recipe,
+                         name="x", head_rows=lambda rows: rows[:1])  # fmt: skip
+    swapped = write_gguf(converted, tmp_path / "swapped.gguf", GGUF_TYPES["q8_0"], recipe,
+                         name="x", head_rows=negated)  # fmt: skip
+    report_path = tmp_path / "report.json"
+    result = run_cli("check", source, converted, "--gguf-file", one_row.path,
+                     "--gguf-file", swapped.path, "--report", report_path, env=llama_env,
+                     timeout=900)  # fmt: skip
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    reasons = json.loads(report_path.read_text())["reasons"]
+    assert len(reasons) == 2, reasons
+    assert "llama.cpp f16" in reasons[0] and "one row" in reasons[0] and "1.0" in reasons[0]
+    assert "llama.cpp q8_0" in reasons[1] and "tokens are swapped" in reasons[1]
+    assert "one row" in result.stderr and result.stderr.count("error:") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "family", "model_type"),
+    [
+        ("mxbai-rerank-base-v2-tiny", "qwen2", "qwen2"),
+        ("bge-reranker-v2-gemma-tiny", "gemma", "gemma"),
+    ],
+)
+def test_families_without_a_llama_head_are_refused(
+    real_vocab_model, tiny_model, tmp_path, name, family, model_type
+):
+    source = (
+        real_vocab_model("qwen2", name=name, preset="mxbai-rerank-v2")
+        if family == "qwen2"
+        else tiny_model("gemma", name=name)
+    )
+    out = tmp_path / "out"
+    result = run_cli("convert", source, out, "--gguf", "f16")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"is a {model_type} model" in lines[0], result.stderr
+    assert "cls_out" in lines[0] and "drop --gguf" in lines[0]
+    assert not out.exists() and not (tmp_path / "out-GGUF").exists()
+
+
+def test_custom_recipe_on_a_qwen2_model_is_refused_by_its_architecture(real_vocab_model, tmp_path):
+    source = real_vocab_model("qwen2", name="my-qwen2-reranker")
+    out = tmp_path / "out"
+    result = run_cli("convert", source, out, *CUSTOM_RECIPE, "--gguf", "q8_0")
+    assert result.returncode == 2
+    assert "is a qwen2 model" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_unknown_gguf_type_is_refused_before_download(tmp_path):
+    result = run_cli("convert", "acme/does-not-matter", tmp_path / "o", "--gguf", "q4_k")
+    assert result.returncode == 2
+    assert "unknown type 'q4_k'" in result.stderr
+
+
+def test_run_pushes_the_ggufs_to_a_second_target_in_one_commit(
+    hub_server, hub_env, real_vocab_model, llama_env, tmp_path
+):
+    from tests.conftest import repo_files
+    from tests.loopback_hub.fixtures import TEST_TOKEN, TEST_USER
+
+    upstream = "qwen-team/Qwen3-Reranker-tiny"
+    target = f"{TEST_USER}/Qwen3-Reranker-tiny-seq-cls"
+    hub_server.seed_repo(upstream, repo_files(_source(real_vocab_model, "qwen3-reranker")))
+    result_path = tmp_path / "result.json"
+    result = run_cli("run", "--model", upstream, "--target", target, "--gguf", "q8_0",
+                     "--result-json", result_path, env={**hub_env, **llama_env},
+                     timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result_path.read_text())
+    gguf_target = target + "-GGUF"
+    assert data["gguf_target_repo"] == gguf_target
+    assert data["gguf_commit_sha"] == hub_server.head_sha(gguf_target)
+    ours = [c for c in hub_server.list_commits(gguf_target) if c.title != "initial commit"]
+    assert len(ours) == 1 and "(GGUF: q8_0)" in ours[0].title, ours  # one commit
+    files = set(hub_server.list_files(gguf_target))
+    assert {"README.md", "Qwen3-Reranker-tiny-q8_0.gguf"} <= files, files
+    card = hub_server.read_file(gguf_target, "README.md").decode()
+    assert "llama-server -m Qwen3-Reranker-tiny-q8_0.gguf --reranking" in card
+    assert "/v1/rerank" in card and "sigmoid" in card
+    assert "| `Qwen3-Reranker-tiny-q8_0.gguf` | q8_0 |" in card and "| PASS |" in card
+    assert TEST_TOKEN not in card
+    # the seq-cls target's report carries the llama.cpp row too; no GGUF was pushed there
+    report = json.loads(hub_server.read_file(target, "parity_report.json"))
+    assert "llama.cpp q8_0" in report["metrics"]
+    assert not any(name.endswith(".gguf") for name in hub_server.list_files(target))
