@@ -83,6 +83,83 @@ def _parameters_on_meta() -> Iterator[None]:
         torch.nn.Module.register_parameter = original  # type: ignore[method-assign]
 
 
+# Buffers (rotary frequencies, causal masks) are built real from config.json; a position-sized
+# mask per layer is positions² bytes. Real models need a few MB (GPT-Neo 2.7B: 128 MiB).
+MAX_BUFFER_BYTES = 256 * 2**20
+
+
+class LayerwiseUnsupported(BadInput):
+    """The layer-by-layer pass cannot drive this architecture (the whole model may be checked
+    instead)."""
+
+
+def meta_model(config: dict[str, Any], dtype: str = "float32") -> tuple[Any, Any]:
+    """(transformers config, base model) built from ``config`` entirely on the meta device:
+    shapes only, no byte of parameters or buffers allocated."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+    from transformers.initialization import no_init_weights
+
+    settings = {k: v for k, v in config.items() if k not in ("model_type",)}
+    settings.pop("transformers_version", None)
+    try:
+        hf_config = AutoConfig.for_model(str(config.get("model_type")), **settings)
+        hf_config.use_cache = False
+        with torch.device("meta"), no_init_weights():
+            probe = AutoModel.from_config(hf_config, dtype=getattr(torch, dtype))
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        raise BadInput(
+            f"transformers cannot build the model of config.json ({exc.__class__.__name__}: "
+            f"{exc}): fix the source config"
+        ) from exc
+    return hf_config, probe
+
+
+def prove_buffers(config: dict[str, Any]) -> None:
+    """Refuse a config whose model would build buffers the check cannot hold (before any
+    model is built for real: by the layerwise pass or by ``from_pretrained``)."""
+    _prove_buffers(meta_model(config)[1])
+
+
+def _prove_buffers(probe: Any) -> None:
+    buffers = [(n, b) for n, b in probe.named_buffers()]
+    total = sum(b.numel() * b.element_size() for _, b in buffers)
+    if total > MAX_BUFFER_BYTES:
+        name, largest = max(buffers, key=lambda nb: nb[1].numel() * nb[1].element_size())
+        raise BadInput(
+            f"config.json makes {type(probe).__name__} build {total / 1e6:.0f} MB of buffers "
+            f"(largest {name} {list(largest.shape)}, e.g. from max_position_embeddings), more "
+            f"than the check holds ({MAX_BUFFER_BYTES / 1e6:.0f} MB): fix the source config"
+        )
+
+
+def _prove_drivable(probe: Any, hf_config: Any) -> None:
+    """Refuse an architecture the layerwise pass cannot drive."""
+    layers = getattr(probe, "layers", None)
+    count = getattr(hf_config, "num_hidden_layers", None)
+    import torch
+
+    names = [n for n, _ in probe.named_parameters()]
+    embedding = probe.get_input_embeddings()
+    embedding_names = {n for n, p in probe.named_parameters() if p is embedding.weight}
+    strays = [
+        n for n in names
+        if n not in embedding_names and not n.startswith(("layers.", "norm."))
+    ]  # fmt: skip
+    if (
+        not isinstance(layers, torch.nn.ModuleList)
+        or len(layers) != count
+        or not isinstance(getattr(probe, "norm", None), torch.nn.Module)
+        or strays
+    ):
+        what = f"parameter {strays[0]}" if strays else "no `layers` and `norm`"
+        raise LayerwiseUnsupported(
+            f"the layer-by-layer check cannot run {type(probe).__name__} ({what}; it drives "
+            "base models made of an embedding, `layers` and a final `norm`): raise "
+            "--check-memory so the whole model is checked"
+        )
+
+
 class LayerwiseScorer:
     """Final hidden states of ``sequences`` at their last token, computed shard by shard.
 
@@ -105,17 +182,17 @@ class LayerwiseScorer:
         log: Callable[[str], None] | None = None,
     ) -> None:
         import torch
-        from transformers import AutoConfig, AutoModel
+        from transformers import AutoModel
         from transformers.initialization import no_init_weights
 
         if not sequences or any(not s for s in sequences):
             raise BadInput("the layerwise check needs at least one non-empty prompt")
         self._log = log or (lambda _m: None)
         self.dtype = getattr(torch, dtype)
-        settings = {k: v for k, v in config.items() if k not in ("model_type",)}
-        settings.pop("transformers_version", None)
-        hf_config = AutoConfig.for_model(str(config.get("model_type")), **settings)
-        hf_config.use_cache = False
+        hf_config, probe = meta_model(config, dtype)
+        _prove_buffers(probe)
+        _prove_drivable(probe, hf_config)
+        del probe
         with _parameters_on_meta(), no_init_weights():
             self.model = AutoModel.from_config(hf_config, dtype=self.dtype)
         self.model.eval()
@@ -159,6 +236,21 @@ class LayerwiseScorer:
         self._final: torch.Tensor | None = None
         self._hooked: list[Any] = []
         self._hook_leaves()
+
+    def prove_shapes(self, tensors: dict[str, TensorInfo]) -> None:
+        """Every parameter the model will read must be a tensor of the headers with the
+        model's shape: checked before any shard arrives, so a config whose shapes the weights
+        do not back (``intermediate_size`` 2^40) is refused before anything is fetched."""
+        for name, (owner, leaf) in self._param_of.items():
+            info = tensors.get(name)
+            if info is None:
+                raise BadInput(
+                    f"the shards do not hold {name!r}, which config.json's model needs: the "
+                    "checkpoint does not match its config, re-download it"
+                )
+            param = owner._parameters[leaf]
+            assert param is not None
+            check_shape(info, tuple(param.shape))
 
     # ------------------------------------------------------------------ feeding
 

@@ -60,10 +60,11 @@ from reranker_seqcls.log import Log
 from reranker_seqcls.names import CONFIG_FILE
 from reranker_seqcls.names import INDEX_FILE as INDEX_NAME
 from reranker_seqcls.recipes.recipe import Recipe
-from reranker_seqcls.safetensors_io.checkpoint import SafetensorsFile
+from reranker_seqcls.safetensors_io.checkpoint import SafetensorsFile, TensorInfo
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.layerwise import LayerwiseScorer
+    from reranker_seqcls.check.release_schedule import Stages
 
 _HEAD = "lm_head.weight"
 _SCORE = "score.weight"
@@ -108,9 +109,11 @@ class StreamedCheck:
             official_prompt(tokenizer, recipe, p.query, p.document, p.instruction) for p in pairs
         ]
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        headers = prove_source(self.source, self.config)
         self.scorer: LayerwiseScorer = LayerwiseScorer(
             self.config, [o.ids for o in self.official], pad_id=pad_id, dtype=dtype, log=log
         )
+        self.scorer.prove_shapes(headers)
         self._head_rows = head_rows_needed(self.source, token_ids)
         self.source_rows, self.converted_rows = RowStore(), RowStore()
         self.source_digests: dict[str, str] = {}
@@ -318,6 +321,43 @@ def consumer_check(
     return report, described
 
 
+def prove_source(directory: Path, config: dict[str, Any]) -> dict[str, TensorInfo]:
+    """The config's shape values and layer count against the shards' headers, before any
+    model object exists (the streamed run's placeholders hold the headers); the headers'
+    tensors by name."""
+    from reranker_seqcls.convert.rules import check_layer_count, check_shape_values
+
+    check_shape_values(config)
+    tensors: dict[str, TensorInfo] = {}
+    for shard in source_shards(directory):
+        tensors.update(SafetensorsFile(shard).tensors)
+    check_layer_count(config, tensors)
+    return tensors
+
+
+def header_stages(directory: Path, config: dict[str, Any]) -> Stages:
+    """The stages of a model the layerwise pass does not drive, from its headers alone (the
+    whole-model check's progress counts layers by them): the embedding, the layer stack the
+    config's count matches, everything else last."""
+    from reranker_seqcls.check.release_schedule import Stages
+    from reranker_seqcls.convert.rules import config_layer_count, header_layer_stacks
+
+    tensors = prove_source(directory, config)
+    counted = config_layer_count(config)
+    count = counted[1] if counted else 0
+    stack = next(
+        (p for p, i in header_layer_stacks(tensors).items() if i == set(range(count))), None
+    )
+    layers = tuple(
+        frozenset(n for n in tensors if stack and n.startswith(f"{stack}.{i}."))
+        for i in range(count if stack else 0)
+    )
+    staged = {n for layer in layers for n in layer}
+    embedding = next((n for n in tensors if n.endswith(_EMBEDDINGS)), "")
+    final = frozenset(n for n in tensors if n not in staged and n != embedding)
+    return Stages(embedding, layers, final)
+
+
 def source_shards(directory: Path) -> list[Path]:
     """The shard files of a local checkpoint directory, in index order."""
     from reranker_seqcls.safetensors_io.checkpoint import shard_names
@@ -345,10 +385,14 @@ def streamed_check(
     """The check of two complete local directories within ``check_memory`` bytes: the full
     check when the real model fits (:func:`twin.consumer_plan`), else the layerwise pass over
     their shards plus the consumer check on a twin."""
+    from reranker_seqcls.check.layerwise import prove_buffers
+
     source, converted = Path(source), Path(converted)
     config = json.loads((source / CONFIG_FILE).read_text())
+    prove_source(source, config)
     plan = consumer_plan(config, check_memory)
     if plan.on == "real":
+        prove_buffers(config)  # from_pretrained builds them real
         # No log line of its own: the full check logs as it always did (and validates its
         # options, e.g. --vllm-python, before printing anything); the report says "real".
         report = check_parity(

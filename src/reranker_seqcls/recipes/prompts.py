@@ -202,6 +202,11 @@ def template_prompt(
         template, query, document, instruction, tokenizer=tokenizer, structured=structured
     )
     ids = _encode(tokenizer, text)
+    if len(ids) > MAX_PROMPT_TOKENS:
+        raise BadInput(
+            f"the prompt template rendered {len(ids)} tokens for one pair, over the "
+            f"{MAX_PROMPT_TOKENS}-token bound of a scoring prompt: fix the template"
+        )
     bos = getattr(tokenizer, "bos_token_id", None)
     if prepend_bos and bos is not None and (not ids or ids[0] != bos):
         return _tokenized(tokenizer, [text], int(bos))
@@ -256,6 +261,9 @@ def _bge_prompt(tokenizer: Any, query: str, document: str, instr: str | None) ->
     pieces = bge_gemma_pieces(query, document, instr)
     return _tokenized(tokenizer, pieces, _bos_id_if_distinct(tokenizer))
 
+
+# A scoring prompt longer than any model's context is a broken (or hostile) template.
+MAX_PROMPT_TOKENS = 1 << 17
 
 FamilyPrompt = Callable[[Any, str, str, str | None], OfficialPrompt]
 # Each preset's own prompt construction, by the preset's prompt style (its name).
