@@ -351,3 +351,125 @@ def test_measure_helper_reports_the_child_alone() -> None:
     assert result.returncode == 0
     assert result.peak_rss < resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 + MB
     assert 0 < result.seconds < 60
+
+
+# --------------------------------------------------------------------------- items 4 and 5
+
+
+def live_markup(markdown: str) -> list[str]:
+    """The live elements a CommonMark renderer with HTML and tables (as GitHub's and the Hub's)
+    makes of ``markdown``: links, images, raw HTML tags and headings."""
+    from markdown_it import MarkdownIt
+
+    found: list[str] = []
+    tokens = MarkdownIt("commonmark", {"html": True}).enable("table").parse(markdown)
+    for token in tokens:
+        for child in [token, *(token.children or [])]:
+            if child.type in ("link_open", "image", "html_inline", "html_block", "heading_open"):
+                found.append(f"{child.type} {child.attrs or ''} {child.content[:40]!r}")
+    return found
+
+
+HOSTILE_PIECE = "x\n# pwned [re-auth](https://evil.example/login) <img src=https://evil.example/i>"
+
+
+def test_item4_vocabulary_piece_and_card_fields_are_inert_in_the_card(
+    hub_server, hub_env, tiny_model, tmp_path
+):
+    """An id-based recipe whose ids' upstream pieces hold a newline, a heading, a link and an
+    <img>, and an upstream card with a ``javascript:`` license_link and a multi-line
+    license_name: the pushed card holds them as text (or not at all), nothing live."""
+    source = copy_source(tiny_model("qwen3", tied=False), tmp_path / "source")
+    tokenizer = json.loads((source / "tokenizer.json").read_text())
+    vocab = tokenizer["model"]["vocab"]
+    [(old_piece, token_id)] = [(p, i) for p, i in vocab.items() if i == 300]
+    vocab[HOSTILE_PIECE] = vocab.pop(old_piece)
+    pairs = [m if isinstance(m, list) else m.split(" ") for m in tokenizer["model"]["merges"]]
+    tokenizer["model"]["merges"] = [  # no merge makes or uses the renamed piece
+        m for m, (a, b) in zip(tokenizer["model"]["merges"], pairs, strict=True)
+        if old_piece not in (a, b, a + b)
+    ]  # fmt: skip
+    (source / "tokenizer.json").write_text(json.dumps(tokenizer))
+    files = repo_files(source)
+    files["README.md"] = (
+        b'---\nlicense: other\nlicense_name: "evil\\n# heading <img src=x>"\n'
+        b'license_link: "javascript:alert(1)"\n---\n# upstream\n'
+    )
+    hub_server.seed_repo(UPSTREAM, files)
+    template = tmp_path / "scoring.jinja"
+    template.write_text(
+        "{% for m in messages %}{{ m.role }}: "
+        "{{ m.content if m.content is string else m.content[0].text }}\n{% endfor %}answer:"
+    )
+    env, _ = _env(hub_env, tmp_path)
+    result = measured_cli(
+        "run", "--model", UPSTREAM, "--target", TARGET, "--token-ids", f"[{token_id}]",
+        "--method", "no_post_processing", "--template", template, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = hub_server.read_file(TARGET, "README.md").decode()
+    body = card.split("---", 2)[2]
+    assert live_markup(body) == [
+        item for item in live_markup(body) if "evil" not in item and "pwned" not in item
+    ]
+    assert "evil" not in " ".join(live_markup(body))
+    assert not [line for line in body.splitlines() if line.startswith("# pwned")]
+    assert "pwned" in body  # kept, as text
+    front = card.split("---", 2)[1]
+    assert "javascript" not in front and "heading" not in front
+    assert "license: other" in front
+
+
+def test_item5_plan_summary_renders_a_hostile_provenance_repo_id_as_text(
+    hub_server, hub_env, tmp_path
+):
+    """A target's provenance ``repo_id`` of ``![x](https://…) [re-auth](https://…)``: plan's
+    summary rendered a live image and link (only ``|<>\\`` were escaped)."""
+    import yaml
+
+    sha = hub_server.seed_repo(UPSTREAM, {"config.json": b"{}"})
+    hostile = {
+        "tool": {"version": "0"},
+        "source": {
+            "repo_id": "![x](https://evil.example/i.png) [re-auth](https://evil.example/login)",
+            "commit_sha": sha,
+        },
+    }
+    hub_server.seed_repo(TARGET, {"reranker_seqcls.json": json.dumps(hostile).encode()})
+    fleet = tmp_path / "rerankers.yml"
+    fleet.write_text(yaml.safe_dump({"rerankers": [{"model": UPSTREAM, "target": TARGET}]}))
+    summary = tmp_path / "summary.md"
+    result = measured_cli("plan", fleet, "--summary", summary, env=hub_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = summary.read_text()
+    assert "evil.example" in text  # the reason is shown ...
+    assert not [m for m in live_markup(text) if "evil" in m]  # ... as text only
+    links = [m for m in live_markup(text) if m.startswith("link_open")]
+    assert len(links) == 2  # the table's own target and source links
+
+
+def test_item5_action_summary_quotes_an_upstream_name_as_text(tmp_path) -> None:
+    """The entrypoint's summary quoted error messages carrying upstream names (a shard named
+    like a Markdown image) with only ``|`` escaped."""
+    import importlib.machinery
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "entrypoint"
+    loader = importlib.machinery.SourceFileLoader("entrypoint_under_test", str(path))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    outputs = {
+        key: "" for key in (
+            "status", "source_repo", "source_sha", "target_url", "target_repo", "commit_sha",
+            "pr_url", "parity_max_abs_diff", "parity_spearman", "parity_table", "parity_passed",
+        )
+    }  # fmt: skip
+    outputs.update(
+        status="failed",
+        source_repo="./local <img src=x>",
+        message="error: shard '![x](https://evil.example/i.png)<img src=x>.safetensors' is bad",
+    )
+    text = module.format_summary(outputs, "https://huggingface.co")
+    assert "evil" in text and not [m for m in live_markup(text) if "evil" in m or "img" in m]
