@@ -473,3 +473,44 @@ def test_item5_action_summary_quotes_an_upstream_name_as_text(tmp_path) -> None:
     )
     text = module.format_summary(outputs, "https://huggingface.co")
     assert "evil" in text and not [m for m in live_markup(text) if "evil" in m or "img" in m]
+
+
+# --------------------------------------------------------------------------- items 9 and 6
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "config.json"])
+def test_item9_small_file_with_other_bytes_than_listed_is_refused(
+    hub_server, hub_env, qwen_files, tmp_path, name
+):
+    """A tokenizer.json (LFS: sha256 listed) or a config.json (in git: blob id listed) served
+    with other bytes of the same size: was pushed as the target's tokenizer; now exit 3 like a
+    shard, nothing pushed, no file left."""
+    hub_server.seed_repo(UPSTREAM, qwen_files)
+    data = bytearray(qwen_files[name])
+    at = data.rindex(b"}") - 1
+    data[at : at + 1] = b" " if data[at : at + 1] != b" " else b"\n"
+    hub_server.serve_instead(UPSTREAM, name, bytes(data))
+    env, tmp = _env(hub_env, tmp_path)
+    result = measured_cli("run", "--model", UPSTREAM, "--target", TARGET, env=env)
+    kind = "sha256" if hub_server.get_file(UPSTREAM, name).lfs else "git blob id"
+    one_line(result, 3, f"{name} has {kind} ")
+    assert "the bytes are not the commit's, nothing was pushed" in result.stderr
+    _header_ranges_only(hub_server, qwen_files)
+    _nothing_pushed_nothing_left(hub_server, hub_env, tmp, result)
+
+
+def test_item6_small_files_count_in_max_disk_before_they_are_fetched(
+    hub_server, hub_env, qwen_files, tmp_path
+):
+    """A 40 MB LICENSE on a run limited to 5 MB landed before the forecast was judged."""
+    files = {**qwen_files, "LICENSE": b"license text\n" * 3_100_000}
+    hub_server.seed_repo(UPSTREAM, files)
+    env, tmp = _env(hub_env, tmp_path)
+    result = measured_cli(
+        "run", "--model", UPSTREAM, "--target", TARGET, "--max-disk", "5MB", env=env
+    )
+    one_line(result, 2, "largest LICENSE 40.3 MB) need 80.7 MB of disk, more than --max-disk")
+    assert "nothing was fetched" in result.stderr
+    assert "LICENSE" not in hub_server.downloaded_files(UPSTREAM)
+    _header_ranges_only(hub_server, files)
+    _nothing_pushed_nothing_left(hub_server, hub_env, tmp, result)
