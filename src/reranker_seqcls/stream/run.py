@@ -98,9 +98,7 @@ class _StreamedRun:
         from reranker_seqcls.stream.scorers import make_scorer
 
         opts, listing, log = self.opts, self.listing, self.log
-        stream_fetch.fetch_small_files(
-            listing, self.source_dir, opts.token, log, max_disk=max_disk
-        )
+        stream_fetch.fetch_small_files(listing, self.source_dir, opts.token, log, max_disk=max_disk)
         names = stream_fetch.shard_names_to_stream(listing, self.source_dir)
         self.headers = stream_fetch.place_headers(listing, names, self.source_dir, opts.token, log)
         self.plan: Plan = plan_conversion(
