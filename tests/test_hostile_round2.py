@@ -514,3 +514,35 @@ def test_item6_small_files_count_in_max_disk_before_they_are_fetched(
     assert "LICENSE" not in hub_server.downloaded_files(UPSTREAM)
     _header_ranges_only(hub_server, files)
     _nothing_pushed_nothing_left(hub_server, hub_env, tmp, result)
+
+
+# --------------------------------------------------------------------------- item 7
+
+
+def test_item7_target_provenance_is_read_bounded_by_run_and_plan(
+    hub_server, hub_env, qwen_files, tmp_path
+):
+    """A target whose reranker_seqcls.json is 60 MB: read whole (655 MB RSS, 60 MB left in
+    HF_HOME) by run and by plan. Now at most 64 KiB is read, into memory only; it is no record,
+    so the target is stale (plan) and converted over (run)."""
+    import yaml
+
+    hub_server.seed_repo(UPSTREAM, qwen_files)
+    record = b'{"pad": "' + b"x" * 60_000_000 + b'"}'
+    hub_server.seed_repo(TARGET, {"reranker_seqcls.json": record})
+    fleet = tmp_path / "rerankers.yml"
+    fleet.write_text(yaml.safe_dump({"rerankers": [{"model": UPSTREAM, "target": TARGET}]}))
+    planned = measured_cli("plan", fleet, env=hub_env)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    assert "holds no reranker_seqcls.json provenance" in planned.stdout + planned.stderr
+    assert planned.peak_rss < 250 * MB, planned.peak_rss
+    env, tmp = _env(hub_env, tmp_path)
+    result = measured_cli("run", "--model", UPSTREAM, "--target", TARGET, "--dry-run", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.peak_rss < 1500 * MB, result.peak_rss  # the check's own, not the record's
+    assert list(tmp.iterdir()) == []
+    home = Path(hub_env["HF_HOME"])
+    cached = sum(p.stat().st_size for p in home.rglob("*") if p.is_file())
+    assert cached < 1 * MB, cached
+    served = hub_server.downloaded_files(TARGET).get("reranker_seqcls.json", 0)
+    assert served < 20 * MB, served  # the client stopped reading (socket buffers aside)
