@@ -546,3 +546,48 @@ def test_item7_target_provenance_is_read_bounded_by_run_and_plan(
     assert cached < 1 * MB, cached
     served = hub_server.downloaded_files(TARGET).get("reranker_seqcls.json", 0)
     assert served < 20 * MB, served  # the client stopped reading (socket buffers aside)
+
+
+# --------------------------------------------------------------------------- item 12
+
+
+def test_item12_fleet_template_stays_inside_the_fleet_files_repository(
+    hub_server, hub_env, tmp_path
+):
+    """``template: ../outside-secret.jinja`` was accepted, and the convert job then pushed that
+    file as the target's template. Paths (and links) leading out of the fleet file's git work
+    tree are refused by name; one inside it, in another directory, is taken."""
+    sha = hub_server.seed_repo(UPSTREAM, {"config.json": b"{}"})
+    assert sha
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "fleet").mkdir()
+    (repo / "templates").mkdir()
+    (repo / "templates" / "ok.jinja").write_text("{{ messages[0]['content'] }}")
+    (tmp_path / "outside-secret.jinja").write_text("secret")
+    (repo / "fleet" / "sneaky.jinja").symlink_to(tmp_path / "outside-secret.jinja")
+    fleet = repo / "fleet" / "rerankers.yml"
+
+    def plan(template: str) -> Measured:
+        fleet.write_text(
+            f"rerankers:\n  - model: {UPSTREAM}\n    target: {TARGET}\n"
+            f"    tokens: ['no', 'yes']\n    method: from_2_way_softmax\n"
+            f"    template: {template}\n"
+        )
+        return measured_cli("plan", fleet, env=hub_env)
+
+    for template in ("../../outside-secret.jinja", "sneaky.jinja"):
+        one_line(plan(template), 2, f"template: '{template}' leads outside the fleet file's "
+                 f"repository ({repo.resolve()}): keep the template inside it")  # fmt: skip
+    taken = plan("../templates/ok.jinja")
+    assert taken.returncode == 0, taken.stderr[-3000:]
+    assert '"template": "' in taken.stdout and "ok.jinja" in taken.stdout
+
+
+def test_item12_yaml_merge_keys_get_a_clear_message(tmp_path) -> None:
+    fleet = tmp_path / "rerankers.yml"
+    fleet.write_text(
+        "base: &base\n  preset: qwen3-reranker\nrerankers:\n"
+        "  - <<: *base\n    model: a/b\n    target: c/d\n"
+    )
+    one_line(measured_cli("plan", fleet), 2, "a merge key (<<) is not supported: write out each")
