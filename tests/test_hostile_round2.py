@@ -591,3 +591,55 @@ def test_item12_yaml_merge_keys_get_a_clear_message(tmp_path) -> None:
         "  - <<: *base\n    model: a/b\n    target: c/d\n"
     )
     one_line(measured_cli("plan", fleet), 2, "a merge key (<<) is not supported: write out each")
+
+
+# --------------------------------------------------------------------------- item 8
+
+
+def _empty_tensors_shard(path: Path, count: int) -> None:
+    import struct
+
+    header = {f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(count)}
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+
+
+def test_item8_a_header_of_500k_empty_tensors_is_refused_at_its_parse(
+    hub_server, hub_env, qwen_files, tmp_path
+):
+    """A 31 MB shard header of 500,000 empty tensors cost 104 s and 1.65 GB: now the header
+    bound (16 MiB) refuses it from its length field, and 70,000 tensors in 5 MB are refused by
+    count before the JSON parse."""
+    for count, fragment in ((500_000, "declares a"), (70_000, "70000 tensors in one header")):
+        _empty_tensors_shard(tmp_path / "extra.safetensors", count)
+        files = {
+            **qwen_files,
+            "model-extra.safetensors": (tmp_path / "extra.safetensors").read_bytes(),
+        }
+        index = json.loads(files["model.safetensors.index.json"])
+        index["weight_map"]["t0"] = "model-extra.safetensors"
+        files["model.safetensors.index.json"] = json.dumps(index).encode()
+        hub_server.reset()
+        hub_server.seed_repo(UPSTREAM, files)
+        (tmp_path / str(count)).mkdir()
+        env, tmp = _env(hub_env, tmp_path / str(count))
+        result = measured_cli("run", "--model", UPSTREAM, "--target", TARGET, env=env)
+        one_line(result, 2, fragment)
+        assert result.seconds < 60 and result.peak_rss < 600 * MB, (result.seconds, result.peak_rss)
+        _nothing_pushed_nothing_left(hub_server, hub_env, tmp, result)
+
+
+def test_item8_tokenizer_json_is_weighed_against_check_memory_before_it_is_fetched(
+    hub_server, hub_env, qwen_files, tmp_path
+):
+    """A valid tokenizer.json of N MB costs ~28 N MB to load (50 MB: 1.4 GB): over
+    --check-memory (never below the default 1.5 GB) it is refused from the listing's size,
+    before it is fetched."""
+    padded = qwen_files["tokenizer.json"].rstrip() + b" " * 60_000_000 + b"\n"
+    hub_server.seed_repo(UPSTREAM, {**qwen_files, "tokenizer.json": padded})
+    env, tmp = _env(hub_env, tmp_path)
+    result = measured_cli("run", "--model", UPSTREAM, "--target", TARGET, env=env)
+    one_line(result, 2, "tokenizer.json is 60 MB: loading it takes ~1.68 GB, more than")
+    assert "more than --check-memory" in result.stderr
+    assert hub_server.downloaded_files(UPSTREAM).get("tokenizer.json", 0) < 1 * MB, result.stderr
+    _nothing_pushed_nothing_left(hub_server, hub_env, tmp, result)

@@ -386,9 +386,13 @@ def streamed_check(
     check when the real model fits (:func:`twin.consumer_plan`), else the layerwise pass over
     their shards plus the consumer check on a twin."""
     from reranker_seqcls.check.layerwise import prove_buffers
+    from reranker_seqcls.check.twin import check_tokenizer_memory
+    from reranker_seqcls.names import TOKENIZER_FILE
 
     source, converted = Path(source), Path(converted)
     config = json.loads((source / CONFIG_FILE).read_text())
+    if (source / TOKENIZER_FILE).is_file():
+        check_tokenizer_memory((source / TOKENIZER_FILE).stat().st_size, check_memory)
     prove_source(source, config)
     plan = consumer_plan(config, check_memory)
     if plan.on == "real":

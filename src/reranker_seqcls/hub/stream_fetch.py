@@ -39,7 +39,7 @@ from reranker_seqcls.source import safe_name
 Log = Callable[[str], None]
 # As huggingface_hub's get_safetensors_metadata: one request holds most headers whole.
 _FIRST_RANGE = 100_000
-_MAX_HEADER = 100 * 1024 * 1024  # as checkpoint.py: a larger header is refused
+_MAX_HEADER = 16 * 1024 * 1024  # as safetensors_io/header.py: a larger header is refused
 _HASH_CHUNK = 16 * 1024 * 1024
 
 
