@@ -11,6 +11,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -643,3 +644,46 @@ def test_item8_tokenizer_json_is_weighed_against_check_memory_before_it_is_fetch
     assert "more than --check-memory" in result.stderr
     assert hub_server.downloaded_files(UPSTREAM).get("tokenizer.json", 0) < 1 * MB, result.stderr
     _nothing_pushed_nothing_left(hub_server, hub_env, tmp, result)
+
+
+# --------------------------------------------------------------------------- item 11
+
+
+def test_item11_sigterm_while_the_final_commit_is_in_flight_is_reported_truthfully(
+    hub_server, hub_env, qwen_files, tmp_path
+):
+    """SIGTERM while the streamed run's commit to an existing target is in flight: it said
+    "nothing was written" (exit 143, result "failed") while the commit landed. Now the signal
+    waits for the commit's answer: it landed, so the run reports the push (exit 0, result
+    "pushed") and says the signal came too late; nothing is left in TMPDIR."""
+    import os
+    import signal
+
+    hub_server.seed_repo(UPSTREAM, qwen_files)
+    hub_server.seed_repo(TARGET, {"README.md": b"# an older target\n"})
+    before = hub_server.head_sha(TARGET)
+    hub_server.delay(3.0, path_contains=f"/api/models/{TARGET}/commit/", method="POST")
+    env, tmp = _env(hub_env, tmp_path)
+    result_json = tmp_path / "result.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reranker_seqcls", "run", "--model", UPSTREAM, "--target", TARGET,
+         "--result-json", str(result_json)],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not hub_server.delayed:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "SIGTERM arrived while the commit was in flight; the commit landed" in stderr
+    assert "nothing was written" not in stderr and "Traceback" not in stderr
+    after = hub_server.head_sha(TARGET)
+    assert after != before
+    assert "score.safetensors" in hub_server.list_files(TARGET)
+    outcome = json.loads(result_json.read_text())
+    assert outcome["status"] == "pushed" and after in json.dumps(outcome)
+    assert list(tmp.iterdir()) == []
+    assert TEST_TOKEN not in stdout + stderr
