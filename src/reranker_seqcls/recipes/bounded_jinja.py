@@ -116,6 +116,15 @@ def bounded_environment_class() -> type:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     class BoundedTemplate(Template):
+        @classmethod
+        def _from_namespace(cls, environment: Any, namespace: Any, globals: Any) -> Any:
+            # ``a ~ b`` compiles to a call of the module-level str_join/markup_join: bounded
+            # here, since a chain of ``{% set b = a ~ a ~ a %}`` grows geometrically.
+            for name in ("str_join", "markup_join"):
+                if name in namespace:
+                    namespace[name] = _bounded_join(namespace[name])
+            return super()._from_namespace(environment, namespace, globals)
+
         def render(self, *args: Any, **kwargs: Any) -> str:
             token = _deadline.set(time.monotonic() + MAX_RENDER_SECONDS)
             try:
@@ -152,11 +161,11 @@ def bounded_environment_class() -> type:
 
         def getattr(self, obj: Any, attribute: str) -> Any:
             _tick()
-            return super().getattr(obj, attribute)
+            return _checked(super().getattr(obj, attribute), attribute)
 
         def getitem(self, obj: Any, argument: Any) -> Any:
             _tick()
-            return super().getitem(obj, argument)
+            return _checked(super().getitem(obj, argument), "an item")
 
         def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
             _tick()
@@ -171,6 +180,23 @@ def bounded_environment_class() -> type:
             return result
 
     return BoundedEnvironment
+
+
+def _checked(value: Any, what: str) -> Any:
+    """A value read from an object (a namespace grown in a loop) within the output bound."""
+    if (size := _size(value)) is not None:
+        _check_length(size, f"the value of {what}")
+    return value
+
+
+def _bounded_join(original: Callable[..., Any]) -> Callable[..., Any]:
+    def bounded(seq: Any) -> Any:
+        _tick()
+        parts = list(seq)
+        _check_length(sum(len(p) if isinstance(p, str) else 64 for p in parts), "a ~ result")
+        return original(parts)
+
+    return bounded
 
 
 def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
