@@ -346,7 +346,7 @@ def header_stages(directory: Path, config: dict[str, Any]) -> Stages:
     counted = config_layer_count(config)
     count = counted[1] if counted else 0
     stack = next(
-        (p for p, i in header_layer_stacks(tensors).items() if i == set(range(count))), None
+        (p for p, i in header_layer_stacks(tensors).items() if set(range(count)) <= i), None
     )
     layers = tuple(
         frozenset(n for n in tensors if stack and n.startswith(f"{stack}.{i}."))

@@ -297,15 +297,16 @@ def header_layer_stacks(tensor_names: Iterable[str]) -> dict[str, set[int]]:
 
 
 def check_layer_count(config: dict[str, Any], tensor_names: Iterable[str]) -> None:
-    """The config's layer count must be a stack of layers 0..n-1 the shards' headers hold:
-    transformers builds the model from the config, so a count the weights do not back would
-    build (and check) layers that do not exist."""
+    """The config's layer count must be a stack of layers 0..n-1 the shards' headers hold (more
+    is allowed): transformers builds the model from the config, so a count the weights do not
+    back would build (and check) layers that do not exist."""
     counted = config_layer_count(config)
     if counted is None:
         return
     key, count = counted
     stacks = header_layer_stacks(tensor_names)
-    if any(indices == set(range(count)) for indices in stacks.values()):
+    # At least 0..n-1: a checkpoint may hold more (DeepSeek-V3's extra MTP layer 61 of 61).
+    if any(set(range(count)) <= indices for indices in stacks.values()):
         return
     held = (
         "; ".join(f"{prefix}.{min(i)}-{max(i)} ({len(i)})" for prefix, i in sorted(stacks.items()))
