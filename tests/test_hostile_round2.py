@@ -687,3 +687,18 @@ def test_item11_sigterm_while_the_final_commit_is_in_flight_is_reported_truthful
     assert outcome["status"] == "pushed" and after in json.dumps(outcome)
     assert list(tmp.iterdir()) == []
     assert TEST_TOKEN not in stdout + stderr
+
+
+# --------------------------------------------------------------------------- found beyond
+
+
+def test_prompts_longer_than_a_learned_position_table_are_one_line(tiny_model, tmp_path):
+    """Found with item 2: a GPT-2 of 256 positions checked on the family's prompts (longer on
+    the tiny vocabulary) crashed with IndexError inside the model (exit 4)."""
+    source = _tiny_causal(
+        "gpt2", tiny_model("qwen3", tied=False), tmp_path / "gpt2", n_positions=256
+    )
+    out = tmp_path / "converted"
+    assert measured_cli("convert", source, out, *QWEN).returncode == 0
+    result = measured_cli("check", source, out, *QWEN)
+    one_line(result, 2, "more than the 256 positions of transformer.wpe.weight: give --pairs with shorter")

@@ -96,6 +96,7 @@ def reference_scores(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from reranker_seqcls.check.weight_reads import check_prompt_positions
     from reranker_seqcls.recipes.prompts import official_prompt
 
     tokenizer = AutoTokenizer.from_pretrained(str(source))
@@ -103,6 +104,7 @@ def reference_scores(
         official_prompt(tokenizer, recipe, p.query, p.document, p.instruction) for p in pairs
     ]
     prompts = [o.ids for o in official]
+    check_prompt_positions(source, [len(p) for p in prompts])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     scores: Scores = [[] for _ in prompts]
     loaded: Any = AutoModelForCausalLM.from_pretrained(
