@@ -701,4 +701,4 @@ def test_prompts_longer_than_a_learned_position_table_are_one_line(tiny_model, t
     out = tmp_path / "converted"
     assert measured_cli("convert", source, out, *QWEN).returncode == 0
     result = measured_cli("check", source, out, *QWEN)
-    one_line(result, 2, "more than the 256 positions of transformer.wpe.weight: give --pairs with shorter")
+    one_line(result, 2, "than the 256 positions of transformer.wpe.weight: give --pairs with")
