@@ -91,9 +91,11 @@ def _logit_score_module(source: Path) -> str | None:
 
 
 def _token_id(value: Any, key: str, vocab_size: int | None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise BadInput(f"LogitScore {key} {shown} is not a token id (a whole number from 0)")
+        raise BadInput(f"LogitScore {key} {shown} is not a non-negative integer token id")
+    if value >= 2**31:  # with no vocab_size to compare, still no vocabulary is that large
+        raise BadInput(f"LogitScore {key} {value} is outside any vocabulary (ids below 2^31)")
     if vocab_size is not None and value >= vocab_size:
         raise BadInput(f"LogitScore {key} {value} is outside the vocabulary ({vocab_size} ids)")
     return value
