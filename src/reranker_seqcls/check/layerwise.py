@@ -97,17 +97,21 @@ def meta_model(config: dict[str, Any], dtype: str = "float32") -> tuple[Any, Any
     """(transformers config, base model) built from ``config`` entirely on the meta device:
     shapes only, no byte of parameters or buffers allocated."""
     import torch
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig, AutoModel
     from transformers.initialization import no_init_weights
 
     settings = {k: v for k, v in config.items() if k not in ("model_type",)}
     settings.pop("transformers_version", None)
+    # transformers' config classes validate as strict dataclasses (StrictDataclassError);
+    # others raise the builtins below, from the config or from the model's constructor.
+    refused = (ValueError, TypeError, KeyError, AttributeError, IndexError, StrictDataclassError)
     try:
         hf_config = AutoConfig.for_model(str(config.get("model_type")), **settings)
         hf_config.use_cache = False
         with torch.device("meta"), no_init_weights():
             probe = AutoModel.from_config(hf_config, dtype=getattr(torch, dtype))
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+    except refused as exc:
         raise BadInput(
             f"transformers cannot build the model of config.json ({exc.__class__.__name__}: "
             f"{exc}): fix the source config"
