@@ -112,9 +112,11 @@ def meta_model(config: dict[str, Any], dtype: str = "float32") -> tuple[Any, Any
         with torch.device("meta"), no_init_weights():
             probe = AutoModel.from_config(hf_config, dtype=getattr(torch, dtype))
     except refused as exc:
+        why = " ".join(str(exc).split())  # strict-dataclass errors span lines
+        why = why if len(why) <= 300 else why[:297] + "..."
         raise BadInput(
             f"transformers cannot build the model of config.json ({exc.__class__.__name__}: "
-            f"{exc}): fix the source config"
+            f"{why}): fix the source config"
         ) from exc
     return hf_config, probe
 
