@@ -121,7 +121,7 @@ def test_good_conversion_passes_with_consumers_on_the_twin(tmp_path):
     assert data["backbone_hash"] == "identical"
     again = ParityReport.from_json(data)
     assert again.consumers_proven_on == report.consumers_proven_on
-    assert "Consumers proven on: twin (2 of" in report.markdown()
+    assert "Consumers proven on: twin \\(2 of" in report.markdown()
     assert any("consumers proven on: twin" in row for row in report.table_rows())
 
 

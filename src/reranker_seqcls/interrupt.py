@@ -11,6 +11,9 @@ temporary directory of a ``run``. :func:`raise_on_stop_signals` makes each of th
 from __future__ import annotations
 
 import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -58,3 +61,35 @@ def interruption_behind(exc: BaseException) -> Interrupted | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+@contextmanager
+def stop_signals_deferred(note: Callable[[str], None]) -> Iterator[None]:
+    """Hold the stop signals while the block runs (a commit in flight: stopping the client
+    cannot stop the Hub from applying it), then act on the first one truthfully: if the block
+    raised, :class:`Interrupted` is raised (nothing was written is then true); if it completed,
+    ``note`` says the signal came too late and the command finishes, reporting what it did.
+    Only where the CLI's own handler is installed (the main thread of the CLI)."""
+    pending: list[int] = []
+    previous: dict[signal.Signals, object] = {}
+
+    def record(signum: int, _frame: FrameType | None) -> None:
+        pending.append(signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            if signal.getsignal(sig) is _raise_interrupted:
+                previous[sig] = signal.signal(sig, record)
+    completed = False
+    try:
+        yield
+        completed = True
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        if pending:
+            name = signal.Signals(pending[0]).name
+            if not completed:
+                _raise_interrupted(pending[0], None)
+            note(f"{name} arrived while the commit was in flight; the commit landed, so the run "
+                 "finishes and reports it")  # fmt: skip

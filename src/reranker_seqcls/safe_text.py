@@ -40,3 +40,35 @@ def lines_kept(text: str) -> str:
     """Like :func:`one_line` but keeps ``\\n`` line breaks, for a multi-line value stored as data
     (a ``$GITHUB_OUTPUT`` heredoc, a Markdown table); each line is escaped on its own."""
     return "\n".join(one_line(line) for line in text.split("\n"))
+
+
+# --------------------------------------------------------------------------- Markdown and HTML
+# A model card and a job summary are Markdown that GitHub and the Hub render (HTML included).
+# Text a source or a target wrote (a vocabulary piece, a repo id in provenance, an error message
+# quoting a shard name) must stay text: no heading, link, image, HTML tag or table cell break.
+
+# The ASCII punctuation that starts inline Markdown or HTML in the middle of a line; an escaped
+# one is literal (CommonMark): no emphasis, code, link, image, autolink (``https\://``), HTML
+# tag or entity, table pipe. The text is one line and never starts a block, so ``#``, ``-``,
+# ``+`` and digits stay as they are; ``www.`` (GitHub's bare autolink) gets its dot escaped.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]()!|~:])")
+
+
+def md_text(text: str) -> str:
+    """``text`` as inert inline Markdown: one line (controls escaped as :func:`one_line`
+    does), the inline-markup punctuation backslash-escaped, ``<``, ``>`` and ``&`` as
+    entities."""
+    escaped = one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escaped = _MD_SPECIAL.sub(r"\\\1", escaped)
+    return re.sub(r"(?i)(www)\.", r"\1\\.", escaped)
+
+
+def md_code(text: str) -> str:
+    """``text`` as one inline code span: literal whatever it holds (a fence longer than any
+    backtick run inside, padded when it starts or ends with a backtick), controls escaped."""
+    body = one_line(text)
+    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
+    fence = "`" * (longest + 1)
+    if body.startswith("`") or body.endswith("`") or not body.strip():
+        body = f" {body} "
+    return f"{fence}{body}{fence}".replace("|", "\\|")

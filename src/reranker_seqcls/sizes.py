@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 from reranker_seqcls.errors import BadInput
+
+# No disk or memory is larger (a 400-digit size overflowed float() and was an internal error).
+MAX_SIZE = 2**60
 
 _UNITS = {
     "": 1,
@@ -18,7 +22,7 @@ _UNITS = {
     "GIB": 2**30,
     "TIB": 2**40,
 }
-_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*")
+_SIZE = re.compile(r"\s*([0-9]{1,30}(?:\.[0-9]{1,30})?)\s*([A-Za-z]*)\s*")
 
 
 def parse_size(text: str, option: str) -> int:
@@ -27,8 +31,15 @@ def parse_size(text: str, option: str) -> int:
     match = _SIZE.fullmatch(text)
     unit = match.group(2).upper() if match else ""
     if match is None or unit not in _UNITS:
-        raise BadInput(f"{option} {text!r} is not a size: write it like 1.5GB or 800MB")
-    return int(float(match.group(1)) * _UNITS[unit])
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise BadInput(f"{option} {shown!r} is not a size: write it like 1.5GB or 800MB")
+    size = int(Fraction(match.group(1)) * _UNITS[unit])
+    if size > MAX_SIZE:
+        raise BadInput(
+            f"{option} {match.group(1)}{unit} is larger than any disk or memory: write "
+            "it like 1.5GB or 800MB"
+        )
+    return size
 
 
 def human_size(nbytes: int | float) -> str:

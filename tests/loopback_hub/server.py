@@ -608,6 +608,8 @@ class LoopbackHubServer:
         self._records: list[RequestRecord] = []
         self._faults: list[Fault] = []
         self._served_instead: dict[tuple[str, str], bytes] = {}
+        self._delays: list[tuple[str | None, str | None, float]] = []
+        self.delayed: list[str] = []  # the requests held by delay(), as they arrive
         self._commit_counter = 0
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -681,6 +683,8 @@ class LoopbackHubServer:
             self._records.clear()
             self._faults.clear()
             self._served_instead.clear()
+            self._delays.clear()
+            self.delayed.clear()
 
     # ------------------------------------------------------------------------------- auth config
 
@@ -1085,6 +1089,26 @@ class LoopbackHubServer:
         corrupting Hub whose bytes are not the ones it lists (until the next :meth:`reset`)."""
         with self._lock:
             self._served_instead[(repo_id, path)] = bytes(data)
+
+    def delay(
+        self, seconds: float, *, path_contains: str | None = None, method: str | None = None
+    ) -> None:
+        """Hold every matching request ``seconds`` after its body was read and before it takes
+        effect and is answered (until the next :meth:`reset`): e.g. a commit in flight."""
+        with self._lock:
+            self._delays.append((path_contains, method, seconds))
+
+    def _delay_for(self, method: str, target: str) -> float:
+        with self._lock:
+            pause = sum(
+                seconds
+                for contains, wanted, seconds in self._delays
+                if (wanted is None or wanted.upper() == method)
+                and (contains is None or contains in target)
+            )
+            if pause > 0:
+                self.delayed.append(f"{method} {target}")
+            return pause
 
     def clear_faults(self) -> None:
         """Disarm every fault."""
@@ -2166,6 +2190,8 @@ class _Handler(BaseHTTPRequestHandler):
             stream = hub._streams_upload(method, path)
             chunks = self._iter_body(record)
             body = b"" if stream else b"".join(chunks)
+            if (pause := hub._delay_for(method, target)) > 0:
+                time.sleep(pause)  # the request is in flight: read, not yet answered
             if fault is not None and fault.status is not None:
                 record.fault = "status"
                 response = _Response.json(

@@ -44,6 +44,10 @@ if TYPE_CHECKING:
     import torch
 
 from reranker_seqcls.check.leaf_weights import LeafWeights, parameters_on_meta
+from reranker_seqcls.check.meta_model import (
+    LayerwiseUnsupported as LayerwiseUnsupported,  # raised here; callers catch it by this name
+)
+from reranker_seqcls.check.meta_model import meta_model, prove_buffers_of, prove_drivable
 from reranker_seqcls.check.release_schedule import Stages
 
 # Batching as the full-model reference uses it (same batches, same padding: same numbers).
@@ -89,17 +93,17 @@ class LayerwiseScorer(LeafWeights):
         log: Callable[[str], None] | None = None,
     ) -> None:
         import torch
-        from transformers import AutoConfig, AutoModel
+        from transformers import AutoModel
         from transformers.initialization import no_init_weights
 
         if not sequences or any(not s for s in sequences):
             raise BadInput("the layerwise check needs at least one non-empty prompt")
         self._log = log or (lambda _m: None)
         self.dtype = getattr(torch, dtype)
-        settings = {k: v for k, v in config.items() if k not in ("model_type",)}
-        settings.pop("transformers_version", None)
-        hf_config = AutoConfig.for_model(str(config.get("model_type")), **settings)
-        hf_config.use_cache = False
+        hf_config, probe = meta_model(config, dtype)
+        prove_buffers_of(probe)
+        prove_drivable(probe, hf_config)
+        del probe
         with parameters_on_meta(), no_init_weights():
             self.model = AutoModel.from_config(hf_config, dtype=self.dtype)
         self.model.eval()
@@ -143,6 +147,21 @@ class LayerwiseScorer(LeafWeights):
         self._final: torch.Tensor | None = None
         self._hooked: list[Any] = []
         self._hook_leaves()
+
+    def prove_shapes(self, tensors: dict[str, TensorInfo]) -> None:
+        """Every parameter the model will read must be a tensor of the headers with the
+        model's shape: checked before any shard arrives, so a config whose shapes the weights
+        do not back (``intermediate_size`` 2^40) is refused before anything is fetched."""
+        for name, (owner, leaf) in self._param_of.items():
+            info = tensors.get(name)
+            if info is None:
+                raise BadInput(
+                    f"the shards do not hold {name!r}, which config.json's model needs: the "
+                    "checkpoint does not match its config, re-download it"
+                )
+            param = owner._parameters[leaf]
+            assert param is not None
+            check_shape(info, tuple(param.shape))
 
     # ------------------------------------------------------------------ feeding
 

@@ -12,6 +12,7 @@ from typing import Any
 from reranker_seqcls.check.metrics import PathMetrics, ScoringPath, TokenizationGap
 from reranker_seqcls.check.verdict import Tolerance
 from reranker_seqcls.errors import BadInput, ParityFailed
+from reranker_seqcls.safe_text import md_text
 
 
 @dataclass
@@ -224,13 +225,14 @@ class ParityReport:
         lines.append(
             f"| tolerance | {t.logit:.3g} | {t.prob:.3g} | ≥ {t.spearman} | ≥ {t.top1:.0%} |"
         )
+        # Notes and reasons quote upstream names (token pieces, shard names): inert text.
         if self.consumers_proven_on:
-            lines.append(f"\n- Consumers proven on: {self.consumers_proven_on}")
+            lines.append(f"\n- Consumers proven on: {md_text(self.consumers_proven_on)}")
         if self.backbone_hash:
-            lines.append(f"\n- Backbone hash (sha256 per tensor): {self.backbone_hash}")
-        lines += [f"\n- Note: {n}" for n in self.notes]
-        lines += [f"\n- Failed because: {r}" for r in self.reasons]
-        lines += [f"\n- Allowed: {a}" for a in self.allowances]
+            lines.append(f"\n- Backbone hash (sha256 per tensor): {md_text(self.backbone_hash)}")
+        lines += [f"\n- Note: {md_text(n)}" for n in self.notes]
+        lines += [f"\n- Failed because: {md_text(r)}" for r in self.reasons]
+        lines += [f"\n- Allowed: {md_text(a)}" for a in self.allowances]
         from reranker_seqcls.check.long_inputs import long_inputs_markdown
 
         if (long := long_inputs_markdown(self.long_inputs)) is not None:

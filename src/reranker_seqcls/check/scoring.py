@@ -96,6 +96,7 @@ def reference_scores(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from reranker_seqcls.check.weight_reads import check_prompt_positions
     from reranker_seqcls.convert.lengths import position_limit
     from reranker_seqcls.recipes.prompts import official_prompt
 
@@ -106,6 +107,7 @@ def reference_scores(
         for p in pairs
     ]
     prompts = [o.ids for o in official]
+    check_prompt_positions(source, [len(p) for p in prompts])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     scores: Scores = [[] for _ in prompts]
     loaded: Any = AutoModelForCausalLM.from_pretrained(

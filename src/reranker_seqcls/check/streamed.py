@@ -43,6 +43,8 @@ from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.check.parity import check_parity
 from reranker_seqcls.check.report import PairScores, ParityReport
 from reranker_seqcls.check.scoring import recipe_scores
+from reranker_seqcls.check.source_proof import prove_source as prove_source
+from reranker_seqcls.check.source_proof import source_shards as source_shards
 from reranker_seqcls.check.twin import (
     DEFAULT_CHECK_MEMORY,
     consumer_plan,
@@ -58,7 +60,6 @@ from reranker_seqcls.check.verdict import (
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.log import Log
 from reranker_seqcls.names import CONFIG_FILE
-from reranker_seqcls.names import INDEX_FILE as INDEX_NAME
 from reranker_seqcls.recipes.recipe import Recipe
 from reranker_seqcls.safetensors_io.header import SafetensorsFile
 
@@ -113,9 +114,11 @@ class StreamedCheck:
             for p in pairs
         ]
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        headers = prove_source(self.source, self.config)
         self.scorer: LayerwiseScorer = LayerwiseScorer(
             self.config, [o.ids for o in self.official], pad_id=pad_id, dtype=dtype, log=log
         )
+        self.scorer.prove_shapes(headers)
         self._head_rows = head_rows_needed(self.source, token_ids)
         self.source_rows, self.converted_rows = RowStore(), RowStore()
         self.source_digests: dict[str, str] = {}
@@ -261,17 +264,6 @@ class StreamedCheck:
         return report
 
 
-def source_shards(directory: Path) -> list[Path]:
-    """The shard files of a local checkpoint directory, in index order."""
-    from reranker_seqcls.safetensors_io.checkpoint import shard_names
-    from reranker_seqcls.source import Source
-
-    files = Source(directory)
-    names, _ = shard_names(files)
-    paths = [files.file(n, what=INDEX_NAME) for n in names]
-    return [p for p in paths if p is not None]
-
-
 def streamed_check(
     source: Path,
     converted: Path,
@@ -288,10 +280,18 @@ def streamed_check(
     """The check of two complete local directories within ``check_memory`` bytes: the full
     check when the real model fits (:func:`twin.consumer_plan`), else the layerwise pass over
     their shards plus the consumer check on a twin."""
+    from reranker_seqcls.check.meta_model import prove_buffers
+    from reranker_seqcls.check.twin import check_tokenizer_memory
+    from reranker_seqcls.names import TOKENIZER_FILE
+
     source, converted = Path(source), Path(converted)
     config = json.loads((source / CONFIG_FILE).read_text())
+    if (source / TOKENIZER_FILE).is_file():
+        check_tokenizer_memory((source / TOKENIZER_FILE).stat().st_size, check_memory)
+    prove_source(source, config)
     plan = consumer_plan(config, check_memory)
     if plan.on == "real":
+        prove_buffers(config)  # from_pretrained builds them real
         # No log line of its own: the full check logs as it always did (and validates its
         # options, e.g. --vllm-python, before printing anything); the report says "real".
         report = check_parity(

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reranker_seqcls.errors import BadInput
 from reranker_seqcls.names import (
     CONFIG_FILE,
     LICENSE_PATTERNS,
@@ -88,6 +89,25 @@ class ConsumerPlan:
             f"random weights; the real model needs ~{_size(self.real_bytes)} in float32 "
             f"plus ~{_size(INTERPRETER_BYTES)} for the interpreter, over the "
             f"{_size(self.budget)} check budget)"
+        )
+
+
+# Loading a tokenizer.json (the tokenizers library's structures plus transformers' wrapper)
+# takes about 28 times its size: 50 MB measured 1.4 GB. Real ones are 2-35 MB.
+TOKENIZER_AMPLIFICATION = 28
+
+
+def check_tokenizer_memory(nbytes: int, check_memory: int, name: str = "tokenizer.json") -> None:
+    """Refuse a tokenizer whose load alone would exceed ``--check-memory`` (before it is
+    fetched or loaded): a valid 200 MB tokenizer.json costs ~5.6 GB. The budget is never
+    below the default (a lower --check-memory asks for the layerwise check, whose tokenizer is
+    loaded all the same)."""
+    budget = max(check_memory, DEFAULT_CHECK_MEMORY)
+    need = TOKENIZER_AMPLIFICATION * nbytes
+    if need > budget:
+        raise BadInput(
+            f"{name} is {_size(nbytes)}: loading it takes ~{_size(need)}, more than "
+            f"--check-memory {_size(budget)}; raise --check-memory if it is genuine"
         )
 
 

@@ -107,3 +107,33 @@ def check_shape(info: TensorInfo, expected: tuple[int, ...]) -> None:
             f"{info.name} has shape {list(info.shape)}, config.json gives {list(expected)}: the "
             "checkpoint does not match its config, re-download it"
         )
+
+
+# Learned absolute position tables (GPT-2, GPT-Neo, OPT, ...): a prompt longer than the table
+# is an IndexError inside the model (exit 4 before); OPT's table holds 2 offset rows.
+_POSITION_TABLES = {"wpe.weight": 0, "position_embeddings.weight": 0, "embed_positions.weight": 2}
+
+
+def check_prompt_positions(directory: Path, lengths: list[int]) -> None:
+    """Refuse prompts longer than the source's learned position table, naming the fix."""
+    from reranker_seqcls.safetensors_io.checkpoint import shard_names
+    from reranker_seqcls.safetensors_io.header import SafetensorsFile
+    from reranker_seqcls.source import Source
+
+    files = Source(directory)
+    names, _ = shard_names(files)
+    longest = max(lengths, default=0)
+    for name in names:
+        path = files.file(name)
+        if path is None:
+            continue
+        for tensor, info in SafetensorsFile(path).tensors.items():
+            offset = next((o for s, o in _POSITION_TABLES.items() if tensor.endswith(s)), None)
+            if offset is None or not info.shape:
+                continue
+            positions = info.shape[0] - offset
+            if longest > positions:
+                raise BadInput(
+                    f"the check's longest prompt has {longest} tokens, more than the "
+                    f"{positions} positions of {tensor}: give --pairs with shorter texts"
+                )

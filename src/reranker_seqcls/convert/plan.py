@@ -23,6 +23,7 @@ from reranker_seqcls.convert.head import (
 )
 from reranker_seqcls.convert.rules import (
     check_architecture,
+    check_layer_count,
     check_vocab_size,
     logit_factor,
     read_config,
@@ -178,6 +179,7 @@ def plan_conversion(
 def plan_staged_weights(plan: Plan, checkpoint: Checkpoint) -> Plan:
     """``plan`` with the weights of ``checkpoint`` planned: the head located and checked
     against the token ids, and what each shard becomes."""
+    check_layer_count(plan.config, checkpoint.location)
     head_name, untied = head_tensor(checkpoint, plan.config, set(checkpoint.location))
     check_head_shape(checkpoint, head_name, plan.tokens)
     check_pad_id(checkpoint, head_name, plan.pad_token_id)

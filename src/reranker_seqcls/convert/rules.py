@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from reranker_seqcls.convert.architectures import (
@@ -45,6 +46,7 @@ SCALED_LOGITS: dict[str, tuple[str, Literal["multiply", "divide"]]] = {
 def check_architecture(config: dict[str, Any], *, allow_softcapping: bool = False) -> str:
     """Validate a source config; return the ``*ForSequenceClassification`` class name."""
     check_config_types(config)
+    check_shape_values(config)
     from reranker_seqcls.recipes.refusals import refuse_by_config
 
     refuse_by_config(config)
@@ -215,3 +217,102 @@ def read_config(source: Source) -> dict[str, Any]:
             f"{source.directory} has no config.json: the source must be a transformers checkpoint"
         )
     return config
+
+
+# Shape keys the check's model (transformers' own class, built from config.json) sizes itself
+# by: each must be a whole number in range, or the model object is a memory and CPU bomb before
+# any weight is read. The widest real models are far below these bounds (hidden 16,384,
+# intermediate 53,248, 128 layers); the shards' headers then prove the actual shapes.
+SHAPE_BOUNDS: dict[str, int] = {
+    "hidden_size": 2**20, "n_embd": 2**20, "d_model": 2**20,
+    "intermediate_size": 2**22, "n_inner": 2**22, "ffn_dim": 2**22,
+    "num_attention_heads": 2**14, "n_head": 2**14, "num_key_value_heads": 2**14,
+    "head_dim": 2**16,
+    "num_hidden_layers": 2**14, "n_layer": 2**14, "num_layers": 2**14, "n_layers": 2**14,
+    "max_position_embeddings": 2**31, "n_positions": 2**31,
+}  # fmt: skip
+LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+# transformers' rope initializations (modeling_rope_utils.ROPE_INIT_FUNCTIONS) and "default".
+ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "llama3", "proportional", "mrope")
+
+
+def _text_scopes(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    scopes = [("", config)]
+    if isinstance(config.get("text_config"), dict):
+        scopes.append(("text_config.", config["text_config"]))
+    return scopes
+
+
+def check_shape_values(config: dict[str, Any]) -> None:
+    """Refuse shape keys that are not whole numbers in range, and an unknown rope type."""
+    for prefix, scope in _text_scopes(config):
+        for key, bound in SHAPE_BOUNDS.items():
+            value = scope.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= bound:
+                raise BadInput(
+                    f"config.json {prefix}{key} is {_describe(value)}, expected a whole number "
+                    f"from 1 to {bound}: fix the source config"
+                )
+        for key in ("rope_scaling", "rope_parameters"):
+            rope = scope.get(key)
+            if rope is None:
+                continue
+            if not isinstance(rope, dict):
+                raise BadInput(
+                    f"config.json {prefix}{key} is {_describe(rope)}, expected an object: "
+                    "fix the source config"
+                )
+            kind = rope.get("rope_type", rope.get("type"))
+            if kind is not None and kind not in ROPE_TYPES:
+                raise BadInput(
+                    f"config.json {prefix}{key} has rope type {_describe(kind)}, expected one of "
+                    f"{', '.join(ROPE_TYPES)}: fix the source config"
+                )
+
+
+def config_layer_count(config: dict[str, Any]) -> tuple[str, int] | None:
+    """(key, value) of the config's decoder layer count (a multimodal config's text_config
+    first), or None when it names none."""
+    for prefix, scope in reversed(_text_scopes(config)):
+        for key in LAYER_KEYS:
+            value = scope.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return prefix + key, value
+    return None
+
+
+_LAYER_INDEX = re.compile(r"^(.*?(?:^|\.)(?:layers|h|blocks|block|layer))\.(\d{1,9})\.")
+
+
+def header_layer_stacks(tensor_names: Iterable[str]) -> dict[str, set[int]]:
+    """The numbered layer stacks the headers hold: prefix (``model.layers``) → indices."""
+    stacks: dict[str, set[int]] = {}
+    for name in tensor_names:
+        match = _LAYER_INDEX.match(name)
+        if match:
+            stacks.setdefault(match.group(1), set()).add(int(match.group(2)))
+    return stacks
+
+
+def check_layer_count(config: dict[str, Any], tensor_names: Iterable[str]) -> None:
+    """The config's layer count must be a stack of layers 0..n-1 the shards' headers hold (more
+    is allowed): transformers builds the model from the config, so a count the weights do not
+    back would build (and check) layers that do not exist."""
+    counted = config_layer_count(config)
+    if counted is None:
+        return
+    key, count = counted
+    stacks = header_layer_stacks(tensor_names)
+    # At least 0..n-1: a checkpoint may hold more (DeepSeek-V3's extra MTP layer 61 of 61).
+    if any(set(range(count)) <= indices for indices in stacks.values()):
+        return
+    held = (
+        "; ".join(f"{prefix}.{min(i)}-{max(i)} ({len(i)})" for prefix, i in sorted(stacks.items()))
+        or "none"
+    )
+    raise BadInput(
+        f"config.json {key} is {count}, but the shards hold layer stacks {held}: the config "
+        "does not match the weights, re-download the checkpoint"
+    )

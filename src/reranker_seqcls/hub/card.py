@@ -10,10 +10,13 @@ only: every value is computed here, inserted as is, never evaluated.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 from reranker_seqcls.names import README_FILE
+from reranker_seqcls.safe_text import md_code, md_text
 
 TAGS = ["reranker", "sequence-classification", "text-ranking", "reranker-seqcls"]
 
@@ -43,9 +46,26 @@ def source_license(source_dir: Path) -> SourceLicense:
         data = ModelCard(text).data.to_dict()
     except Exception:  # a malformed source card must not stop the conversion
         return SourceLicense(None, {})
-    extra = {k: data[k] for k in ("license_name", "license_link") if data.get(k)}
+    extra = {
+        k: data[k] for k in ("license_name", "license_link") if _safe_license_field(k, data.get(k))
+    }
     license_ = data.get("license")
-    return SourceLicense(license_ if isinstance(license_, str) else None, extra)
+    return SourceLicense(license_ if _safe_license_field("license", license_) else None, extra)
+
+
+# What the Hub accepts as a license id or name (a slug), and a license link it renders: an
+# http(s) URL with no space or control, or a file of the repo (``LICENSE``). Anything else from
+# the upstream card is not copied (a ``javascript:`` link, a multi-line name would become live
+# content of the user's card).
+_LICENSE_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+_LICENSE_LINK = re.compile(r"https?://[^\s<>\"'`\\]{1,500}|[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
+
+
+def _safe_license_field(key: str, value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    pattern = _LICENSE_LINK if key == "license_link" else _LICENSE_SLUG
+    return pattern.fullmatch(value) is not None
 
 
 class CardNotReadable(RuntimeError):
@@ -108,10 +128,13 @@ def _card_variables(
     name = source.get("repo_id") or source.get("name")
     sha = source.get("commit_sha")
     source_link = (
-        f"[{name}](https://huggingface.co/{name})" if source.get("repo_id") else f"`{name}`"
+        f"[{md_text(name)}](https://huggingface.co/{quote(str(name), safe='/')})"
+        if source.get("repo_id")
+        else md_code(str(name))
     )
     tokens = ", ".join(
-        f"`{t}` (id {i})" for t, i in zip(clf["tokens"], clf["token_ids"], strict=True)
+        f"{md_code(str(t))} (id {int(i)})"
+        for t, i in zip(clf["tokens"], clf["token_ids"], strict=True)
     )
     score_head = _score_head(clf)
     family_line = _family_line(recipe["name"], clf)
@@ -125,12 +148,12 @@ def _card_variables(
     tokenization_section = _tokenization_section(gap) if gap else ""
     return {
         "title": target.split("/")[-1],
-        "architecture": prov["architecture"],
+        "architecture": md_code(str(prov["architecture"])),
         "source_link": source_link,
-        "at_commit": f" at commit `{sha}`" if sha else "",
+        "at_commit": f" at commit {md_code(str(sha))}" if sha else "",
         "tool_version": prov["tool"]["version"],
-        "recipe_name": recipe["name"],
-        "method": clf["method"],
+        "recipe_name": md_code(str(recipe["name"])),
+        "method": md_code(str(clf["method"])),
         "tokens": tokens,
         "score_head": score_head,
         "family_line": family_line,
@@ -146,9 +169,10 @@ def _card_variables(
 def _score_head(clf: dict[str, Any]) -> str:
     """How the score head's row was made from the classifier tokens' rows."""
     if clf["method"] == "from_2_way_softmax":
+        true, false = str(clf["tokens"][1]), str(clf["tokens"][0])
         math = (
-            f"`score.weight = W[{clf['tokens'][1]}] - W[{clf['tokens'][0]}]`, so the logit equals "
-            f"`l({clf['tokens'][1]}) - l({clf['tokens'][0]})` of the original and "
+            f"{md_code(f'score.weight = W[{true}] - W[{false}]')}, so the logit equals "
+            f"{md_code(f'l({true}) - l({false})')} of the original and "
             "`sigmoid(logit)` equals its softmax probability of the true token"
         )
     else:
@@ -220,8 +244,10 @@ def _family_line(name: str, clf: dict[str, Any]) -> str:
     """The family and its official score formula, and what consumers serve."""
     formula = clf.get("score_formula")
     served = clf.get("served_score") or "sigmoid(score logit)"
-    family = f"Family: `{name}`" + (f", official score `{formula}`" if formula else "")
-    return f"{family}; served score: {served}."
+    family = f"Family: {md_code(name)}" + (
+        f", official score {md_code(str(formula))}" if formula else ""
+    )
+    return f"{family}; served score: {md_text(str(served))}."
 
 
 def _served_paragraph(clf: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from reranker_seqcls.hub.errors import first_line, hub_errors
 from reranker_seqcls.hub.reads import files_at, head_commit, hub_api
 from reranker_seqcls.hub.repo_ids import repo_url
+from reranker_seqcls.interrupt import Interrupted, stop_signals_deferred
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitOperation, CommitOperationAdd, HfApi
@@ -156,14 +157,17 @@ def commit_operations(
             if parent_commit is None:
                 # A repo created just now has an initial commit; guard against anything after it.
                 parent_commit = head_commit(repo_id, None, token)
-            info = api.create_commit(
-                repo_id,
-                list(operations),
-                commit_message=commit_message,
-                commit_description=commit_description,
-                parent_commit=parent_commit,
-                create_pr=create_pr,
-            )
+            # A stop signal now cannot stop the Hub applying the commit: it waits for the
+            # answer, so what the run reports is what happened.
+            with stop_signals_deferred(log):
+                info = api.create_commit(
+                    repo_id,
+                    list(operations),
+                    commit_message=commit_message,
+                    commit_description=commit_description,
+                    parent_commit=parent_commit,
+                    create_pr=create_pr,
+                )
         sha, url, pr_url = info.oid, info.commit_url, info.pr_url
     except BaseException as exc:
         # The commit call failed, or its answer was lost after the Hub applied it: look at the
@@ -171,7 +175,7 @@ def commit_operations(
         landed = None if create_pr else _landed_commit(repo_id, parent_commit, operations, token)
         if landed is None and created:
             _delete_created(api, repo_id, log)
-        if landed is None or not isinstance(exc, Exception):
+        if landed is None or not isinstance(exc, Exception | Interrupted):
             raise
         log(
             f"the Hub's answer to the commit was lost, but {repo_id} now holds it "

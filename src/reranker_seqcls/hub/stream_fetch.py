@@ -93,12 +93,38 @@ def list_source(repo_id: str, commit_sha: str, token: str | None) -> SourceListi
     return SourceListing(repo_id, commit_sha, files)
 
 
-def fetch_small_files(listing: SourceListing, directory: Path, token: str | None, log: Log) -> None:
-    """Download every small file of ``listing`` into ``directory``."""
+def fetch_small_files(
+    listing: SourceListing,
+    directory: Path,
+    token: str | None,
+    log: Log,
+    *,
+    max_disk: int | None = None,
+) -> None:
+    """Download every small file of ``listing`` into ``directory``, each checked against the
+    listing (size, and the LFS sha256 or git blob id) as shards are: a file whose bytes are not
+    the commit's is refused (exit 3) and never read. The run holds them twice (the source's and
+    the output's copies): over ``max_disk`` that is refused before the first byte is fetched."""
+    from reranker_seqcls.sizes import human_size
+
     names = listing.small_files
+    total = sum(listing.files[n].size for n in names)
+    if max_disk is not None and 2 * total > max_disk:
+        largest = max(names, key=lambda n: listing.files[n].size)
+        raise BadInput(
+            f"the small files of {listing.repo_id} ({len(names)}, {human_size(total)}; largest "
+            f"{largest} {human_size(listing.files[largest].size)}) need {human_size(2 * total)} "
+            f"of disk, more than --max-disk {human_size(max_disk)}: raise --max-disk; nothing "
+            "was fetched"
+        )
     log(f"fetching {len(names)} small file(s) of {listing.repo_id}@{listing.commit_sha[:12]}")
     for name in names:
-        _download(listing, name, directory, token)
+        path = _download(listing, name, directory, token)
+        try:
+            _verify(listing, listing.files[name], path, b"")
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
 
 
 def shard_names_to_stream(listing: SourceListing, source_dir: Path) -> list[str]:

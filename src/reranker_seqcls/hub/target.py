@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from reranker_seqcls.hub.errors import hub_errors
 from reranker_seqcls.hub.reads import head_commit
 from reranker_seqcls.names import PROVENANCE_FILE
+
+# A record this tool writes is under 2 kB; a target's file is read only up to this bound.
+MAX_PROVENANCE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,6 @@ class TargetState:
 def target_state(repo_id: str, token: str | None) -> TargetState:
     """The target's head commit and recorded provenance (None where absent)."""
     from huggingface_hub import errors as hf
-    from huggingface_hub import hf_hub_download
 
     with hub_errors(f"target {repo_id}"):
         try:
@@ -34,11 +35,45 @@ def target_state(repo_id: str, token: str | None) -> TargetState:
         if head is None:
             return TargetState(True, None, None)
         try:
-            path = hf_hub_download(repo_id, PROVENANCE_FILE, revision=head, token=token)
+            raw = read_bounded(repo_id, PROVENANCE_FILE, head, token, MAX_PROVENANCE_BYTES)
         except hf.RemoteEntryNotFoundError:
             return TargetState(True, head, None)
+    if raw is None:  # larger than any record this tool writes: not a record
+        return TargetState(True, head, None)
     try:
-        provenance = json.loads(Path(path).read_text("utf-8"))
+        provenance = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):  # not JSON (or nested past the parser): no record
         provenance = None
     return TargetState(True, head, provenance if isinstance(provenance, dict) else None)
+
+
+def read_bounded(
+    repo_id: str, name: str, revision: str, token: str | None, limit: int
+) -> bytes | None:
+    """The bytes of a small file of a repo we do not trust, read into memory and never onto
+    disk (no ``HF_HOME`` cache entry); None when it is over ``limit`` bytes (reading stops
+    there). Retried like the run's other reads; the client's errors (not found...) raise."""
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_stream_backoff
+
+    from reranker_seqcls.hub.reads import MAX_RETRIES, RETRIED_STATUSES
+
+    url = hf_hub_url(repo_id, name, revision=revision)
+    chunks: list[bytes] = []
+    got = 0
+    with http_stream_backoff(
+        "GET",
+        url,
+        headers=build_hf_headers(token=token),
+        follow_redirects=True,
+        max_retries=MAX_RETRIES,
+        max_wait_time=4,
+        retry_on_status_codes=RETRIED_STATUSES,
+    ) as response:
+        hf_raise_for_status(response)
+        for chunk in response.iter_bytes():
+            got += len(chunk)
+            if got > limit:
+                return None
+            chunks.append(chunk)
+    return b"".join(chunks)

@@ -224,6 +224,11 @@ def template_prompt(
         template, query, document, instruction, tokenizer=tokenizer, structured=structured
     )
     ids = _encode(tokenizer, text)
+    if len(ids) > MAX_PROMPT_TOKENS:
+        raise BadInput(
+            f"the prompt template rendered {len(ids)} tokens for one pair, over the "
+            f"{MAX_PROMPT_TOKENS}-token bound of a scoring prompt: fix the template"
+        )
     bos = getattr(tokenizer, "bos_token_id", None)
     if prepend_bos and bos is not None and (not ids or ids[0] != bos):
         return _tokenized(tokenizer, [text], int(bos))
@@ -349,6 +354,9 @@ def _bge_prompt(
         cut=True,
     )
 
+
+# A scoring prompt longer than any model's context is a broken (or hostile) template.
+MAX_PROMPT_TOKENS = 1 << 17
 
 FamilyPrompt = Callable[[Any, str, str, str | None, int | None], OfficialPrompt]
 # Each preset's own prompt construction, by the preset's prompt style (its name).

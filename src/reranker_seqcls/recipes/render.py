@@ -58,7 +58,11 @@ def render_scoring_prompt(
     renderer is used with ``special_tokens`` (if given) as the special-token variables.
     ``variables`` are extra template variables (e.g. ``add_bos_token=True``). A ``template`` of
     ``None`` means the tokenizer's own chat template, as a consumer loading a directory uses.
+    Rendering is bounded in time, output length and value sizes (:mod:`.bounded_jinja`).
     """
+    from reranker_seqcls.recipes.bounded_jinja import install
+
+    install()  # every chat template rendered in this process is bounded from now on
     messages = scoring_messages(query, document, instruction, structured=structured)
     try:
         if tokenizer is not None:

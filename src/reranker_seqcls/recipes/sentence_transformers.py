@@ -92,7 +92,10 @@ def _logit_score_module(source: Path) -> str | None:
 
 def _token_id(value: Any, key: str, vocab_size: int | None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadInput(f"LogitScore {key} {value!r} is not a non-negative integer token id")
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise BadInput(f"LogitScore {key} {shown} is not a non-negative integer token id")
+    if value >= 2**31:  # with no vocab_size to compare, still no vocabulary is that large
+        raise BadInput(f"LogitScore {key} {value} is outside any vocabulary (ids below 2^31)")
     if vocab_size is not None and value >= vocab_size:
         raise BadInput(f"LogitScore {key} {value} is outside the vocabulary ({vocab_size} ids)")
     return value
@@ -188,7 +191,12 @@ def _message_template_prefix(source: Path) -> str:
             f"{MODULE_CONFIG_FILE} transformer_task {task!r}: a LogitScore model reads the "
             "logits of a text-generation transformer"
         )
-    message = (settings.get("modality_config") or {}).get("message")
+    modality = settings.get("modality_config") or {}
+    if not isinstance(modality, dict):
+        raise BadInput(
+            f"{MODULE_CONFIG_FILE} modality_config is not a JSON object: re-download the checkpoint"
+        )
+    message = modality.get("message")
     if not isinstance(message, dict):
         raise BadInput(
             f"{MODULE_CONFIG_FILE} declares no message modality, so pairs would be scored as raw "

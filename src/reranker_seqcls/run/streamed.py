@@ -91,14 +91,18 @@ class _StreamedRun:
     # ------------------------------------------------------------------ 1. plan
 
     def prepare(self, *, check_memory: int, max_disk: int | None) -> None:
+        from reranker_seqcls.check.twin import check_tokenizer_memory
         from reranker_seqcls.convert.converter import log_plan
         from reranker_seqcls.convert.plan import ShardAction, plan_conversion
         from reranker_seqcls.hub import stream_fetch
+        from reranker_seqcls.names import TOKENIZER_FILE
         from reranker_seqcls.steps import load_check_pairs
         from reranker_seqcls.stream.scorers import make_scorer
 
         opts, listing, log = self.opts, self.listing, self.log
-        stream_fetch.fetch_small_files(listing, self.source_dir, opts.token, log)
+        if (tokenizer := listing.files.get(TOKENIZER_FILE)) is not None:
+            check_tokenizer_memory(tokenizer.size, check_memory)  # before it is fetched
+        stream_fetch.fetch_small_files(listing, self.source_dir, opts.token, log, max_disk=max_disk)
         names = stream_fetch.shard_names_to_stream(listing, self.source_dir)
         self.headers = stream_fetch.place_headers(listing, names, self.source_dir, opts.token, log)
         self.plan: Plan = plan_conversion(

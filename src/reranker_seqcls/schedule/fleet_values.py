@@ -107,6 +107,12 @@ def template_value(values: dict[str, Any], here: str, base: Path) -> str | None:
             "file's path relative to the fleet file"
         )
     path = base / value
+    root = repository_root(base)
+    if not path.resolve().is_relative_to(root):
+        raise BadInput(
+            f"{here}: template: {shown(value)} leads outside the fleet file's repository "
+            f"({root}): keep the template inside it"
+        )
     if not path.is_file():
         raise BadInput(f"{here}: template: {shown(value)} is not a file next to the fleet file")
     if path.stat().st_size > MAX_TEMPLATE_BYTES:
@@ -114,6 +120,17 @@ def template_value(values: dict[str, Any], here: str, base: Path) -> str | None:
             f"{here}: template: {shown(value)} is larger than {MAX_TEMPLATE_BYTES} bytes"
         )
     return value
+
+
+def repository_root(base: Path) -> Path:
+    """The git work tree holding the fleet file's directory ``base`` (the nearest parent with
+    ``.git``), else ``base`` itself: a fleet ``template:`` must stay inside it, or the convert
+    job would push any file the runner can read (``../outside-secret.jinja``) as a template."""
+    start = base.resolve()
+    for directory in (start, *start.parents):
+        if (directory / ".git").exists():
+            return directory
+    return start
 
 
 def flag_value(values: dict[str, Any], key: str, here: str) -> bool:

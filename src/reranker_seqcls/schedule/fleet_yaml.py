@@ -55,6 +55,11 @@ def strict_loader() -> type:
         def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
             keys: set[str] = set()
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "a merge key (<<) is not supported: write out each entry's "
+                        "keys", key_node.start_mark,
+                    )  # fmt: skip
                 key = self.construct_object(key_node, deep=deep)
                 if isinstance(key, str):
                     if key in keys:

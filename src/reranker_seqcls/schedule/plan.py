@@ -111,13 +111,15 @@ def summary_markdown(plans: list[EntryPlan], endpoint: str) -> str:
             source += f"@{entry.revision}"
         why = plan.error if plan.status == "error" else "; ".join(plan.reasons) or "-"
         lines.append(
-            f"| {entry.index} | [{entry.target}]({endpoint}/{entry.target}) "
+            f"| {entry.index} | [{_cell(entry.target)}]({endpoint}/{entry.target}) "
             f"| [{_cell(source)}]({endpoint}/{entry.model}) | {plan.status} | {_cell(why or '')} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def _cell(text: str) -> str:
-    """Text (partly from the Hub) as one inert table cell."""
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    """Text (partly from the Hub: a provenance repo id, an error quoting upstream names) as one
+    inert table cell: no link, image, HTML or cell break (:func:`safe_text.md_text`)."""
+    from reranker_seqcls.safe_text import md_text
+
+    return md_text(text)

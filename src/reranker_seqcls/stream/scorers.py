@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from reranker_seqcls.check.release_schedule import FeedStep, Stages, release_schedule
+from reranker_seqcls.errors import BadInput
 from reranker_seqcls.log import Log
 
 if TYPE_CHECKING:
@@ -162,17 +163,31 @@ def make_scorer(
     """The keep-all scorer when the real model fits ``check_memory`` and its
     ``whole_model_disk`` fits ``max_disk``; else the layerwise one. ``source`` and
     ``converted`` hold the small files (the converted ones by ``finish``)."""
+    from reranker_seqcls.check.meta_model import LayerwiseUnsupported
+    from reranker_seqcls.check.source_proof import header_stages
     from reranker_seqcls.check.streamed import StreamedCheck
     from reranker_seqcls.check.twin import consumer_plan
 
-    check = StreamedCheck(
-        source, converted, recipe, pairs, token_ids=token_ids, dtype=dtype or "float32",
-        allow_softcapping=allow_softcapping, log=log,
-    )  # fmt: skip
-    if consumer_plan(dict(config), check_memory).on == "real":
-        if max_disk is None or whole_model_disk <= max_disk:
+    keep_all = consumer_plan(dict(config), check_memory).on == "real"
+    fits_disk = max_disk is None or whole_model_disk <= max_disk
+    try:
+        check = StreamedCheck(
+            source, converted, recipe, pairs, token_ids=token_ids, dtype=dtype or "float32",
+            allow_softcapping=allow_softcapping, log=log,
+        )  # fmt: skip
+        stages = check.scorer.stages
+    except LayerwiseUnsupported as exc:
+        # The whole-model check proves any architecture transformers loads; else refuse
+        # now, before any shard is fetched or any target created.
+        if not keep_all:
+            raise
+        if not fits_disk:
+            raise BadInput(f"{exc}, and give --max-disk room for the whole model") from exc
+        stages = header_stages(source, dict(config))
+    if keep_all:
+        if fits_disk:
             return KeepAllScorer(
-                source, converted, recipe, pairs, check.scorer.stages, token_ids=token_ids,
+                source, converted, recipe, pairs, stages, token_ids=token_ids,
                 dtype=dtype, allow_softcapping=allow_softcapping, vllm_python=vllm_python,
                 check_memory=check_memory, log=log,
             )  # fmt: skip
