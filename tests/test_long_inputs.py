@@ -350,7 +350,7 @@ def test_served_vllm_refuses_over_length_and_scores_the_client_side_cut(qwen3_lo
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from reranker_seqcls.check.long_inputs import cut_document
+    from reranker_seqcls.check.long_pairs import cut_document
     from tests.test_vllm import _LOCAL, VLLM_ENV, _free_port, _post
 
     vllm_python = Path(
@@ -407,7 +407,7 @@ def test_served_vllm_refuses_over_length_and_scores_the_client_side_cut(qwen3_lo
 def test_files_that_cut_the_template_fail_even_unmeasured(tmp_path):
     """A real model's check does not run the long pairs (too long for its budget), yet the
     converted files are still read: restore_suffix off fails, another max_seq_length is noted."""
-    from reranker_seqcls.check.long_inputs import _check_files
+    from reranker_seqcls.check.long_consumers import _check_files
     from reranker_seqcls.check.report import ParityReport
     from reranker_seqcls.check.verdict import TOLERANCES
 

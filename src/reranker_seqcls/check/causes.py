@@ -15,7 +15,7 @@ from reranker_seqcls.check.metrics import Scores, constant_ratio, primary
 if TYPE_CHECKING:
     from reranker_seqcls.check.prompt_gap import PromptComparison
     from reranker_seqcls.check.scoring import ConsumerPrompts
-    from reranker_seqcls.recipes.prompts import OfficialPrompt
+    from reranker_seqcls.recipes.prompt_pieces import OfficialPrompt
 
 
 def converted_cause(

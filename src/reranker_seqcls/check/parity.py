@@ -13,6 +13,10 @@ This module strings the stages together: :mod:`~reranker_seqcls.check.scoring` (
 :mod:`~reranker_seqcls.check.head` and :mod:`~reranker_seqcls.check.metrics` (what was
 measured), :mod:`~reranker_seqcls.check.verdict` (the judgement) and
 :mod:`~reranker_seqcls.check.report`.
+
+Over 300 lines: :func:`check_parity` and the helpers that read its one :class:`_Scored` record
+(the path table, the tokenization gap, the per-pair scores, the evidence) belong together; the
+scorings, the head check, the judgement, the report and the long pairs already live apart.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from reranker_seqcls.recipes.recipe import Recipe
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.prompt_gap import PromptComparison
-    from reranker_seqcls.recipes.prompts import OfficialPrompt
+    from reranker_seqcls.recipes.prompt_pieces import OfficialPrompt
 
 
 @dataclass
@@ -99,7 +103,8 @@ def check_parity(
 ) -> ParityReport:
     """Score ``pairs`` three ways (four with vLLM) and judge the converted checkpoint against
     the original."""
-    from reranker_seqcls.check.long_inputs import add_long_inputs, fitting_pairs
+    from reranker_seqcls.check.long_inputs import add_long_inputs
+    from reranker_seqcls.check.long_pairs import fitting_pairs
     from reranker_seqcls.check.vllm import add_vllm_row, locate_vllm_python
 
     source_config = json.loads((source / CONFIG_FILE).read_text())

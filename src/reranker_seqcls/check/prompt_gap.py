@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from reranker_seqcls.recipes.prompts import OfficialPrompt
+from reranker_seqcls.recipes.prompt_pieces import OfficialPrompt
 
 Kind = Literal["same", "merged", "text", "tokens"]
 EXCERPT_CHARS = 24

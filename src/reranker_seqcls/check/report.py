@@ -233,7 +233,7 @@ class ParityReport:
         lines += [f"\n- Note: {md_text(n)}" for n in self.notes]
         lines += [f"\n- Failed because: {md_text(r)}" for r in self.reasons]
         lines += [f"\n- Allowed: {md_text(a)}" for a in self.allowances]
-        from reranker_seqcls.check.long_inputs import long_inputs_markdown
+        from reranker_seqcls.check.long_inputs_card import long_inputs_markdown
 
         if (long := long_inputs_markdown(self.long_inputs)) is not None:
             lines.append(f"\n{long}")

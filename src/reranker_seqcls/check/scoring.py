@@ -29,7 +29,7 @@ from reranker_seqcls.recipes.recipe import Recipe
 if TYPE_CHECKING:
     import torch
 
-    from reranker_seqcls.recipes.prompts import OfficialPrompt
+    from reranker_seqcls.recipes.prompt_pieces import OfficialPrompt
 
 BATCH_SIZE = 8
 MAX_BATCH_TOKENS = 2048  # padded positions per batch: bounds activation memory

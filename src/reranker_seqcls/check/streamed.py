@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 from reranker_seqcls.check.consumers import combine, consumer_check
 from reranker_seqcls.check.head import head_check, head_rows_needed
 from reranker_seqcls.check.kept_rows import RowStore, tensor_digests
-from reranker_seqcls.check.long_inputs import fitting_pairs
+from reranker_seqcls.check.long_pairs import fitting_pairs
 from reranker_seqcls.check.metrics import CONVERTED_PATHS, ScoringPath, path_metrics
 from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.check.parity import check_parity

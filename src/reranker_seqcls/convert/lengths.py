@@ -1,6 +1,6 @@
 """The scoring length a converted checkpoint carries, so consumers cut where the family does.
 
-The family's own code bounds the prompt it scores (:data:`reranker_seqcls.recipes.prompts
+The family's own code bounds the prompt it scores (:data:`reranker_seqcls.recipes.length_rules
 .LENGTH_RULES`). ``max_seq_length`` in ``sentence_bert_config.json`` carries that bound to both
 consumers that read files (measured, ``docs/long-inputs.md``):
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reranker_seqcls.names import TOKENIZER_FILE
-from reranker_seqcls.recipes.prompts import scoring_length
+from reranker_seqcls.recipes.length_rules import scoring_length
 from reranker_seqcls.recipes.recipe import Recipe
 
 

@@ -1,6 +1,9 @@
 """Validation of a source's config: the rules a causal-LM reranker must meet to be converted.
 
 Each rule raises :class:`BadInput` with one line naming the problem and the fix.
+
+Over 300 lines: every rule a source's config must pass before anything is converted, each a
+short function, kept together so that they read as one list of what a source must meet.
 """
 
 from __future__ import annotations

@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reranker_seqcls.check.metrics import PathMetrics, ScoringPath, path_metrics, sigmoid
+from reranker_seqcls.gguf.metadata import DOCUMENT, QUERY
 from reranker_seqcls.gguf.server import LlamaServerError, llama_server
+from reranker_seqcls.gguf.tensors import SCORE_TENSOR
 from reranker_seqcls.gguf.types import GGUF_TYPES, GgufType
-from reranker_seqcls.gguf.writer import CLS_OUT, DOCUMENT, QUERY, SCORE_TENSOR
+from reranker_seqcls.gguf.writer import CLS_OUT
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.pairs import Pair
@@ -95,7 +97,7 @@ def inspect_gguf(path: Path, converted: Path) -> list[str]:
     import gguf
     import numpy as np
 
-    from reranker_seqcls.gguf.writer import _read_tensor, _weight_files
+    from reranker_seqcls.gguf.tensors import _read_tensor, _weight_files
 
     fields = _fields(path)
     arch = fields.get("general.architecture")

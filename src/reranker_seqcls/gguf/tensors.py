@@ -1,0 +1,171 @@
+"""The GGUF's tensors: planned from the converted shards' headers (llama.cpp's names and
+types), read one tensor at a time in row blocks, quantized and written as they come, and the
+two-row ``cls_out`` head built from ``score.weight``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reranker_seqcls.errors import BadInput
+from reranker_seqcls.gguf.metadata import _read_json
+from reranker_seqcls.gguf.types import GgufType
+from reranker_seqcls.names import INDEX_FILE
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SCORE_TENSOR = "score.weight"
+CHUNK_ELEMENTS = 16 * 1024 * 1024  # values converted at a time (64 MB in float32)
+# Quantized blocks hold 32 values along a row: a row of another length stays f16.
+BLOCK = 32
+
+
+@dataclass(frozen=True)
+class _Plan:
+    source_name: str  # the checkpoint's tensor name
+    name: str  # llama.cpp's
+    shape: tuple[int, ...]
+    ggml_type: str
+
+
+def _add_tensor_info(
+    writer: Any, gguf: Any, np: Any, name: str, shape: tuple[int, ...], ggml_type: str
+) -> None:
+    ptype = getattr(gguf.GGMLQuantizationType, ggml_type)
+    block, type_size = gguf.GGML_QUANT_SIZES[ptype]
+    nbytes = int(np.prod(shape)) // block * type_size
+    if ggml_type in ("F32", "F16"):
+        dtype = np.float32 if ggml_type == "F32" else np.float16
+        writer.add_tensor_info(name, shape, np.dtype(dtype), nbytes)
+    else:
+        byte_shape = gguf.quant_shape_to_byte_shape(shape, ptype)
+        writer.add_tensor_info(name, byte_shape, np.dtype(np.uint8), nbytes, raw_dtype=ptype)
+
+
+def _head_rows(head: np.ndarray, hidden: int) -> np.ndarray:
+    """``[w, 0]`` from the one-row ``score.weight`` ``w``."""
+    import numpy as np
+
+    if head.ndim != 2 or head.shape[1] != hidden:
+        raise BadInput(f"--gguf: score.weight has shape {list(head.shape)}, expected [1, {hidden}]")
+    if head.shape[0] != 1:
+        raise BadInput(
+            f"--gguf: the converted checkpoint has {head.shape[0]} labels; llama-server returns "
+            "one score per document: convert with a one-label recipe (from_2_way_softmax, or "
+            "one token) for --gguf"
+        )
+    return np.ascontiguousarray(
+        np.stack([head[0], np.zeros(hidden, dtype=np.float32)]), dtype=np.float32
+    )
+
+
+def _weight_files(converted: Path) -> list[Path]:
+    index = converted / INDEX_FILE
+    if index.is_file():
+        weight_map = _read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise BadInput(f"--gguf: {INDEX_FILE} has no weight_map")
+        names = sorted(set(weight_map.values()))
+    else:
+        names = sorted(p.name for p in converted.glob("*.safetensors"))
+    files = [converted / n for n in names]
+    if not files or not all(f.is_file() for f in files):
+        raise BadInput("--gguf: the converted checkpoint's safetensors shards are missing")
+    return files
+
+
+def _shapes(shards: list[Path]) -> Iterator[tuple[Path, str, tuple[int, ...]]]:
+    from safetensors import safe_open
+
+    for shard in shards:
+        with safe_open(shard, framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 - safe_open is no Mapping
+                yield shard, key, tuple(f.get_slice(key).get_shape())
+
+
+def _plan(shards: list[Path], blocks: int, gguf_type: GgufType) -> Iterator[_Plan]:
+    import gguf
+
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN3, blocks)
+    seen_score = False
+    for _, key, shape in _shapes(shards):
+        if key == SCORE_TENSOR:
+            seen_score = True
+            continue
+        if key == "lm_head.weight":  # an untied source's LM head: the classifier has none
+            continue
+        name = names.get_name(key, try_suffixes=(".weight", ".bias"))
+        if name is None:
+            raise BadInput(
+                f"--gguf: tensor {key} has no llama.cpp qwen3 name: the checkpoint is not a "
+                "plain Qwen3 model"
+            )
+        ggml_type = "F32"
+        if len(shape) == 2:
+            ggml_type = gguf_type.ggml_type
+            if ggml_type not in ("F32", "F16") and shape[-1] % BLOCK:
+                ggml_type = "F16"
+        yield _Plan(key, name, shape, ggml_type)
+    if not seen_score:
+        raise BadInput("--gguf: the converted checkpoint has no score.weight: convert it first")
+
+
+def _read_tensor(shards: list[Path], key: str) -> np.ndarray:
+    from safetensors import safe_open
+
+    for shard in shards:
+        with safe_open(shard, framework="pt") as f:
+            if key in f.keys():  # noqa: SIM118
+                array: np.ndarray = f.get_tensor(key).float().numpy()
+                return array
+    raise BadInput(f"--gguf: the converted checkpoint has no {key}")
+
+
+def _chunks(shards: list[Path], plans: list[_Plan]) -> Iterator[tuple[_Plan, Iterator[np.ndarray]]]:
+    """Each planned tensor as float32 row blocks of at most :data:`CHUNK_ELEMENTS` values, in
+    plan order: one block resident at a time (the 8B's embedding is 2.5 GB in float32)."""
+    from safetensors import safe_open
+
+    by_shard: dict[str, Path] = {key: shard for shard, key, _ in _shapes(shards)}
+    with ExitStack() as stack:
+        opened: dict[Path, Any] = {}
+        for plan in plans:
+            shard = by_shard[plan.source_name]
+            if shard not in opened:
+                opened.clear()  # plans follow shard order: one shard open at a time
+                opened[shard] = stack.enter_context(safe_open(shard, framework="pt"))
+            yield plan, _row_blocks(opened[shard].get_slice(plan.source_name), plan.shape)
+
+
+def _row_blocks(tensor_slice: Any, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
+    if len(shape) < 2:
+        yield tensor_slice[:].float().numpy()
+        return
+    rows = max(1, CHUNK_ELEMENTS // max(1, shape[-1]))
+    for start in range(0, shape[0], rows):
+        yield tensor_slice[start : start + rows].float().numpy()
+
+
+def _write_blocks(writer: Any, blocks: Iterator[np.ndarray], ggml_type: Any) -> None:
+    """``GGUFWriter.write_tensor_data`` for a tensor that arrives in row blocks: the same
+    padding and bookkeeping (gguf 0.19.0), each block quantized and written as it comes."""
+    import gguf
+
+    file_id = next(i for i, tensors in enumerate(writer.tensors) if len(tensors) > 0)
+    fout = writer.fout[file_id]
+    name = next(iter(writer.tensors[file_id]))
+    info = writer.tensors[file_id].pop(name)
+    writer.write_padding(fout, fout.tell())
+    written = 0
+    for block in blocks:
+        data = gguf.quants.quantize(block, ggml_type)
+        data.tofile(fout)
+        written += data.nbytes
+    if written != info.nbytes:
+        raise AssertionError(f"{name}: wrote {written} bytes, planned {info.nbytes}")
+    writer.write_padding(fout, written)
+    writer.state = gguf.gguf_writer.WriterState.WEIGHTS
