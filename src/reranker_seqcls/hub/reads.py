@@ -11,6 +11,8 @@ are retried :data:`MAX_RETRIES` times, waiting 1, 2, 4 s in between.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote
 
@@ -55,6 +57,25 @@ def files_at(repo_id: str, paths: list[str], revision: str, token: str | None) -
         data={"paths": paths, "expand": False},
     )
     return [RepoFile(**entry) for entry in response.json() if entry.get("type") == "file"]
+
+
+@contextmanager
+def retried_stream(url: str, headers: dict[str, str]) -> Iterator[Response]:
+    """One streamed GET of a file URL, retried like the run's other reads (redirects followed);
+    the client's own HTTP errors raise. The caller reads as many bytes as it bounds."""
+    from huggingface_hub.utils import hf_raise_for_status, http_stream_backoff
+
+    with http_stream_backoff(
+        "GET",
+        url,
+        headers=headers,
+        follow_redirects=True,
+        max_retries=MAX_RETRIES,
+        max_wait_time=4,
+        retry_on_status_codes=RETRIED_STATUSES,
+    ) as response:
+        hf_raise_for_status(response)
+        yield response
 
 
 def _retried(

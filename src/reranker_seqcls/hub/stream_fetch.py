@@ -186,9 +186,9 @@ def _range(listing: SourceListing, name: str, start: int, end: int, token: str |
     """Bytes ``start..end`` (inclusive) of a file at the listing's commit; at most that many
     bytes are read even from a server that ignores the Range header."""
     from huggingface_hub import hf_hub_url
-    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_stream_backoff
+    from huggingface_hub.utils import build_hf_headers
 
-    from reranker_seqcls.hub.reads import MAX_RETRIES, RETRIED_STATUSES
+    from reranker_seqcls.hub.reads import retried_stream
 
     url = hf_hub_url(listing.repo_id, name, revision=listing.commit_sha)
     headers = {**build_hf_headers(token=token), "range": f"bytes={start}-{end}"}
@@ -197,16 +197,7 @@ def _range(listing: SourceListing, name: str, start: int, end: int, token: str |
     def get() -> bytes:
         chunks: list[bytes] = []
         got = 0
-        with http_stream_backoff(
-            "GET",
-            url,
-            headers=headers,
-            follow_redirects=True,
-            max_retries=MAX_RETRIES,
-            max_wait_time=4,
-            retry_on_status_codes=RETRIED_STATUSES,
-        ) as response:
-            hf_raise_for_status(response)
+        with retried_stream(url, headers) as response:
             skip = start if response.status_code == 200 else 0  # Range ignored: whole file
             for chunk in response.iter_bytes():
                 if skip:

@@ -54,23 +54,14 @@ def read_bounded(
     disk (no ``HF_HOME`` cache entry); None when it is over ``limit`` bytes (reading stops
     there). Retried like the run's other reads; the client's errors (not found...) raise."""
     from huggingface_hub import hf_hub_url
-    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_stream_backoff
+    from huggingface_hub.utils import build_hf_headers
 
-    from reranker_seqcls.hub.reads import MAX_RETRIES, RETRIED_STATUSES
+    from reranker_seqcls.hub.reads import retried_stream
 
     url = hf_hub_url(repo_id, name, revision=revision)
     chunks: list[bytes] = []
     got = 0
-    with http_stream_backoff(
-        "GET",
-        url,
-        headers=build_hf_headers(token=token),
-        follow_redirects=True,
-        max_retries=MAX_RETRIES,
-        max_wait_time=4,
-        retry_on_status_codes=RETRIED_STATUSES,
-    ) as response:
-        hf_raise_for_status(response)
+    with retried_stream(url, build_hf_headers(token=token)) as response:
         for chunk in response.iter_bytes():
             got += len(chunk)
             if got > limit:
