@@ -23,12 +23,20 @@ from reranker_seqcls.log import Log
 from reranker_seqcls.names import CONFIG_FILE
 
 if TYPE_CHECKING:
+    from reranker_seqcls.check.scope import RealPairs
     from reranker_seqcls.recipes.recipe import Recipe
 
 
-def combine(real: ParityReport, consumers: ParityReport, proven_on: str) -> ParityReport:
+def combine(
+    real: ParityReport,
+    consumers: ParityReport,
+    proven_on: str,
+    chosen: RealPairs | None = None,
+) -> ParityReport:
     """One report: the real-weights verdict and the consumer check (run on ``proven_on``:
-    "real" or the twin's description). Twin rows, reasons and allowances are labelled."""
+    "real" or the twin's description). Twin rows, reasons and allowances are labelled.
+    ``chosen`` says which of the consumer check's pairs the real model scored (default: all,
+    in the same order); each real row gets the twin's row of its pair."""
     label = "" if proven_on == "real" else "twin: "
     on_twin = bool(label)
     report = ParityReport(
@@ -50,13 +58,20 @@ def combine(real: ParityReport, consumers: ParityReport, proven_on: str) -> Pari
         backbone_hash=real.backbone_hash,
         long_inputs=consumers.long_inputs,
     )
+    indices = list(range(len(real.scores))) if chosen is None else chosen.indices
+    if real.real_pass is not None:
+        report.real_pass = replace(
+            real.real_pass,
+            of_pairs=consumers.num_pairs,
+            full=real.real_pass.pairs >= consumers.num_pairs,
+        )
     if label and consumers.tolerance != real.tolerance:
         t = consumers.tolerance
         report.notes.append(f"twin rows are judged with the twin's tolerance ({t.logit:g} logit)")
     twin_scores = dict(enumerate(consumers.scores))
     report.scores = [
         replace(row, twin=twin_scores.get(i)) if on_twin else row
-        for i, row in enumerate(real.scores)
+        for i, row in zip(indices, real.scores, strict=True)
     ]
     return report
 

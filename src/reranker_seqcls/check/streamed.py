@@ -42,13 +42,11 @@ from reranker_seqcls.check.metrics import CONVERTED_PATHS, ScoringPath, path_met
 from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.check.parity import check_parity
 from reranker_seqcls.check.report import PairScores, ParityReport
+from reranker_seqcls.check.scope import RealPass, real_pairs, whole_on_real
 from reranker_seqcls.check.scoring import recipe_scores
 from reranker_seqcls.check.source_proof import prove_source as prove_source
 from reranker_seqcls.check.source_proof import source_shards as source_shards
-from reranker_seqcls.check.twin import (
-    DEFAULT_CHECK_MEMORY,
-    consumer_plan,
-)
+from reranker_seqcls.check.twin import DEFAULT_CHECK_MEMORY
 from reranker_seqcls.check.verdict import (
     TOLERANCES,
     Evidence,
@@ -252,6 +250,9 @@ class StreamedCheck:
         if (note := storage_note(tolerance, report.tolerance, check.dtype)) is not None:
             report.notes.append(note)
         report.backbone_hash = "identical" if self.backbone_problem() is None else "differs"
+        tokens = sum(len(o.ids) for o in self.official)
+        report.real_pass = RealPass(len(self.pairs), len(set(groups)), tokens, len(self.pairs),
+                                    full=True)  # fmt: skip
         report.scores = [
             PairScores(
                 group=groups[i], query=p.query[:80], document=p.document[:80],
@@ -275,11 +276,13 @@ def streamed_check(
     allow_softcapping: bool = False,
     vllm_python: str | Path | None = None,
     check_memory: int = DEFAULT_CHECK_MEMORY,
+    full: bool = False,
     log: Log,
 ) -> ParityReport:
-    """The check of two complete local directories within ``check_memory`` bytes: the full
-    check when the real model fits (:func:`twin.consumer_plan`), else the layerwise pass over
-    their shards plus the consumer check on a twin."""
+    """The check of two complete local directories within ``check_memory`` bytes: the whole
+    check on the real model when :func:`.scope.whole_on_real` says so, else the layerwise pass
+    over their shards (a few short pairs, every pair when ``full``) plus the consumer check of
+    every pair on a twin."""
     from reranker_seqcls.check.meta_model import prove_buffers
     from reranker_seqcls.check.twin import check_tokenizer_memory
     from reranker_seqcls.names import TOKENIZER_FILE
@@ -289,8 +292,7 @@ def streamed_check(
     if (source / TOKENIZER_FILE).is_file():
         check_tokenizer_memory((source / TOKENIZER_FILE).stat().st_size, check_memory)
     prove_source(source, config)
-    plan = consumer_plan(config, check_memory)
-    if plan.on == "real":
+    if whole_on_real(config, check_memory, full=full):
         prove_buffers(config)  # from_pretrained builds them real
         # No log line of its own: the full check logs as it always did (and validates its
         # options, e.g. --vllm-python, before printing anything); the report says "real".
@@ -306,12 +308,13 @@ def streamed_check(
     # the pairs the family's code would cut are left out of both halves, as the full check does
     # (its over-length pairs run in the twin's check), so their rows stay aligned
     pairs, _ = fitting_pairs(source, recipe, pairs)
+    chosen = real_pairs(pairs, full=full)
     log(
         f"parity: layerwise pass over {source.name} in {compute} "
-        f"(source dtype {checkpoint_dtype(config)})"
+        f"(source dtype {checkpoint_dtype(config)}), {len(chosen.indices)} of {len(pairs)} pairs"
     )
     check = StreamedCheck(
-        source, converted, recipe, pairs, token_ids=token_ids, dtype=compute,
+        source, converted, recipe, chosen.of(pairs), token_ids=token_ids, dtype=compute,
         allow_softcapping=allow_softcapping, log=log,
     )  # fmt: skip
     for shard in source_shards(source):
@@ -325,4 +328,4 @@ def streamed_check(
             check_memory=check_memory, allow_softcapping=allow_softcapping,
             vllm_python=vllm_python, log=log,
         )  # fmt: skip
-    return combine(real, consumers, described)
+    return combine(real, consumers, described, chosen)

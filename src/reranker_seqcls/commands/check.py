@@ -41,6 +41,7 @@ def check(
     allow_softcapping: bool,
     vllm_python: Path | None,
     check_memory: int,
+    full_check: bool,
     gguf_files: tuple[Path, ...],
     **recipe_kwargs: Any,
 ) -> int:
@@ -87,6 +88,7 @@ def check(
         allow_softcapping=allow_softcapping,
         vllm_python=vllm_python,
         check_memory=check_memory,
+        full=full_check,
         log=log,
     )
     if llama is not None:

@@ -118,6 +118,7 @@ class RunOptions:
     scale: str | None = None
     vllm_python: Path | None = None
     check_memory: int = 1_500_000_000  # --check-memory, parsed (commands.options.SizeType)
+    full_check: bool = False  # --full-check: every pair on the real model (check/scope.py)
     max_disk: int | None = None  # --max-disk: the most a streamed run may use
     gguf: str | None = None  # --gguf TYPES (gguf/run.py)
     gguf_target: str | None = None

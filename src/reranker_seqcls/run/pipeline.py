@@ -220,6 +220,7 @@ def _convert_and_check(
         allow_softcapping=opts.allow_softcapping,
         vllm_python=opts.vllm_python,
         check_memory=check_memory,
+        full=opts.full_check,
         log=log,
     )
     if gguf is not None:  # a failed llama.cpp row fails the run: nothing is pushed

@@ -130,6 +130,7 @@ class _StreamedRun:
             allow_softcapping=opts.allow_softcapping,
             vllm_python=opts.vllm_python,
             check_memory=check_memory,
+            full=opts.full_check,
             whole_model_disk=self._forecast(keep_all=True).total,
             max_disk=max_disk,
             log=log,
