@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -122,6 +123,7 @@ class StreamedCheck:
         self.source_digests: dict[str, str] = {}
         self.converted_digests: dict[str, str] = {}
         self._by_file: dict[tuple[int, int, int, int], dict[str, str]] = {}
+        self._hashing = threading.Lock()
 
     def _digests(self, header: SafetensorsFile, skip: set[str]) -> dict[str, str]:
         """Per-tensor digests, computed once per file (a converted shard is often a hard link
@@ -130,8 +132,9 @@ class StreamedCheck:
         # Size and mtime too: a streamed run deletes shards as it goes, and a file written later
         # (the rewritten head shard) may get a deleted shard's inode number.
         key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        if key not in self._by_file:
-            self._by_file[key] = tensor_digests(header, set())
+        with self._hashing:  # the worker thread feeds the source, the run the converted shards
+            if key not in self._by_file:
+                self._by_file[key] = tensor_digests(header, set())
         return {k: v for k, v in self._by_file[key].items() if k not in skip}
 
     def feed_source(self, shard: Path) -> list[Path]:

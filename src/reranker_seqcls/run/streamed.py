@@ -6,10 +6,12 @@
    scorer (:mod:`.scorers`) and forecast the disk (:mod:`.disk`): ``--max-disk`` refuses here,
    before any shard moves.
 2. For each shard in index order: fetch it (checked against the Hub's sha256 and the planned
-   header); feed it to the scorer, which runs the layers it completes and releases shards;
-   write its output shard (:func:`convert.write.write_output_shard`: a hard link, or the
-   rewrite without ``lm_head``; the head's shard also yields ``score.weight``); feed that to
-   the scorer, pre-upload it (:mod:`hub.preupload`) and delete it; delete the released shards.
+   header); feed it to the scorer on a worker thread (:mod:`stream.overlap`), which runs the
+   layers it completes and releases shards; meanwhile write its output shard
+   (:func:`convert.write.write_output_shard`: a hard link, or the rewrite without ``lm_head``;
+   the head's shard also yields ``score.weight``), feed that to the scorer, pre-upload it
+   (:mod:`hub.preupload`) and delete it, and fetch the next shard when it fits the disk budget
+   (else once the layers are done); delete the shards the scorer released.
 3. Write the small output files (:func:`convert.converter.finish_output`), take the scorer's
    report; on a pass, the card and one ``create_commit`` with the pre-uploaded shards, the small
    files and ``parent_commit`` (:func:`hub.preupload.commit_preuploaded`).
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.log import Log
 from reranker_seqcls.sizes import human_size
+from reranker_seqcls.stream.overlap import Background, overlap_budget
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.report import ParityReport
@@ -85,6 +88,8 @@ class _StreamedRun:
         for directory in (self.source_dir, self.out, self.incoming):
             directory.mkdir()
         self.disk = DiskPeak(work)
+        self.budget = 0  # the disk a fetch ahead may fill (set by prepare)
+        self.kept: list[Path] = []  # released source shards whose output is being written
         self.score: TensorBytes | None = None
         self.uploader: Preuploader | None = None
 
@@ -137,7 +142,8 @@ class _StreamedRun:
         )
         tensors = [list(weights.checkpoint.shards[n].tensors) for n in self.order]
         self.steps = self.scorer.schedule(tensors)
-        need = self._forecast(keep_all=self.scorer.keeps_outputs).total
+        forecast = self._forecast(keep_all=self.scorer.keeps_outputs)
+        need = forecast.total
         log(
             f"streamed run: {len(self.order)} shard(s), {human_size(sum(self.sizes))}, largest "
             f"{human_size(max(self.sizes))}; disk needed at most {human_size(need)}"
@@ -147,6 +153,11 @@ class _StreamedRun:
                 f"this run needs up to {human_size(need)} of disk, more than --max-disk "
                 f"{human_size(max_disk)}: free disk space or raise --max-disk; no shard was fetched"
             )
+        self.budget = overlap_budget(self.sizes, 2 * forecast.small, max_disk)
+        log(
+            "streamed run: the next shard is fetched while one is scored when both fit in "
+            f"{human_size(self.budget)}"
+        )
         self.disk.measure()
 
     def _forecast(self, *, keep_all: bool) -> DiskForecast:
@@ -184,36 +195,62 @@ class _StreamedRun:
         )  # fmt: skip
         layers = int(self.plan.config.get("num_hidden_layers") or 0)
         progress = StreamProgress(sum(self.sizes), sum(self.sizes), layers)
+        compute: Background[list[Path]] = Background("layer compute")
         try:
             for position, name in enumerate(self.order):
-                self._one_shard(position, name, progress, layers)
+                self._one_shard(position, name, progress, layers, compute)
+            self._collect(compute)
         except BaseException:
             self.uploader.abandon()
             raise
         finally:
             progress.close()
 
-    def _one_shard(self, position: int, name: str, progress: StreamProgress, layers: int) -> None:
+    def _collect(self, compute: Background[list[Path]], keep: Path | None = None) -> None:
+        """Wait for the scorer's last feed; delete the shards it released (``keep`` once its
+        output shard is written)."""
+        for done in compute.wait() or []:
+            if done == keep:
+                self.kept.append(done)
+            else:
+                done.unlink(missing_ok=True)
+        self.disk.measure()
+
+    def _one_shard(
+        self,
+        position: int,
+        name: str,
+        progress: StreamProgress,
+        layers: int,
+        compute: Background[list[Path]],
+    ) -> None:
         from reranker_seqcls.convert.write import score_weight, write_output_shard
         from reranker_seqcls.hub import stream_fetch
         from reranker_seqcls.safetensors_io.place import Placement
+        from reranker_seqcls.stream.disk import disk_usage
 
         assert self.uploader is not None
         weights = self.plan.planned_weights
         shard = weights.shards[position]
+        if compute.pending and disk_usage(self.work) + self.sizes[position] > self.budget:
+            self._collect(compute)  # no room to fetch ahead: the layers first
         path = stream_fetch.fetch_shard(
             self.listing, name, self.source_dir, self.incoming, self.headers[name], self.opts.token
         )
         progress.add(bytes_in=self.sizes[position])
         self.disk.measure()
-        released = self.scorer.feed_source(path)
-        self.disk.measure()
-        for done in released:
-            if done != path:
-                done.unlink(missing_ok=True)
+        self._collect(compute)  # the scorer takes shards in order
+        compute.start(lambda: self.scorer.feed_source(path))
+        if self.rewritten[position]:
+            # A rewrite adds a file: the shards this feed releases (one held for a layer
+            # spanning into this shard) go first, as in the forecast.
+            self._collect(compute, keep=path)
         if name == weights.head_shard:
             self.score = score_weight(self.plan, path)
         placed = write_output_shard(self.plan, shard, path, self.out)
+        for done in self.kept:
+            done.unlink(missing_ok=True)
+        self.kept.clear()
         self.disk.measure()
         if placed not in (Placement.DROPPED_EMPTY, Placement.DROPPED_HEAD_ONLY):
             output = self.out / shard.name
@@ -222,8 +259,6 @@ class _StreamedRun:
             if self.uploader.upload(shard.name, output) and not self.scorer.keeps_outputs:
                 output.unlink()
             progress.add(bytes_out=size)
-        if path in released:
-            path.unlink()
         self.disk.measure()
         done_layers = self.steps[position].layers_done
         progress.add(layers=done_layers)
