@@ -90,6 +90,7 @@ class _StreamedRun:
         self.disk = DiskPeak(work)
         self.budget = 0  # the disk a fetch ahead may fill (set by prepare)
         self.kept: list[Path] = []  # released source shards whose output is being written
+        self.uploading = 0  # bytes of the shard in pre-upload
         self.score: TensorBytes | None = None
         self.uploader: Preuploader | None = None
 
@@ -196,10 +197,12 @@ class _StreamedRun:
         layers = int(self.plan.config.get("num_hidden_layers") or 0)
         progress = StreamProgress(sum(self.sizes), sum(self.sizes), layers)
         compute: Background[list[Path]] = Background("layer compute")
+        uploading: Background[None] = Background("pre-upload")
         try:
             for position, name in enumerate(self.order):
-                self._one_shard(position, name, progress, layers, compute)
+                self._one_shard(position, name, progress, layers, compute, uploading)
             self._collect(compute)
+            self._await_upload(uploading, progress)
         except BaseException:
             self.uploader.abandon()
             raise
@@ -223,6 +226,7 @@ class _StreamedRun:
         progress: StreamProgress,
         layers: int,
         compute: Background[list[Path]],
+        uploading: Background[None],
     ) -> None:
         from reranker_seqcls.convert.write import score_weight, write_output_shard
         from reranker_seqcls.hub import stream_fetch
@@ -232,8 +236,10 @@ class _StreamedRun:
         assert self.uploader is not None
         weights = self.plan.planned_weights
         shard = weights.shards[position]
-        if compute.pending and disk_usage(self.work) + self.sizes[position] > self.budget:
-            self._collect(compute)  # no room to fetch ahead: the layers first
+        if disk_usage(self.work) + self.sizes[position] > self.budget:
+            # no room to fetch ahead: the layers and the pre-upload first
+            self._collect(compute)
+            self._await_upload(uploading, progress)
         path = stream_fetch.fetch_shard(
             self.listing, name, self.source_dir, self.incoming, self.headers[name], self.opts.token
         )
@@ -252,21 +258,36 @@ class _StreamedRun:
             done.unlink(missing_ok=True)
         self.kept.clear()
         self.disk.measure()
-        if placed not in (Placement.DROPPED_EMPTY, Placement.DROPPED_HEAD_ONLY):
-            output = self.out / shard.name
-            self.scorer.feed_converted(output)
-            size = output.stat().st_size
-            if self.uploader.upload(shard.name, output) and not self.scorer.keeps_outputs:
-                output.unlink()
-            progress.add(bytes_out=size)
-        self.disk.measure()
         done_layers = self.steps[position].layers_done
-        progress.add(layers=done_layers)
-        verb = "checked" if self.opts.dry_run else "pre-uploaded"
+        self._await_upload(uploading, progress)
+        dropped = placed in (Placement.DROPPED_EMPTY, Placement.DROPPED_HEAD_ONLY)
+        if not dropped:
+            output = self.out / shard.name
+            if not self.opts.dry_run:
+                self.uploader.ensure_target()  # here: abandon() must know of a target it made
+            uploading.start(lambda: self._upload(shard.name, output))
+            self.uploading = output.stat().st_size
+        verb = "checked" if self.opts.dry_run else "pre-upload started"
         self.log(
-            f"shard {position + 1}/{len(self.order)} {name}: fetched, sha256 ok, {placed}, "
-            f"{verb}; layers {done_layers}/{layers}"
+            f"shard {position + 1}/{len(self.order)} {name}: fetched, sha256 ok, {placed}"
+            f"{'' if dropped else ', ' + verb}; layers {done_layers}/{layers}"
         )
+        progress.add(layers=done_layers)
+
+    def _upload(self, name: str, output: Path) -> None:
+        """On the upload thread: hash the output shard for the backbone check, pre-upload it,
+        delete it unless the scorer keeps the outputs."""
+        assert self.uploader is not None
+        self.scorer.feed_converted(output)
+        if self.uploader.upload(name, output) and not self.scorer.keeps_outputs:
+            output.unlink()
+
+    def _await_upload(self, uploading: Background[None], progress: StreamProgress) -> None:
+        """Wait for the last shard's pre-upload."""
+        uploading.wait()
+        progress.add(bytes_out=self.uploading)
+        self.uploading = 0
+        self.disk.measure()
 
     # ------------------------------------------------------------------ 3. finish
 
