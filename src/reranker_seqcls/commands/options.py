@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from reranker_seqcls.recipes.methods import METHODS
+
 if TYPE_CHECKING:
     from reranker_seqcls.log import Log
     from reranker_seqcls.recipes.recipe import Recipe
@@ -106,7 +108,7 @@ def recipe_options(func: F) -> F:
         click.option("--tokens", help='Custom classifier tokens as JSON, e.g. \'["no","yes"]\'.'),
         click.option(
             "--method",
-            type=click.Choice(["from_2_way_softmax", "no_post_processing"]),
+            type=click.Choice(METHODS),
             help="How the classifier tokens' logits become the score.",
         ),
         click.option(
