@@ -155,6 +155,61 @@ def test_pairs_that_fit_are_untouched(qwen3_tok):
         assert short == capped
 
 
+# (query, document): whitespace around either text, and a document that is only whitespace
+ZERANK_WHITESPACE = [
+    ("  What is the capital of France?\n", "\n\n  Paris is the capital of France.  \n"),
+    ("What is the capital of France?", "\tBananas are yellow. \n\n"),
+    (" capital ", "   "),
+]
+
+
+def test_zerank_strips_like_its_own_code_in_every_consumer(real_vocab_model, tmp_path):
+    """zeroentropy's ``modeling_zeranker.py`` cuts characters, then ``.strip()``s the query and
+    the document before the chat template. The reference and the shipped template both strip,
+    so sentence-transformers and vLLM's one-string rendering score the legacy code's text."""
+    import torch
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from reranker_seqcls.recipes.render import render_scoring_prompt
+
+    yes = 9454
+    source = real_vocab_model("qwen3", tied=True, name="zerank-2", preset="zerank-2")
+    out = tmp_path / "zerank-2-seq-cls"
+    assert run_cli("convert", source, out, "--preset", "zerank-2").returncode == 0
+    tok = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
+
+    def legacy_ids(query: str, document: str, strip: bool = True) -> list[int]:
+        """format_pointwise_datapoints, with the source repo's own chat template."""
+        query, document = query[:2_000], document[:10_000]
+        if strip:
+            query, document = f"\n{query}\n".strip(), f"\n{document}\n".strip()
+        messages = [{"role": "system", "content": query}, {"role": "user", "content": document}]
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return list(tok([text], padding=True)["input_ids"][0])
+
+    def legacy_score(ids: list[int]) -> float:
+        with torch.no_grad():
+            logit = model(input_ids=torch.tensor([ids])).logits[0, -1, yes]
+        return float(torch.sigmoid(logit / 5.0))
+
+    converted = CrossEncoder(str(out))
+    served = converted.predict(ZERANK_WHITESPACE, show_progress_bar=False)
+    template = (out / "chat_template.jinja").read_text()
+    for (query, document), score in zip(ZERANK_WHITESPACE, served, strict=True):
+        ids = legacy_ids(query, document)
+        official = legacy_score(ids)
+        assert prompts.build_prompt_ids(tok, PRESETS["zerank-2"], query, document) == ids
+        assert abs(float(score) - official) < 1e-5, (query, document, score, official)
+        # vLLM's rendering: string content, tokenized with the tokenizer's special tokens
+        text = render_scoring_prompt(template, query, document, None, tokenizer=tok)
+        assert tok(text)["input_ids"] == ids, (query, document)
+        # the whitespace matters: unstripped, the same model scores another text
+        unstripped = legacy_score(legacy_ids(query, document, strip=False))
+        assert abs(unstripped - official) > 1e-4, (query, document, unstripped, official)
+
+
 # --------------------------------------------------------------------------- through the consumers
 
 SHORT_PAIRS = [
