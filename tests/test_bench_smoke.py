@@ -58,3 +58,29 @@ def test_bench_script_on_tiny_shape(tmp_path: Path) -> None:
     work = tmp_path / "cache" / "work"
     assert not any(work.iterdir())
     assert (tmp_path / "cache" / "checkpoints" / "tiny" / "config.json").is_file()
+
+
+def test_hash_bench_on_a_few_megabytes(tmp_path: Path) -> None:
+    """``bench/bench_hash.py`` times every case on real files and leaves none behind."""
+    results = tmp_path / "HASH_RESULTS.md"
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.run(
+        [
+            sys.executable, str(ROOT / "bench" / "bench_hash.py"), "--gb", "0.01",
+            "--shard-gb", "0.004", "--runs", "1", "--dir", str(work), "--results", str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = results.read_text("utf-8")
+    assert "0.02 GB in 3 random shard(s)" in text and "sha_ni" in text
+    raw = json.loads(results.with_suffix(".json").read_text("utf-8"))
+    # 10 MB of shards, the 11 MB tokenizer.json and three small JSON files
+    assert 21_000_000 < raw["size_bytes"] < 21_010_000
+    assert len(raw["wall_s"]) == len(raw["cpu_s"]) == 3
+    assert all(len(s) == 1 and s[0] > 0 for s in raw["wall_s"].values())
+    assert not any(work.iterdir())  # the built files are removed

@@ -125,3 +125,30 @@ def test_module_sizes() -> None:
                 unexplained.append((name, lines))
     assert too_long == [], f"modules over {TOO_LONG} lines"
     assert unexplained == [], f"modules over {LONG} lines without 'over 300 lines: why' on top"
+
+
+def test_method_names_are_written_only_in_the_method_table() -> None:
+    """A scoring method is defined once (``recipes/methods.py``); other modules look it up
+    instead of comparing its name (docstrings, which show examples, aside)."""
+    from reranker_seqcls.recipes.methods import METHODS
+
+    found: dict[str, list[int]] = {}
+    for name, path in _modules().items():
+        tree = ast.parse(path.read_text("utf-8"))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docstrings
+                and any(m in node.value for m in METHODS)
+            ):
+                found.setdefault(name, []).append(node.lineno)
+    assert found.pop("reranker_seqcls.recipes.methods")  # the scan sees the table's names
+    assert found == {}, "method names written outside recipes/methods.py"

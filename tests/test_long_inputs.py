@@ -9,9 +9,12 @@ slicing. Models are tiny with ``max_position_embeddings`` 512, which scales each
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -153,6 +156,61 @@ def test_pairs_that_fit_are_untouched(qwen3_tok):
             qwen3_tok, recipe, SHORT_QUERY, _LONG_RELEVANT, position_limit=POSITIONS
         )
         assert short == capped
+
+
+# (query, document): whitespace around either text, and a document that is only whitespace
+ZERANK_WHITESPACE = [
+    ("  What is the capital of France?\n", "\n\n  Paris is the capital of France.  \n"),
+    ("What is the capital of France?", "\tBananas are yellow. \n\n"),
+    (" capital ", "   "),
+]
+
+
+def test_zerank_strips_like_its_own_code_in_every_consumer(real_vocab_model, tmp_path):
+    """zeroentropy's ``modeling_zeranker.py`` cuts characters, then ``.strip()``s the query and
+    the document before the chat template. The reference and the shipped template both strip,
+    so sentence-transformers and vLLM's one-string rendering score the legacy code's text."""
+    import torch
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from reranker_seqcls.recipes.render import render_scoring_prompt
+
+    yes = 9454
+    source = real_vocab_model("qwen3", tied=True, name="zerank-2", preset="zerank-2")
+    out = tmp_path / "zerank-2-seq-cls"
+    assert run_cli("convert", source, out, "--preset", "zerank-2").returncode == 0
+    tok = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
+
+    def legacy_ids(query: str, document: str, strip: bool = True) -> list[int]:
+        """format_pointwise_datapoints, with the source repo's own chat template."""
+        query, document = query[:2_000], document[:10_000]
+        if strip:
+            query, document = f"\n{query}\n".strip(), f"\n{document}\n".strip()
+        messages = [{"role": "system", "content": query}, {"role": "user", "content": document}]
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return list(tok([text], padding=True)["input_ids"][0])
+
+    def legacy_score(ids: list[int]) -> float:
+        with torch.no_grad():
+            logit = model(input_ids=torch.tensor([ids])).logits[0, -1, yes]
+        return float(torch.sigmoid(logit / 5.0))
+
+    converted = CrossEncoder(str(out))
+    served = converted.predict(ZERANK_WHITESPACE, show_progress_bar=False)
+    template = (out / "chat_template.jinja").read_text()
+    for (query, document), score in zip(ZERANK_WHITESPACE, served, strict=True):
+        ids = legacy_ids(query, document)
+        official = legacy_score(ids)
+        assert prompts.build_prompt_ids(tok, PRESETS["zerank-2"], query, document) == ids
+        assert abs(float(score) - official) < 1e-5, (query, document, score, official)
+        # vLLM's rendering: string content, tokenized with the tokenizer's special tokens
+        text = render_scoring_prompt(template, query, document, None, tokenizer=tok)
+        assert tok(text)["input_ids"] == ids, (query, document)
+        # the whitespace matters: unstripped, the same model scores another text
+        unstripped = legacy_score(legacy_ids(query, document, strip=False))
+        assert abs(unstripped - official) > 1e-4, (query, document, unstripped, official)
 
 
 # --------------------------------------------------------------------------- through the consumers
@@ -313,13 +371,9 @@ def test_each_family_reports_what_sentence_transformers_does(
 @pytest.mark.vllm
 @pytest.mark.slow
 def test_vllm_refuses_over_length_and_the_client_side_cut_matches(real_vocab_model, tmp_path):
-    vllm_python = Path(
-        os.environ.get("RERANKER_SEQCLS_VLLM_PYTHON") or ROOT / ".venv-vllm/bin/python"
-    )
-    assert vllm_python.is_file(), f"{vllm_python} missing: run `make vllm-venv`"
     source = _source("qwen3", "qwen3-reranker", real_vocab_model)
     _, result, report = _convert_and_check(
-        source, tmp_path, "qwen3-reranker", "--vllm-python", str(vllm_python)
+        source, tmp_path, "qwen3-reranker", "--vllm-python", str(_vllm_python())
     )
     assert result.returncode == 0, result.stdout + result.stderr
     rows = _rows(report)
@@ -337,39 +391,24 @@ def test_vllm_refuses_over_length_and_the_client_side_cut_matches(real_vocab_mod
     )
 
 
-@pytest.mark.vllm
-@pytest.mark.slow
-def test_served_vllm_refuses_over_length_and_scores_the_client_side_cut(qwen3_long, tmp_path):
-    """``vllm serve`` on the converted directory (as the card starts it): POST /score with an
-    over-length document is a clear 400; with the document cut by the card's recipe it gives the
-    model card's truncated score."""
+def _vllm_python() -> Path:
+    path = Path(os.environ.get("RERANKER_SEQCLS_VLLM_PYTHON") or ROOT / ".venv-vllm/bin/python")
+    assert path.is_file(), f"{path} missing: run `make vllm-venv`"
+    return path
+
+
+@contextlib.contextmanager
+def _served(out: Path, log_path: Path) -> Iterator[str]:
+    """``vllm serve`` on the converted directory, as the card starts it; yields its URL."""
     import subprocess
     import time
-    import urllib.error
 
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from tests.test_vllm import _LOCAL, VLLM_ENV, _free_port
 
-    from reranker_seqcls.check.long_pairs import cut_document
-    from tests.test_vllm import _LOCAL, VLLM_ENV, _free_port, _post
-
-    vllm_python = Path(
-        os.environ.get("RERANKER_SEQCLS_VLLM_PYTHON") or ROOT / ".venv-vllm/bin/python"
-    )
-    assert vllm_python.is_file(), f"{vllm_python} missing: run `make vllm-venv`"
-    _, out, _, _ = qwen3_long
-    tok = AutoTokenizer.from_pretrained(out)
-    cut = cut_document(tok, SHORT_QUERY, LONG_DOC, None, POSITIONS)
-    official = prompts.official_prompt(
-        tok, PRESETS["qwen3-reranker"], SHORT_QUERY, LONG_DOC, position_limit=POSITIONS
-    )
-    model = AutoModelForSequenceClassification.from_pretrained(out, dtype=torch.float32).eval()
-    with torch.no_grad():
-        expected = float(torch.sigmoid(model(input_ids=torch.tensor([official.ids])).logits[0, 0]))
-    port, log_path = _free_port(), tmp_path / "serve.log"
+    port = _free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(vllm_python), str(ROOT / "src/reranker_seqcls/check/vllm_launch.py"), "serve",
+            [str(_vllm_python()), str(ROOT / "src/reranker_seqcls/check/vllm_launch.py"), "serve",
              str(out), "--runner", "pooling", "--chat-template", str(out / "chat_template.jinja"),
              "--dtype", "float32", "--host", "127.0.0.1", "--port", str(port),
              "--enforce-eager"],
@@ -386,15 +425,7 @@ def test_served_vllm_refuses_over_length_and_scores_the_client_side_cut(qwen3_lo
             except OSError:
                 assert time.monotonic() - started < 900, log_path.read_text()[-3000:]
                 time.sleep(2)
-        body = {"model": str(out), "queries": SHORT_QUERY, "documents": [LONG_DOC]}
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            _post(f"{url}/score", body)
-        assert refused.value.code == 400
-        message = refused.value.read().decode()
-        assert f"maximum context length is {POSITIONS} tokens" in message, message
-        served = _post(f"{url}/score", {**body, "documents": [cut]})["data"][0]["score"]
-        assert abs(served - expected) < 1e-4, (served, expected)
-        print(f"\nserved, cut on the client side: |Δ probability| {abs(served - expected):.1e}")
+        yield url
     finally:
         process.terminate()
         try:
@@ -402,6 +433,123 @@ def test_served_vllm_refuses_over_length_and_scores_the_client_side_cut(qwen3_lo
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _refused(url: str, body: dict) -> str:
+    """The message of the HTTP 400 a served vLLM answers ``body`` with."""
+    import urllib.error
+
+    from tests.test_vllm import _post
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _post(url, body)
+    assert refused.value.code == 400
+    return refused.value.read().decode()
+
+
+def _classifier_probability(out: Path, ids: list[int]) -> float:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(out, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return float(torch.sigmoid(model(input_ids=torch.tensor([ids])).logits[0, 0]))
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_served_vllm_refuses_over_length_and_scores_the_client_side_cut(qwen3_long, tmp_path):
+    """``vllm serve`` on the converted directory (as the card starts it): POST /score with an
+    over-length document is a clear 400; with the document cut by the card's recipe it gives the
+    model card's truncated score."""
+    from transformers import AutoTokenizer
+
+    from reranker_seqcls.check.long_pairs import cut_document
+    from tests.test_vllm import _post
+
+    _, out, _, _ = qwen3_long
+    tok = AutoTokenizer.from_pretrained(out)
+    cut = cut_document(tok, SHORT_QUERY, LONG_DOC, None, POSITIONS)
+    official = prompts.official_prompt(
+        tok, PRESETS["qwen3-reranker"], SHORT_QUERY, LONG_DOC, position_limit=POSITIONS
+    )
+    expected = _classifier_probability(out, official.ids)
+    with _served(out, tmp_path / "serve.log") as url:
+        body = {"model": str(out), "queries": SHORT_QUERY, "documents": [LONG_DOC]}
+        message = _refused(f"{url}/score", body)
+        assert f"maximum context length is {POSITIONS} tokens" in message, message
+        served = _post(f"{url}/score", {**body, "documents": [cut]})["data"][0]["score"]
+        assert abs(served - expected) < 1e-4, (served, expected)
+        print(f"\nserved, cut on the client side: |Δ probability| {abs(served - expected):.1e}")
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_bge_gemma4_on_vllm_offline_and_served(real_vocab_model, tmp_path):
+    """bge-reranker-v2-gemma on the Gemma 4 SentencePiece vocabulary (head_dim 64, which
+    vLLM's CPU attention takes), through vLLM offline (the check's rows) and served: the raw
+    over-length pairs are refused with the checkpoint's own length; the card's client-side cut
+    is scored, and served /score and /rerank give the offline score. That cut keeps the prompt
+    within the scoring length but is not FlagEmbedding's per-piece cut, so its score is the
+    converted classifier's on the rendered cut prompt, another text than the original's."""
+    from transformers import AutoTokenizer
+
+    from reranker_seqcls.check.long_pairs import client_side, long_pairs
+    from reranker_seqcls.recipes.render import render_scoring_prompt
+    from tests.test_vllm import _post
+
+    preset = "bge-reranker-v2-gemma"
+    source = _source("gemma", preset, real_vocab_model)
+    out, result, report = _convert_and_check(
+        source, tmp_path, preset, "--vllm-python", str(_vllm_python())
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    long, rows = report["long_inputs"], _rows(report)
+    length = long["scoring_length"]
+    assert length == POSITIONS
+    for group in LONG_ROWS:
+        raw = rows[("vLLM offline", group)]
+        assert raw["behaviour"] == "refuses", raw
+        assert f"maximum context length is {length} tokens" in raw["detail"]
+    offline = rows[("vLLM offline, cut on the client side", "long-document")]
+    # the recipe cuts documents only: a query longer than the scoring length is still refused
+    assert (
+        rows[("vLLM offline, cut on the client side", "long-query-and-document")]["behaviour"]
+        == "refuses"
+    )
+
+    # the check's long-document pair, cut as the card says, rendered as vLLM renders it
+    tok = AutoTokenizer.from_pretrained(out)
+    recipe = PRESETS[preset]
+    pair = long_pairs(recipe, lambda t: len(_encode(tok, t)), length)[0]
+    query, cut = client_side(tok, recipe, pair, length)
+    template = (out / "chat_template.jinja").read_text()
+    vllm_ids = tok(render_scoring_prompt(template, query, cut, None, tokenizer=tok))["input_ids"]
+    official = prompts.official_prompt(
+        tok, recipe, pair.query, pair.document, position_limit=POSITIONS
+    ).ids
+    assert len(vllm_ids) <= length and vllm_ids != official
+    expected = _classifier_probability(out, vllm_ids)
+    original = 1 / (1 + math.exp(-long["pairs"][0]["reference"][-1]))
+    assert abs(offline["score"] - expected) < 1e-4, (offline, expected)
+    # measured: the cut fills the scoring length where FlagEmbedding's passage cut ends earlier
+    assert offline["behaviour"] == "scores another text", offline
+    assert abs(offline["score"] - original) > report["tolerance"]["prob"]
+
+    with _served(out, tmp_path / "serve.log") as url:
+        body = {"model": str(out), "queries": pair.query, "documents": [pair.document]}
+        message = _refused(f"{url}/score", body)
+        assert f"maximum context length is {length} tokens" in message, message
+        served = _post(f"{url}/score", {**body, "documents": [cut]})["data"][0]["score"]
+        reranked = _post(f"{url}/rerank", {"model": str(out), "query": query, "documents": [cut]})
+        ranked = reranked["results"][0]["relevance_score"]
+    assert abs(served - offline["score"]) < 1e-4 and abs(ranked - served) < 1e-5, (served, ranked)
+    print(
+        f"\nbge, Gemma 4 vocabulary, scoring length {length}: vLLM's prompt of the cut document "
+        f"{len(vllm_ids)} tokens, FlagEmbedding's {len(official)}; served {served:.6f}, offline "
+        f"{offline['score']:.6f}, original {original:.6f} (|Δ probability| "
+        f"{abs(served - original):.3g})"
+    )
 
 
 def test_files_that_cut_the_template_fail_even_unmeasured(tmp_path):

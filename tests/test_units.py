@@ -94,3 +94,23 @@ def test_a_signal_wrapped_by_python_is_still_a_stop():
     stopped = interruption_behind(caught.value)
     assert stopped is not None and stopped.exit_code == 130
     assert interruption_behind(RuntimeError("plain")) is None
+
+
+@pytest.mark.parametrize("name", ["from_2_way_softmax", "no_post_processing"])
+@pytest.mark.parametrize("scale", [1.0, 0.2])
+def test_a_methods_head_rows_score_what_its_reference_logits_score(name, scale):
+    """The converter's head (``head_rows``) applied to a hidden state gives the check's
+    reference score (``score_logits`` of the tokens' logits): the one table defines both."""
+    from reranker_seqcls.recipes.methods import scoring_method
+
+    method = scoring_method(name)
+    generator = torch.Generator().manual_seed(7)
+    head = torch.randn(11, 6, generator=generator, dtype=torch.float64)
+    hidden = torch.randn(3, 6, generator=generator, dtype=torch.float64)
+    ids = [4, 9]
+    rows = method.head_rows(head[ids].tolist(), scale)
+    served = hidden @ torch.tensor(rows, dtype=torch.float64).T
+    reference = method.score_logits((hidden @ head.T)[:, ids], scale)
+    assert served.shape == (3, method.num_labels(len(ids))) == reference.shape
+    assert torch.allclose(served, reference, rtol=0, atol=1e-12)
+    assert len(method.labels(["no", "yes"])) == method.num_labels(2)

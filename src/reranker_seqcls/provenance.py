@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reranker_seqcls.errors import BadInput
+from reranker_seqcls.recipes.methods import known_method
 
 TOOL_NAME = "reranker-seqcls"
 
@@ -199,8 +200,9 @@ def _classifier(data: dict[str, Any], path: Path) -> ClassifierRecord:
     if not isinstance(formula, str | None):
         raise _not_a_record(path, "'classifier.score_formula' is not a string")
     tokens, pieces = strings("tokens"), strings("pieces")
-    two_way = data.get("method") == "from_2_way_softmax"
-    if not len(tokens) == len(ids) == len(pieces) or not tokens or (two_way and len(tokens) != 2):
+    method = known_method(data.get("method"))
+    fits = method is None or method.fits(len(tokens))
+    if not len(tokens) == len(ids) == len(pieces) or not tokens or not fits:
         raise _not_a_record(path, "'classifier' tokens, token_ids and pieces do not match")
     return ClassifierRecord(
         tokens=tokens,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from reranker_seqcls.check.metrics import Scores
 from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.errors import BadInput
+from reranker_seqcls.recipes.methods import scoring_method
 from reranker_seqcls.recipes.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -134,13 +135,9 @@ def reference_scores(
 
 
 def recipe_scores(picked: Any, recipe: Recipe) -> Any:
-    """The family's score logit(s) from the logits of its tokens (``[n, len(token_ids)]``)."""
-    if recipe.method == "from_2_way_softmax":
-        # softmax over [false, true] taken at [true] == sigmoid(l_true - l_false)
-        picked = (picked[:, 1] - picked[:, 0]).unsqueeze(-1)
-    if recipe.scale != 1.0:  # the family's calibration, e.g. zerank-2's l(Yes) / 5
-        picked = picked * recipe.scale
-    return picked
+    """The family's score logit(s) from the logits of its tokens (``[n, len(token_ids)]``): its
+    method's, times its scale (the family's calibration, e.g. zerank-2's ``l(Yes) / 5``)."""
+    return scoring_method(recipe.method).score_logits(picked, recipe.scale)
 
 
 @dataclass

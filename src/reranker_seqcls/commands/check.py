@@ -8,7 +8,12 @@ from typing import Any
 
 import click
 
-from reranker_seqcls.commands.options import RecipeOptions, check_options, recipe_options
+from reranker_seqcls.commands.options import (
+    CheckOptions,
+    RecipeOptions,
+    check_options,
+    recipe_options,
+)
 from reranker_seqcls.console import log, say
 
 
@@ -35,15 +40,9 @@ def check(
     source: str,
     converted: Path,
     revision: str | None,
-    pairs_file: Path | None,
     report_file: Path | None,
-    dtype: str | None,
-    allow_softcapping: bool,
-    vllm_python: Path | None,
-    check_memory: int,
-    full_check: bool,
     gguf_files: tuple[Path, ...],
-    **recipe_kwargs: Any,
+    **kwargs: Any,
 ) -> int:
     """Prove that CONVERTED scores like the original reranker SOURCE.
 
@@ -67,7 +66,7 @@ def check(
         source_name,
     )
 
-    options = RecipeOptions.pop(recipe_kwargs)
+    options, checking = RecipeOptions.pop(kwargs), CheckOptions.pop(kwargs)
     if not (converted / CONFIG_FILE).is_file():
         raise BadInput(f"{converted} has no config.json: give a converted checkpoint directory")
     llama = prepare_gguf_check(gguf_files)  # the files and llama-server, before any scoring
@@ -77,18 +76,18 @@ def check(
         options.template, token_ids=options.token_ids, scale=options.scale, source_dir=source_dir,
     )  # fmt: skip
     token_ids = resolve_token_ids(source_dir, recipe)
-    pairs = load_check_pairs(recipe, pairs_file)
+    pairs = load_check_pairs(recipe, checking.pairs_file)
     report = streamed_check(
         source_dir,
         converted,
         recipe,
         pairs,
         token_ids=token_ids,
-        dtype=dtype,
-        allow_softcapping=allow_softcapping,
-        vllm_python=vllm_python,
-        check_memory=check_memory,
-        full=full_check,
+        dtype=checking.dtype,
+        allow_softcapping=checking.allow_softcapping,
+        vllm_python=checking.vllm_python,
+        check_memory=checking.check_memory,
+        full=checking.full_check,
         log=log,
     )
     if llama is not None:

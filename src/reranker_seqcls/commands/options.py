@@ -1,17 +1,23 @@
 """Options shared by several commands, each declared once: click decorators that generate the
-options of a group, typed records the commands hand on (:class:`RecipeOptions`), and
-:class:`SizeType`, which parses ``--check-memory`` and ``--max-disk`` before any command runs."""
+options of a group, the typed records the commands hand on (:class:`RecipeOptions`,
+:class:`CheckOptions`, :class:`HubOptions`: one per group, each popped from a command's keyword
+arguments by its own field names), and :class:`SizeType`, which parses ``--check-memory`` and
+``--max-disk`` before any command runs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from reranker_seqcls.recipes.methods import METHODS
+
 if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
     from reranker_seqcls.log import Log
     from reranker_seqcls.recipes.recipe import Recipe
 
@@ -93,10 +99,16 @@ class RecipeOptions:
     @classmethod
     def pop(cls, kwargs: dict[str, Any]) -> RecipeOptions:
         """The record of the options :func:`recipe_options` added to a command's ``kwargs``."""
-        return cls(**{name: kwargs.pop(name) for name in RECIPE_OPTION_NAMES})
+        return pop_record(cls, kwargs)
 
 
-RECIPE_OPTION_NAMES = ("preset", "tokens", "method", "template", "token_ids", "scale")
+R = TypeVar("R", bound="DataclassInstance")
+
+
+def pop_record(cls: type[R], kwargs: dict[str, Any]) -> R:
+    """The record ``cls`` of the options its decorator added to a command's ``kwargs``, popped
+    by the record's field names (so the record is the one list of them)."""
+    return cls(**{f.name: kwargs.pop(f.name) for f in fields(cls)})
 
 
 def recipe_options(func: F) -> F:
@@ -106,7 +118,7 @@ def recipe_options(func: F) -> F:
         click.option("--tokens", help='Custom classifier tokens as JSON, e.g. \'["no","yes"]\'.'),
         click.option(
             "--method",
-            type=click.Choice(["from_2_way_softmax", "no_post_processing"]),
+            type=click.Choice(METHODS),
             help="How the classifier tokens' logits become the score.",
         ),
         click.option(
@@ -150,6 +162,25 @@ FULL_CHECK_HELP = (
 )
 
 
+DEFAULT_CHECK_MEMORY = 1_500_000_000  # --check-memory's default, 1.5GB
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """The parity check's options (:func:`check_options`), as check and run take them."""
+
+    pairs_file: Path | None = None  # --pairs
+    dtype: str | None = None
+    allow_softcapping: bool = False
+    vllm_python: Path | None = None
+    check_memory: int = DEFAULT_CHECK_MEMORY  # parsed by SizeType
+    full_check: bool = False  # every pair on the real model too (check/scope.py)
+
+    @classmethod
+    def pop(cls, kwargs: dict[str, Any]) -> CheckOptions:
+        return pop_record(cls, kwargs)
+
+
 def check_options(func: F) -> F:
     """Parity-check options shared by check and run."""
     options = [
@@ -176,6 +207,23 @@ def check_options(func: F) -> F:
         click.option("--full-check", is_flag=True, help=FULL_CHECK_HELP),
     ]  # fmt: skip
     return stack(func, options)
+
+
+@dataclass(frozen=True)
+class HubOptions:
+    """Where and how a push goes (:func:`hub_options` and the target), as push and run take
+    them."""
+
+    target: str
+    private: bool = False
+    create_pr: bool = False
+    dry_run: bool = False
+    token: str | None = None
+
+    @classmethod
+    def pop(cls, kwargs: dict[str, Any]) -> HubOptions:
+        """Also pops ``target`` (push's argument, run's ``--target``)."""
+        return pop_record(cls, kwargs)
 
 
 def hub_options(func: F) -> F:

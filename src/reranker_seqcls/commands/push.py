@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from reranker_seqcls.commands.options import hub_options
+from reranker_seqcls.commands.options import HubOptions, hub_options
 from reranker_seqcls.console import log, say
 
 
@@ -20,15 +21,7 @@ from reranker_seqcls.console import log, say
     help="Push a directory without a passing parity verdict for its current files; the card "
     "then says plainly that the upload was not checked.",
 )
-def push(
-    converted: Path,
-    target: str,
-    private: bool,
-    create_pr: bool,
-    dry_run: bool,
-    token: str | None,
-    allow_unchecked: bool,
-) -> int:
+def push(converted: Path, allow_unchecked: bool, **kwargs: Any) -> int:
     """Push the converted checkpoint CONVERTED to the Hub repo TARGET in one commit.
 
     Pushes only a directory whose files passed `reranker-seqcls check` (the verdict check
@@ -39,10 +32,11 @@ def push(
     from reranker_seqcls.publish.push import push_converted
     from reranker_seqcls.redact import register_secret
 
-    register_secret(token)
+    hub = HubOptions.pop(kwargs)
+    register_secret(hub.token)
     outcome = push_converted(
-        converted, target, private=private, create_pr=create_pr, dry_run=dry_run, token=token,
-        allow_unchecked=allow_unchecked, log=log,
+        converted, hub.target, private=hub.private, create_pr=hub.create_pr,
+        dry_run=hub.dry_run, token=hub.token, allow_unchecked=allow_unchecked, log=log,
     )  # fmt: skip
     say(outcome.message)
     return 0

@@ -10,6 +10,9 @@ import click
 from reranker_seqcls.commands.options import (
     ALLOW_PICKLE,
     SIZE,
+    CheckOptions,
+    HubOptions,
+    RecipeOptions,
     check_options,
     hub_options,
     recipe_options,
@@ -78,7 +81,12 @@ def run(result_json: Path | None, **kwargs: Any) -> int:
     from reranker_seqcls.run.pipeline import run_pipeline
 
     register_secret(kwargs.get("token"))
-    opts = RunOptions(**kwargs)
+    opts = RunOptions(
+        hub=HubOptions.pop(kwargs),
+        recipe=RecipeOptions.pop(kwargs),
+        check=CheckOptions.pop(kwargs),
+        **kwargs,
+    )
     try:
         outcome = run_pipeline(opts, log)
     except RunParityFailed as exc:  # the run's own record: status "failed", with its parity
@@ -91,7 +99,7 @@ def run(result_json: Path | None, **kwargs: Any) -> int:
             from reranker_seqcls.errors import SeqClsError
             from reranker_seqcls.redact import redact
 
-            failed = RunOutcome("failed", opts.target, opts.model)
+            failed = RunOutcome("failed", opts.hub.target, opts.model)
             if isinstance(exc, Interrupted):
                 failed.message = f"interrupted by {exc.signal_name} before the run finished"
             elif isinstance(exc, SeqClsError):

@@ -8,6 +8,7 @@ from typing import Any
 
 from reranker_seqcls.convert.tokens import ResolvedToken
 from reranker_seqcls.errors import BadInput
+from reranker_seqcls.recipes.methods import scoring_method
 from reranker_seqcls.safetensors_io.checkpoint import HEAD_NAME, Checkpoint
 from reranker_seqcls.safetensors_io.header import SafetensorsFile
 
@@ -65,17 +66,10 @@ def compute_score(
     method: str,
     scale: float = 1.0,
 ) -> tuple[list[list[float]], str]:
-    """The score weight rows (float64) and the dtype to store them in (the head's own).
-
-    The difference of two float32-exact values is exact in double precision; a scale is one
-    double multiplication. :func:`encode_floats` then rounds each value once to the storage
-    dtype, so the head is the correctly rounded ``scale * (W_t - W_f)``.
+    """The score weight rows (float64, :meth:`ScoringMethod.head_rows` of the tokens' head rows)
+    and the dtype to store them in (the head's own). :func:`encode_floats` then rounds each value
+    once to the storage dtype, so the head is the correctly rounded ``scale * (W_t - W_f)``.
     """
     dtype = ckpt.tensor(head_name).dtype
     rows = ckpt.read_rows(head_name, token_ids)
-    if method == "from_2_way_softmax":
-        # softmax([l_false, l_true])[true] = sigmoid(l_true - l_false) = sigmoid((W_t - W_f) h)
-        rows = [[t - f for f, t in zip(rows[0], rows[1], strict=True)]]
-    if scale != 1.0:
-        rows = [[v * scale for v in row] for row in rows]
-    return rows, dtype
+    return scoring_method(method).head_rows(rows, scale), dtype

@@ -17,6 +17,7 @@ from reranker_seqcls.convert.lengths import checkpoint_scoring_length
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.log import Log
 from reranker_seqcls.names import CONFIG_FILE, TOKENIZER_CONFIG_FILE
+from reranker_seqcls.recipes.methods import scoring_method
 from reranker_seqcls.recipes.recipe import Recipe
 from reranker_seqcls.safetensors_io.place import copy_new_file
 from reranker_seqcls.source import Source
@@ -43,11 +44,7 @@ def output_config(plan: Plan) -> dict[str, Any]:
     dropped = (*VLLM_RECONVERT_KEYS, *REMOTE_CODE_KEYS)
     config = {k: v for k, v in plan.config.items() if k not in dropped}
     recipe = plan.recipe
-    texts = [t.text for t in plan.tokens]
-    if recipe.method == "from_2_way_softmax":
-        labels = [f"{texts[1]}-vs-{texts[0]}"]
-    else:
-        labels = texts
+    labels = scoring_method(recipe.method).labels([t.text for t in plan.tokens])
     config["architectures"] = [plan.architecture]
     config["num_labels"] = len(labels)
     config["id2label"] = {str(i): label for i, label in enumerate(labels)}

@@ -46,6 +46,7 @@ from reranker_seqcls.names import (
     SINGLE_WEIGHTS_RENAMED,
     TOKENIZER_PATTERNS,
 )
+from reranker_seqcls.recipes.methods import scoring_method
 from reranker_seqcls.recipes.recipe import Recipe
 from reranker_seqcls.safetensors_io.checkpoint import HEAD_NAME, Checkpoint
 from reranker_seqcls.safetensors_io.floats import ITEMSIZE
@@ -184,7 +185,7 @@ def plan_staged_weights(plan: Plan, checkpoint: Checkpoint) -> Plan:
     check_head_shape(checkpoint, head_name, plan.tokens)
     check_pad_id(checkpoint, head_name, plan.pad_token_id)
     head = checkpoint.tensor(head_name)
-    labels = 1 if plan.recipe.method == "from_2_way_softmax" else len(plan.tokens)
+    labels = scoring_method(plan.recipe.method).num_labels(len(plan.tokens))
     head_shard = checkpoint.location[HEAD_NAME] if untied else None
     shards = tuple(_plan_shard(checkpoint, name, head_shard) for name in checkpoint.shards)
     weights = WeightsPlan(

@@ -61,6 +61,11 @@ def gguf_card(
         if instruction
         else "The family's prompt takes no instruction."
     )
+    if recipe.prompt_style == "zerank-2":  # its own code strips; llama-server substitutes as is
+        instruction_note += (
+            " The original strips the query and the document of surrounding whitespace "
+            "(`.strip()`); llama-server writes them into the prompt as sent: strip them first."
+        )
     return "\n".join(
         [
             "---",

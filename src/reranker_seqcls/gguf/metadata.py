@@ -40,6 +40,22 @@ def rerank_template(converted: Path, recipe: Recipe) -> str:
     return rendered
 
 
+def template_strips(converted: Path) -> bool:
+    """Whether the checkpoint's scoring template strips the query and the document of
+    surrounding whitespace (zerank-2's, as zeroentropy's own code does). llama-server
+    substitutes them literally into the ``rerank`` template, so its client must strip them."""
+    from reranker_seqcls.recipes.render import render_scoring_prompt
+
+    path = converted / CHAT_TEMPLATE_FILE
+    if not path.is_file():
+        return False
+    template, specials = path.read_text("utf-8"), _special_strings(converted)
+    padded = render_scoring_prompt(
+        template, f" \n{QUERY}\n ", f" \n{DOCUMENT}\n ", None, special_tokens=specials
+    )
+    return padded == render_scoring_prompt(template, QUERY, DOCUMENT, None, special_tokens=specials)
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         loaded = json.loads(path.read_text("utf-8"))

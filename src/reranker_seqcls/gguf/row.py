@@ -5,7 +5,8 @@ tolerance of its type (:mod:`.types`).
 llama-server returns a probability (element 0 of the softmax over ``cls_out``), compared with
 ``sigmoid`` of the original's score logit. Pairs with an instruction other than the family's
 default are not sent: the GGUF's ``rerank`` template has the default instruction written in, and
-``/v1/rerank`` takes none.
+``/v1/rerank`` takes none. A scoring template that strips the query and the document (zerank-2's)
+has them sent stripped: llama-server substitutes them literally.
 
 A failed row names its cause where it can be told:
 
@@ -21,12 +22,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reranker_seqcls.check.metrics import PathMetrics, ScoringPath, path_metrics, sigmoid
-from reranker_seqcls.gguf.metadata import DOCUMENT, QUERY
+from reranker_seqcls.gguf.metadata import DOCUMENT, QUERY, template_strips
 from reranker_seqcls.gguf.server import LlamaServerError, llama_server
 from reranker_seqcls.gguf.tensors import SCORE_TENSOR
 from reranker_seqcls.gguf.types import GGUF_TYPES, GgufType
@@ -192,6 +193,8 @@ def add_llama_rows(
             "the GGUF's rerank template has the default instruction written in"
         )
     tokenizer = Tokenizer.from_file(str(converted / TOKENIZER_FILE))
+    if template_strips(converted):  # what the checkpoint's template scores, sent literally
+        pairs = [replace(p, query=p.query.strip(), document=p.document.strip()) for p in pairs]
     rows = []
     for path in ggufs:
         gguf_type = gguf_type_of(path)

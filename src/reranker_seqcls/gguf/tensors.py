@@ -14,6 +14,7 @@ from reranker_seqcls.errors import BadInput
 from reranker_seqcls.gguf.metadata import _read_json
 from reranker_seqcls.gguf.types import GgufType
 from reranker_seqcls.names import INDEX_FILE
+from reranker_seqcls.recipes.methods import two_way_methods
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,8 +56,8 @@ def _head_rows(head: np.ndarray, hidden: int) -> np.ndarray:
     if head.shape[0] != 1:
         raise BadInput(
             f"--gguf: the converted checkpoint has {head.shape[0]} labels; llama-server returns "
-            "one score per document: convert with a one-label recipe (from_2_way_softmax, or "
-            "one token) for --gguf"
+            f"one score per document: convert with a one-label recipe "
+            f"({', '.join(two_way_methods())}, or one token) for --gguf"
         )
     return np.ascontiguousarray(
         np.stack([head[0], np.zeros(hidden, dtype=np.float32)]), dtype=np.float32

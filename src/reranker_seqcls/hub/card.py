@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from reranker_seqcls.names import README_FILE
+from reranker_seqcls.recipes.methods import known_method
 from reranker_seqcls.safe_text import md_code, md_text
 
 TAGS = ["reranker", "sequence-classification", "text-ranking", "reranker-seqcls"]
@@ -171,8 +172,10 @@ def _card_variables(
 
 def _score_head(clf: dict[str, Any]) -> str:
     """How the score head's row was made from the classifier tokens' rows."""
-    if clf["method"] == "from_2_way_softmax":
-        true, false = str(clf["tokens"][1]), str(clf["tokens"][0])
+    method = known_method(clf["method"])
+    difference = method.true_false(clf["tokens"]) if method is not None else None
+    if difference is not None:
+        true, false = str(difference[0]), str(difference[1])
         math = (
             f"{md_code(f'score.weight = W[{true}] - W[{false}]')}, so the logit equals "
             f"{md_code(f'l({true}) - l({false})')} of the original and "

@@ -39,17 +39,22 @@ def zerank2_prompt(
 
     An instruction makes the system turn ``<query>{q}</query>\n<instruction>{i}</instruction>``.
     The legacy code's character cuts are applied (``query[:2000]``, ``document[:10000]``, before
-    any token is counted; it has no token limit, so ``limit`` is unused). Its ``.strip()`` is not,
-    as in vLLM's ``zerank2.jinja``: parity is checked on inputs without surrounding whitespace.
+    any token is counted; it has no token limit, so ``limit`` is unused), then its ``.strip()``
+    of each turn's content (``f"\n{query}\n".strip()``, the same for the document: after the
+    cut, so a cut that ends in whitespace loses it too). The shipped template strips the same
+    way (Jinja's ``trim`` is ``str.strip()``), so consumers render this text; vLLM's own
+    ``zerank2.jinja`` does not strip.
     """
     del limit
     rule = LENGTH_RULES["zerank-2"]
     cut = len(query) > (rule.query_chars or 0) or len(document) > (rule.document_chars or 0)
     query, document = query[: rule.query_chars], document[: rule.document_chars]
     system = query
-    if instruction:
+    if instruction:  # the recommended format: its whole system turn is what is stripped
         system = f"<query>{query}</query>\n<instruction>{instruction}</instruction>"
-    text = ZERANK_SYSTEM_START + system + ZERANK_USER_START + document + ZERANK_SUFFIX
+    text = (
+        ZERANK_SYSTEM_START + system.strip() + ZERANK_USER_START + document.strip() + ZERANK_SUFFIX
+    )
     return OfficialPrompt(pieces=(text,), ids=_encode(tokenizer, text), cut=cut)
 
 

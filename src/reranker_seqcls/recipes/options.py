@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 from reranker_seqcls.errors import BadInput
-from reranker_seqcls.recipes.recipe import METHODS, Method
+from reranker_seqcls.recipes.methods import METHODS, Method, known_method, two_way_methods
 
 
 def parse_tokens(tokens_json: str) -> tuple[str, ...]:
@@ -78,14 +78,16 @@ def parse_scale(text: str | float) -> float:
 
 def check_token_count(tokens: tuple[str, ...] | tuple[int, ...], method: str) -> Method:
     """``method`` as a :data:`Method`, once it is known and fits the number of tokens."""
-    if method not in METHODS:
+    row = known_method(method)
+    if row is None:
         raise BadInput(f"unknown --method {method!r}: use one of {', '.join(METHODS)}")
-    if method == "from_2_way_softmax" and len(tokens) != 2:
+    if not row.fits(len(tokens)):
+        others = [m for m in METHODS if m not in two_way_methods()]
         raise BadInput(
-            f"--method from_2_way_softmax needs exactly 2 tokens [false, true], got {len(tokens)}: "
-            'give \'["no", "yes"]\'-style tokens or use --method no_post_processing'
+            f"--method {row.name} needs {row.token_rule}, got {len(tokens)}: "
+            f'give \'["no", "yes"]\'-style tokens or use --method {" or ".join(others)}'
         )
-    return next(m for m in METHODS if m == method)
+    return row.name
 
 
 MAX_TEMPLATE_BYTES = 1024 * 1024  # chat templates are a few KB; /dev/zero never ends

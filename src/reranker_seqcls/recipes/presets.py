@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-from reranker_seqcls.recipes.recipe import Method, Recipe
+from reranker_seqcls.recipes.methods import FROM_2_WAY_SOFTMAX, NO_POST_PROCESSING, Method
+from reranker_seqcls.recipes.recipe import Recipe
 
 QWEN3_DEFAULT_INSTRUCTION = (
     "Given a web search query, retrieve relevant passages that answer the query"
@@ -57,7 +58,7 @@ def _build_presets() -> dict[str, Recipe]:
         _preset(
             "qwen3-reranker",
             ("no", "yes"),
-            "from_2_way_softmax",
+            FROM_2_WAY_SOFTMAX,
             prepend_bos=False,
             default_instruction=QWEN3_DEFAULT_INSTRUCTION,
             description="Qwen3-Reranker 0.6B/4B/8B: sigmoid(l(yes) - l(no)), chat prompt",
@@ -69,7 +70,7 @@ def _build_presets() -> dict[str, Recipe]:
         _preset(
             "mxbai-rerank-v2",
             ("0", "1"),
-            "from_2_way_softmax",
+            FROM_2_WAY_SOFTMAX,
             prepend_bos=False,
             default_instruction=None,
             description="mxbai-rerank-base/large-v2: l(1) - l(0), chat prompt",
@@ -82,7 +83,7 @@ def _build_presets() -> dict[str, Recipe]:
         _preset(
             "bge-reranker-v2-gemma",
             ("Yes",),
-            "no_post_processing",
+            NO_POST_PROCESSING,
             prepend_bos=True,
             default_instruction=None,
             description="bge-reranker-v2-gemma: raw l(Yes) after <bos>, A:/B: prompt",
@@ -95,7 +96,7 @@ def _build_presets() -> dict[str, Recipe]:
         _preset(
             "zerank-2",
             ("Yes",),
-            "no_post_processing",
+            NO_POST_PROCESSING,
             prepend_bos=False,
             default_instruction=None,
             description="zerank-2 (Qwen3-4B): sigmoid(l(Yes) / 5), query as system turn, "
@@ -110,7 +111,7 @@ def _build_presets() -> dict[str, Recipe]:
         _preset(
             "ctxl-rerank-v2",
             (),
-            "no_post_processing",
+            NO_POST_PROCESSING,
             prepend_bos=True,
             default_instruction=None,
             description="ContextualAI ctxl-rerank-v2 1b/2b (Qwen3) and 6b (Mistral): raw logit "

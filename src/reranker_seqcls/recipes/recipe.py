@@ -1,20 +1,18 @@
 """Recipes: what makes a causal LM a reranker, and the registry of known families.
 
 A recipe is the classifier tokens (strings, or vocabulary ids where the string differs between a
-family's vocabularies), the method that turns their logits into a score, a constant scale the score
-logit is multiplied by, the prompt template the family was trained with, and whether the prompt
-starts with the tokenizer's BOS. Every preset also says where its facts come from
-(``docs/families.md``).
+family's vocabularies), the method that turns their logits into a score (:mod:`.methods`), a
+constant scale the score logit is multiplied by, the prompt template the family was trained with,
+and whether the prompt starts with the tokenizer's BOS. Every preset also says where its facts
+come from (``docs/families.md``).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Literal
 
-Method = Literal["from_2_way_softmax", "no_post_processing"]
-METHODS: tuple[Method, ...] = ("from_2_way_softmax", "no_post_processing")
+from reranker_seqcls.recipes.methods import Method, scoring_method
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ class Recipe:
 
     @property
     def num_labels(self) -> int:
-        return 1 if self.method == "from_2_way_softmax" else len(self.classifier)
+        return scoring_method(self.method).num_labels(len(self.classifier))
 
     @property
     def classifier(self) -> tuple[str, ...] | tuple[int, ...]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.log import Log
+from reranker_seqcls.recipes.methods import METHODS
 from reranker_seqcls.recipes.options import (
     check_token_count,
     parse_scale,
@@ -17,7 +18,7 @@ from reranker_seqcls.recipes.options import (
     read_template,
 )
 from reranker_seqcls.recipes.presets import PRESETS, detect_preset, preset_names
-from reranker_seqcls.recipes.recipe import METHODS, Recipe
+from reranker_seqcls.recipes.recipe import Recipe
 
 
 def resolve_recipe(

@@ -12,8 +12,8 @@ The reading follows vLLM's ``get_sentence_transformers_cross_encoder_config`` as
 (docs/families.md): ids must be non-negative ints, ``module_input_name`` ``causal_logits``, the
 message format ``structured``, a chat template must exist, and ``text.max_length``,
 ``continue_final_message`` and a string ``add_generation_prompt`` are refused. True only →
-``no_post_processing`` on ``[true]``; true and false → ``from_2_way_softmax`` on
-``[false, true]``. The source's activation is kept, so the converted checkpoint serves what the
+the one-token method on ``[true]``; true and false → the two-way method on ``[false, true]``
+(:mod:`.methods`). The source's activation is kept, so the converted checkpoint serves what the
 source's own CrossEncoder returns (Identity → raw logit).
 
 Only the JSON files are read; nothing here imports torch or sentence-transformers.
@@ -34,6 +34,7 @@ from reranker_seqcls.names import (
     ST_MODULES_FILE,
     TOKENIZER_CONFIG_FILE,
 )
+from reranker_seqcls.recipes.methods import FROM_2_WAY_SOFTMAX, NO_POST_PROCESSING, Method
 from reranker_seqcls.recipes.options import MAX_TEMPLATE_BYTES
 from reranker_seqcls.recipes.recipe import Recipe
 
@@ -236,14 +237,14 @@ def st_recipe(source: Path) -> Recipe | None:
     if two_way and false_id == true_id:
         raise BadInput(f"LogitScore true and false token ids are both {true_id}: give distinct ids")
     ids = (false_id, true_id) if two_way else (true_id,)
-    method = "from_2_way_softmax" if two_way else "no_post_processing"
+    method: Method = FROM_2_WAY_SOFTMAX if two_way else NO_POST_PROCESSING
     served = "raw score logit" if activation.endswith("Identity") else "sigmoid(score logit)"
     formula = f"l(id {true_id}) - l(id {false_id})" if two_way else f"l(id {true_id})"
     fixed = ", ".join(line.split()[2] for line in prefix.splitlines()) or "none"
     return Recipe(
         name=ST_RECIPE_NAME,
         tokens=(),
-        method=method,  # type: ignore[arg-type]
+        method=method,
         template=template,
         prepend_bos=False,
         prompt_style=ST_RECIPE_NAME,

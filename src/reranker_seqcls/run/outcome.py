@@ -1,5 +1,6 @@
-"""What a run did and how it was asked: its options (one record, the ``run`` command's), its
-outcome (printed, and written as ``--result-json``), and the parity failure that stops it."""
+"""What a run did and how it was asked: its options (the ``run`` command's record, made of the
+option groups' records), its outcome (printed, and written as ``--result-json``), and the parity
+failure that stops it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from reranker_seqcls.provenance import SourceRef
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.report import ParityReport
+    from reranker_seqcls.commands.options import CheckOptions, HubOptions, RecipeOptions
     from reranker_seqcls.hub.push import PushResult
 
 
@@ -95,30 +97,19 @@ class RunParityFailed(ParityFailed):
         self.outcome = outcome
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunOptions:
+    """``run``'s options: the groups it shares with other commands as their records
+    (:mod:`reranker_seqcls.commands.options`), and its own."""
+
     model: str
-    target: str
+    hub: HubOptions  # target, private, create_pr, dry_run, token
+    recipe: RecipeOptions
+    check: CheckOptions  # pairs_file, dtype, allow_softcapping, vllm_python, check_memory
     revision: str | None = None
-    preset: str | None = None
-    tokens: str | None = None
-    method: str | None = None
-    template: Path | None = None
-    private: bool = False
-    create_pr: bool = False
-    dry_run: bool = False
     force: bool = False
     output_dir: Path | None = None
-    token: str | None = None
     allow_pickle: bool = False
-    allow_softcapping: bool = False
-    pairs_file: Path | None = None
-    dtype: str | None = None
-    token_ids: str | None = None
-    scale: str | None = None
-    vllm_python: Path | None = None
-    check_memory: int = 1_500_000_000  # --check-memory, parsed (commands.options.SizeType)
-    full_check: bool = False  # --full-check: every pair on the real model (check/scope.py)
     max_disk: int | None = None  # --max-disk: the most a streamed run may use
     gguf: str | None = None  # --gguf TYPES (gguf/run.py)
     gguf_target: str | None = None

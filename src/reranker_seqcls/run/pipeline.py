@@ -12,7 +12,6 @@ from reranker_seqcls.gguf.run import GgufRun, prepare_gguf_run
 from reranker_seqcls.log import Log
 from reranker_seqcls.provenance import Provenance, SourceRef
 from reranker_seqcls.recipes.recipe import Recipe
-from reranker_seqcls.recipes.resolve import resolve_recipe
 from reranker_seqcls.run.outcome import RunOptions, RunOutcome, RunParityFailed, source_label
 from reranker_seqcls.steps import (
     load_check_pairs,
@@ -32,12 +31,12 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
     """download → convert → check → card → push, skipping when the target is already current."""
     from reranker_seqcls.hub.repo_ids import require_repo_id
 
-    require_repo_id(opts.target, "target")
-    memory, max_disk = opts.check_memory, opts.max_disk  # parsed with the command line
+    require_repo_id(opts.hub.target, "target")
+    memory, max_disk = opts.check.check_memory, opts.max_disk  # parsed with the command line
     local = Path(opts.model).is_dir()
-    sha = source_commit(opts.model, opts.revision, opts.token)
+    sha = source_commit(opts.model, opts.revision, opts.hub.token)
     recipe = _run_recipe(opts, sha, log)
-    gguf = prepare_gguf_run(opts.gguf, opts.gguf_target, opts.target, recipe)
+    gguf = prepare_gguf_run(opts.gguf, opts.gguf_target, opts.hub.target, recipe)
     try:
         return _run(opts, recipe, sha, local, memory, max_disk, gguf, log)
     finally:
@@ -58,14 +57,14 @@ def _run(
     """The run after its recipe: skip a current target, else one of the two transports."""
     from reranker_seqcls.hub.target import target_state
 
-    outcome = RunOutcome("failed", opts.target, opts.model)
-    state = target_state(opts.target, opts.token)
+    outcome = RunOutcome("failed", opts.hub.target, opts.model)
+    state = target_state(opts.hub.target, opts.hub.token)
     log(
-        f"target {opts.target}: "
+        f"target {opts.hub.target}: "
         + (f"head {state.head[:12]}" if state.head else "does not exist yet")
     )
     if local:
-        source_dir, ref = locate_source(opts.model, opts.revision, opts.token, log)
+        source_dir, ref = locate_source(opts.model, opts.revision, opts.hub.token, log)
     else:
         assert sha is not None
         outcome.source_sha = sha
@@ -87,7 +86,7 @@ def _run(
             opts, source_dir, out, recipe, ref, outcome, memory, log, gguf
         )
         pushed = _card_and_push(opts, out, provenance, report, state, log)
-    outcome.record_push(pushed, source_label(opts.model, ref), dry_run=opts.dry_run)
+    outcome.record_push(pushed, source_label(opts.model, ref), dry_run=opts.hub.dry_run)
     if gguf is not None:
         _push_gguf(opts, gguf, recipe, report, provenance, outcome, log)
     return outcome
@@ -105,14 +104,15 @@ def _push_gguf(
     """The GGUFs, after the seq-cls checkpoint, to their own target in one commit."""
     from reranker_seqcls.publish.card import commit_message
 
+    hub = opts.hub
     pushed = gguf.push(
-        seqcls_repo=opts.target, source=opts.model, recipe=recipe, report=report,
-        token=opts.token, private=opts.private, create_pr=opts.create_pr, dry_run=opts.dry_run,
+        seqcls_repo=hub.target, source=opts.model, recipe=recipe, report=report,
+        token=hub.token, private=hub.private, create_pr=hub.create_pr, dry_run=hub.dry_run,
         commit_message=commit_message(provenance), log=log,
     )  # fmt: skip
     outcome.gguf_target_repo = gguf.target
     outcome.gguf_commit_sha = pushed.commit_sha
-    verb = "would commit" if opts.dry_run else "pushed"
+    verb = "would commit" if opts.hub.dry_run else "pushed"
     outcome.message += f"; GGUF: {verb} {len(pushed.added)} file(s) to {gguf.target}"
     if pushed.pr_url:
         outcome.message += f" ({pushed.pr_url})"
@@ -128,26 +128,19 @@ def _run_recipe(opts: RunOptions, sha: str | None, log: Log) -> Recipe:
     from reranker_seqcls.recipes.presets import detect_preset
 
     name = source_name(opts.model)
-    resolve = partial(
-        resolve_recipe,
-        source_name=name, preset=opts.preset, tokens_json=opts.tokens, method=opts.method,
-        template_path=opts.template, token_ids_json=opts.token_ids, scale=opts.scale, log=log,
-    )  # fmt: skip
-    explicit = any(
-        v is not None for v in (opts.preset, opts.tokens, opts.method, opts.token_ids, opts.scale)
-    )
+    resolve = partial(opts.recipe.resolve, name, log=log)
     if sha is None:  # a local directory
         return resolve(source_dir=Path(opts.model))
-    if explicit or detect_preset(name) is not None:
+    if opts.recipe.explicit or detect_preset(name) is not None:
         return resolve()
     from reranker_seqcls.hub import stream_fetch
     from reranker_seqcls.recipes.sentence_transformers import MODULES_FILE
 
-    listing = stream_fetch.list_source(opts.model, sha, opts.token)
+    listing = stream_fetch.list_source(opts.model, sha, opts.hub.token)
     if MODULES_FILE not in listing.files:
         return resolve()  # says the family cannot be told from the name
     with tempfile.TemporaryDirectory(prefix="reranker-seqcls-recipe-") as tmp:
-        stream_fetch.fetch_small_files(listing, Path(tmp), opts.token, log)
+        stream_fetch.fetch_small_files(listing, Path(tmp), opts.hub.token, log)
         return resolve(source_dir=Path(tmp))
 
 
@@ -168,7 +161,7 @@ def _is_current(
         return False
     outcome.status = "skipped"
     outcome.message = (
-        f"already current: {opts.target} holds {opts.model}@{sha[:12]} converted "
+        f"already current: {opts.hub.target} holds {opts.model}@{sha[:12]} converted "
         f"with the same recipe by reranker-seqcls {__version__}"
     )
     log(outcome.message)
@@ -178,7 +171,7 @@ def _is_current(
 def _fetch(opts: RunOptions, sha: str, log: Log) -> tuple[Path, SourceRef]:
     from reranker_seqcls.hub.fetch import fetch
 
-    fetched = fetch(opts.model, opts.revision, token=opts.token, log=log, commit_sha=sha)
+    fetched = fetch(opts.model, opts.revision, token=opts.hub.token, log=log, commit_sha=sha)
     return fetched.path, SourceRef(opts.model, opts.model, opts.revision, sha)
 
 
@@ -205,22 +198,22 @@ def _convert_and_check(
         source_ref=ref,
         force=True,
         allow_pickle=opts.allow_pickle,
-        allow_softcapping=opts.allow_softcapping,
+        allow_softcapping=opts.check.allow_softcapping,
         log=log,
     )
     outcome.output_dir = out
-    pairs = load_check_pairs(recipe, opts.pairs_file)
+    pairs = load_check_pairs(recipe, opts.check.pairs_file)
     report = streamed_check(
         source_dir,
         out,
         recipe,
         pairs,
         token_ids=[t.id for t in result.plan.tokens],
-        dtype=opts.dtype,
-        allow_softcapping=opts.allow_softcapping,
-        vllm_python=opts.vllm_python,
+        dtype=opts.check.dtype,
+        allow_softcapping=opts.check.allow_softcapping,
+        vllm_python=opts.check.vllm_python,
         check_memory=check_memory,
-        full=opts.full_check,
+        full=opts.check.full_check,
         log=log,
     )
     if gguf is not None:  # a failed llama.cpp row fails the run: nothing is pushed
@@ -250,16 +243,16 @@ def _card_and_push(
     from reranker_seqcls.hub.push import push
     from reranker_seqcls.publish.card import commit_description, commit_message, write_model_card
 
-    write_model_card(out, opts.target, provenance, report)
+    write_model_card(out, opts.hub.target, provenance, report)
     return push(
         out,
-        opts.target,
-        token=opts.token,
-        private=opts.private,
-        create_pr=opts.create_pr,
+        opts.hub.target,
+        token=opts.hub.token,
+        private=opts.hub.private,
+        create_pr=opts.hub.create_pr,
         parent_commit=state.head,
         commit_message=commit_message(provenance),
         commit_description=commit_description(provenance, report),
-        dry_run=opts.dry_run,
+        dry_run=opts.hub.dry_run,
         log=log,
     )

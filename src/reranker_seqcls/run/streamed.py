@@ -18,6 +18,10 @@
 
 Everything lives in one temporary directory, removed at the end, also on an error or a stop
 signal; a target created for the pre-uploads is deleted again on any failure.
+
+Over 300 lines: one run's steps share its state (listing, plan, scorer, uploader, disk, the two
+worker threads); what stands alone lives in ``stream/`` (forecast, progress, scorers, overlap)
+and ``hub/``.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ def run_streamed(
     :class:`.outcome.RunParityFailed` after the pre-uploads are abandoned."""
     from reranker_seqcls.hub import stream_fetch
 
-    listing = stream_fetch.list_source(opts.model, commit_sha, opts.token)
+    listing = stream_fetch.list_source(opts.model, commit_sha, opts.hub.token)
     if not listing.has_safetensors:
         return None
     with tempfile.TemporaryDirectory(prefix="reranker-seqcls-run-") as tmp:
@@ -108,11 +112,12 @@ class _StreamedRun:
         opts, listing, log = self.opts, self.listing, self.log
         if (tokenizer := listing.files.get(TOKENIZER_FILE)) is not None:
             check_tokenizer_memory(tokenizer.size, check_memory)  # before it is fetched
-        stream_fetch.fetch_small_files(listing, self.source_dir, opts.token, log, max_disk=max_disk)
+        token = opts.hub.token
+        stream_fetch.fetch_small_files(listing, self.source_dir, token, log, max_disk=max_disk)
         names = stream_fetch.shard_names_to_stream(listing, self.source_dir)
-        self.headers = stream_fetch.place_headers(listing, names, self.source_dir, opts.token, log)
+        self.headers = stream_fetch.place_headers(listing, names, self.source_dir, token, log)
         self.plan: Plan = plan_conversion(
-            self.source_dir, self.recipe, allow_softcapping=opts.allow_softcapping
+            self.source_dir, self.recipe, allow_softcapping=opts.check.allow_softcapping
         )
         log_plan(self.plan, log)
         weights = self.plan.planned_weights
@@ -129,14 +134,14 @@ class _StreamedRun:
             source=self.source_dir,
             converted=self.out,
             recipe=self.recipe,
-            pairs=load_check_pairs(self.recipe, opts.pairs_file),
+            pairs=load_check_pairs(self.recipe, opts.check.pairs_file),
             config=self.plan.config,
             token_ids=[t.id for t in self.plan.tokens],
-            dtype=opts.dtype,
-            allow_softcapping=opts.allow_softcapping,
-            vllm_python=opts.vllm_python,
+            dtype=opts.check.dtype,
+            allow_softcapping=opts.check.allow_softcapping,
+            vllm_python=opts.check.vllm_python,
             check_memory=check_memory,
-            full=opts.full_check,
+            full=opts.check.full_check,
             whole_model_disk=self._forecast(keep_all=True).total,
             max_disk=max_disk,
             log=log,
@@ -162,26 +167,14 @@ class _StreamedRun:
         self.disk.measure()
 
     def _forecast(self, *, keep_all: bool) -> DiskForecast:
-        from reranker_seqcls.check.release_schedule import FeedStep
-        from reranker_seqcls.stream.disk import forecast
+        from reranker_seqcls.stream.disk import forecast, keep_all_steps
 
-        small = sum(self.listing.files[n].size for n in self.listing.small_files)
-        if keep_all:
-            steps = [
-                FeedStep(k, tuple(range(k + 1)), tuple(range(k + 1)), 0)
-                for k in range(len(self.order))
-            ]
-        else:
-            steps = self.steps
+        small = [self.listing.files[n].size for n in self.listing.small_files]
         return forecast(
-            small=small,
-            small_files=len(self.listing.small_files),
-            sizes=self.sizes,
-            rewritten=self.rewritten,
-            steps=steps,
-            keeps_outputs=keep_all,
-            twin=0 if keep_all else self.scorer.twin_disk,
-        )
+            small=sum(small), small_files=len(small), sizes=self.sizes, rewritten=self.rewritten,
+            steps=keep_all_steps(len(self.order)) if keep_all else self.steps,
+            keeps_outputs=keep_all, twin=0 if keep_all else self.scorer.twin_disk,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ 2. the shards
 
@@ -189,10 +182,10 @@ class _StreamedRun:
         from reranker_seqcls.hub.preupload import Preuploader
         from reranker_seqcls.stream.progress import StreamProgress
 
-        opts = self.opts
+        hub = self.opts.hub
         self.uploader = Preuploader(
-            opts.target, token=opts.token, private=opts.private, create_pr=opts.create_pr,
-            head=head, dry_run=opts.dry_run, log=self.log,
+            hub.target, token=hub.token, private=hub.private, create_pr=hub.create_pr,
+            head=head, dry_run=hub.dry_run, log=self.log,
         )  # fmt: skip
         layers = int(self.plan.config.get("num_hidden_layers") or 0)
         progress = StreamProgress(sum(self.sizes), sum(self.sizes), layers)
@@ -241,8 +234,9 @@ class _StreamedRun:
             self._collect(compute)
             self._await_upload(uploading, progress)
         path = stream_fetch.fetch_shard(
-            self.listing, name, self.source_dir, self.incoming, self.headers[name], self.opts.token
-        )
+            self.listing, name, self.source_dir, self.incoming, self.headers[name],
+            self.opts.hub.token,
+        )  # fmt: skip
         progress.add(bytes_in=self.sizes[position])
         self.disk.measure()
         self._collect(compute)  # the scorer takes shards in order
@@ -263,11 +257,11 @@ class _StreamedRun:
         dropped = placed in (Placement.DROPPED_EMPTY, Placement.DROPPED_HEAD_ONLY)
         if not dropped:
             output = self.out / shard.name
-            if not self.opts.dry_run:
+            if not self.opts.hub.dry_run:
                 self.uploader.ensure_target()  # here: abandon() must know of a target it made
             uploading.start(lambda: self._upload(shard.name, output))
             self.uploading = output.stat().st_size
-        verb = "checked" if self.opts.dry_run else "pre-upload started"
+        verb = "checked" if self.opts.hub.dry_run else "pre-upload started"
         self.log(
             f"shard {position + 1}/{len(self.order)} {name}: fetched, sha256 ok, {placed}"
             f"{'' if dropped else ', ' + verb}; layers {done_layers}/{layers}"
@@ -335,7 +329,7 @@ class _StreamedRun:
 
         assert self.uploader is not None
         try:
-            write_model_card(self.out, self.opts.target, provenance, report)
+            write_model_card(self.out, self.opts.hub.target, provenance, report)
             pushed = commit_preuploaded(
                 self.out,
                 self.uploader,
@@ -347,4 +341,4 @@ class _StreamedRun:
             self.uploader.abandon()
             raise
         label = source_label(self.opts.model, self.ref)
-        outcome.record_push(pushed, label, dry_run=self.opts.dry_run)
+        outcome.record_push(pushed, label, dry_run=self.opts.hub.dry_run)

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from reranker_seqcls.errors import BadInput
+from reranker_seqcls.recipes.methods import METHODS, scoring_method
 from reranker_seqcls.recipes.presets import PRESETS, detect_preset, preset_names
-from reranker_seqcls.recipes.recipe import METHODS, Recipe
+from reranker_seqcls.recipes.recipe import Recipe
 from reranker_seqcls.recipes.resolve import resolve_recipe
 from reranker_seqcls.schedule.fleet_values import (
     REPO_ID,
@@ -167,11 +168,9 @@ def _entry(index: int, raw: object, defaults: dict[str, Any], base: Path, where:
     if (tokens is None) != (method is None):
         missing = "method" if method is None else "tokens"
         raise BadInput(f"{here}: {missing}: a custom recipe needs both tokens and method")
-    if method == "from_2_way_softmax" and tokens is not None and len(tokens) != 2:
-        raise BadInput(
-            f"{here}: tokens: from_2_way_softmax needs exactly 2 tokens [false, true], "
-            f"got {len(tokens)}"
-        )
+    rule = scoring_method(method) if method is not None else None
+    if rule is not None and tokens is not None and not rule.fits(len(tokens)):
+        raise BadInput(f"{here}: tokens: {method} needs {rule.token_rule}, got {len(tokens)}")
     if preset is None and tokens is None and detect_preset(model) is None:
         raise BadInput(
             f"{here}: preset: the family cannot be told from the model name: add preset "

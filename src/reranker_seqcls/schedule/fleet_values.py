@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from reranker_seqcls.errors import BadInput
+from reranker_seqcls.recipes.methods import METHODS
 from reranker_seqcls.recipes.options import MAX_TEMPLATE_BYTES
 from reranker_seqcls.recipes.presets import PRESETS
-from reranker_seqcls.recipes.recipe import METHODS
 from reranker_seqcls.schedule.fleet_yaml import shown
 
 MAX_TOKENS = 64
