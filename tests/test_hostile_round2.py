@@ -500,6 +500,36 @@ def test_item9_small_file_with_other_bytes_than_listed_is_refused(
     _nothing_pushed_nothing_left(hub_server, hub_env, tmp, result)
 
 
+@pytest.mark.parametrize("name", ["tokenizer.json", "config.json", "shard"])
+def test_item9_whole_snapshot_files_with_other_bytes_than_listed_are_refused(
+    hub_server, hub_env, qwen_files, tmp_path, name
+):
+    """The whole-snapshot road (``--output-dir``: the conversion is kept) took what
+    snapshot_download served: a tokenizer.json, config.json or shard with other bytes of the
+    same size than the listing's was converted, checked against itself and pushed. Now each
+    fetched file is checked against the listing as on the streamed road: exit 3, nothing
+    pushed, no OUTPUT, and the bad file gone from the cache (a retry fetches it anew)."""
+    if name == "shard":
+        name = min(n for n in qwen_files if n.endswith(".safetensors"))
+    hub_server.seed_repo(UPSTREAM, qwen_files)
+    data = bytearray(qwen_files[name])
+    at = data.rindex(b"}") - 1 if not name.endswith(".safetensors") else len(data) - 1
+    data[at] = data[at] ^ 1 if name.endswith(".safetensors") else 32 if data[at] != 32 else 10
+    hub_server.serve_instead(UPSTREAM, name, bytes(data))
+    env, tmp = _env(hub_env, tmp_path)
+    out = tmp_path / "converted"
+    result = measured_cli(
+        "run", "--model", UPSTREAM, "--target", TARGET, "--output-dir", out, env=env
+    )
+    kind = "sha256" if hub_server.get_file(UPSTREAM, name).lfs else "git blob id"
+    one_line(result, 3, f"{name} has {kind} ")
+    assert "the bytes are not the commit's, nothing was pushed" in result.stderr
+    assert not out.exists() and not hub_server.repo_exists(TARGET)
+    assert list(tmp.iterdir()) == [] and TEST_TOKEN not in result.stdout + result.stderr
+    cached = [p for p in Path(hub_env["HF_HOME"]).rglob(Path(name).name) if p.is_file()]
+    assert all(p.read_bytes() != bytes(data) for p in cached), cached
+
+
 def test_item6_small_files_count_in_max_disk_before_they_are_fetched(
     hub_server, hub_env, qwen_files, tmp_path
 ):
