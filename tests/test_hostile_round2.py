@@ -719,6 +719,51 @@ def test_item11_sigterm_while_the_final_commit_is_in_flight_is_reported_truthful
     assert TEST_TOKEN not in stdout + stderr
 
 
+def test_item11_sigterm_while_a_lost_commit_is_looked_up_waits_for_the_lookup(
+    hub_server, hub_env, qwen_files, tmp_path
+):
+    """The commit lands but its answer is lost (the connection drops after the Hub applied
+    it); the run then asks the target whether the commit is there. A SIGTERM during that lookup
+    interrupted it (exit 143, "failed") while the commit had landed. Now the lookup is inside
+    the deferral too: it finishes, the run reports the push (exit 0, "pushed") and says the
+    signal came too late."""
+    import os
+    import signal
+
+    hub_server.seed_repo(UPSTREAM, qwen_files)
+    hub_server.seed_repo(TARGET, {"README.md": b"# an older target\n"})
+    before = hub_server.head_sha(TARGET)
+    dropped = hub_server.drop_nth(
+        1, path_contains=f"/api/models/{TARGET}/commit/", method="POST", during="response"
+    )
+    hub_server.delay(3.0, path_contains=f"/api/models/{TARGET}/paths-info/", method="POST")
+    env, tmp = _env(hub_env, tmp_path)
+    result_json = tmp_path / "result.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reranker_seqcls", "run", "--model", UPSTREAM, "--target", TARGET,
+         "--result-json", str(result_json)],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not hub_server.delayed:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert dropped.triggered  # the lookup runs after the lost answer
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert f"the Hub's answer to the commit was lost, but {TARGET} now holds it" in stderr
+    assert "SIGTERM arrived while the commit was in flight; the commit landed" in stderr
+    assert "Traceback" not in stderr
+    after = hub_server.head_sha(TARGET)
+    assert after != before and "score.safetensors" in hub_server.list_files(TARGET)
+    outcome = json.loads(result_json.read_text())
+    assert outcome["status"] == "pushed" and after in json.dumps(outcome)
+    assert list(tmp.iterdir()) == []
+    assert TEST_TOKEN not in stdout + stderr
+
+
 # --------------------------------------------------------------------------- found beyond
 
 
