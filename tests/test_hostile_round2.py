@@ -163,7 +163,7 @@ def test_item1_check_of_a_local_source_proves_the_layer_count_first(tiny_model, 
 
 
 def _tiny_causal(kind: str, tokenizer_from: Path, out: Path, **config: Any) -> Path:
-    """A tiny GPT-2 / GPT-Neo causal LM on the tiny Qwen vocabulary (705 ids), saved as
+    """A tiny GPT-2 / GPT-Neo / OPT causal LM on the tiny Qwen vocabulary (705 ids), saved as
     safetensors with the tokenizer files beside it."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -172,6 +172,8 @@ def _tiny_causal(kind: str, tokenizer_from: Path, out: Path, **config: Any) -> P
     vocab = json.loads((tokenizer_from / "config.json").read_text())["vocab_size"]
     shape: dict[str, Any] = {
         "gpt2": {"n_embd": 64, "n_layer": 2, "n_head": 2, "n_positions": 2048},
+        "opt": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                "ffn_dim": 128, "word_embed_proj_dim": 64, "max_position_embeddings": 2048},
         "gpt_neo": {"hidden_size": 64, "num_layers": 2, "num_heads": 2,
                     "attention_types": [[["global", "local"], 1]], "window_size": 16,
                     "max_position_embeddings": 2048},
@@ -202,24 +204,95 @@ def test_item2_position_sized_buffers_are_refused_before_they_are_built(tiny_mod
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "gpt_neo"])
+def test_item2_gpt2_is_checked_layer_by_layer(tiny_model, tmp_path, kind):
+    """GPT-2 and GPT-Neo (an embedding, a learned position table ``wpe``, layers ``h``, final
+    norm ``ln_f``) were whole-checked or refused; the layer-by-layer pass now drives them, the
+    position rows added before the first layer: its scores are the full model's (1e-5), each
+    shard released once used, the position table never read whole."""
+    from reranker_seqcls.check.parity import converted_scores, reference_scores
+    from reranker_seqcls.check.streamed import StreamedCheck, source_shards
+    from reranker_seqcls.recipes.presets import PRESETS
+    from reranker_seqcls.steps import load_check_pairs, resolve_token_ids
+
+    three_layers: dict[str, Any] = {
+        "gpt2": {"n_layer": 3},
+        "gpt_neo": {
+            "num_layers": 3,
+            "attention_types": [[["global", "local"], 1], [["global"], 1]],
+        },
+    }
+    source = _tiny_causal(
+        kind, tiny_model("qwen3", tied=False), tmp_path / kind, **three_layers[kind]
+    )
+    out = tmp_path / "converted"
+    assert measured_cli("convert", source, out, *QWEN).returncode == 0
+    recipe = PRESETS["qwen3-reranker"]
+    pairs = load_check_pairs(recipe, None)
+    token_ids = resolve_token_ids(source, recipe)
+    check = StreamedCheck(source, out, recipe, pairs, token_ids=token_ids)
+    held = set()
+    for shard in source_shards(source):
+        held |= {shard} - set(check.feed_source(shard))
+    assert not held
+    for shard in source_shards(out):
+        check.feed_converted(shard)
+    report = check.report()
+    official, reference = reference_scores(source, recipe, pairs, token_ids, "float32")
+    full = converted_scores(out, [o.ids for o in official], "float32")
+    worst_ref = max(
+        abs(x - y) for row, ref in zip(report.scores, reference, strict=True)
+        for x, y in zip(row.reference, ref, strict=True)
+    )  # fmt: skip
+    worst_conv = max(
+        abs(x - y) for row, conv in zip(report.scores, full.batched, strict=True)
+        for x, y in zip(row.converted_layerwise, conv, strict=True)
+    )  # fmt: skip
+    assert worst_ref <= 1e-5 and worst_conv <= 1e-5, (worst_ref, worst_conv)
+    assert report.backbone_hash == "identical"
+    table = check.scorer.model.wpe.weight  # meta: its shape only
+    ledger = check.scorer.ledger
+    assert ledger.held == 0
+    assert ledger.peak < table.shape[0] * table.shape[1] * 4  # never the whole table (2048 rows)
+
+
+def test_item2_layerwise_prompt_longer_than_the_position_table_is_one_line(tiny_model, tmp_path):
+    """The layer-by-layer pass adds GPT-2's position rows itself: a prompt longer than the
+    table is refused naming the fix, not read past the table as a "token id"."""
+    from reranker_seqcls.check.layerwise import LayerwiseScorer
+    from reranker_seqcls.check.streamed import source_shards
+    from reranker_seqcls.errors import BadInput
+
+    source = _tiny_causal("gpt2", tiny_model("qwen3", tied=False), tmp_path / "g", n_positions=64)
+    scorer = LayerwiseScorer(json.loads((source / "config.json").read_text()), [[5] * 80], pad_id=0)
+    refusal = r"has 80 tokens, more than the 64 positions of .*wpe\.weight: give --pairs"
+    with pytest.raises(BadInput, match=refusal):
+        for shard in source_shards(source):
+            scorer.feed(shard)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "gpt_neo", "opt"])
 def test_item2_streamed_run_of_a_model_without_layers(
     hub_server, hub_env, tiny_model, tmp_path, kind
 ):
-    """GPT-2 and GPT-Neo (no `.layers`): crashed the streamed run with exit 4. When the whole
-    model fits --check-memory, the streamed run checks it whole and pushes; when it does not,
-    a one-line refusal names the fix, before any shard is fetched or the target created."""
+    """GPT-2 and GPT-Neo (no `.layers`): crashed the streamed run with exit 4, then were checked
+    whole or refused. Now, below --check-memory, they are checked layer by layer (consumers on
+    the twin) with the whole model's verdict. OPT (its layers under `decoder.`) still cannot
+    be: a one-line refusal names the fix, before any shard is fetched or the target created."""
     source = _tiny_causal(kind, tiny_model("qwen3", tied=False), tmp_path / kind)
     files = repo_files(source)
     files["README.md"] = b"---\nlicense: apache-2.0\n---\n# tiny\n"
     hub_server.seed_repo(UPSTREAM, files)
     env, tmp = _env(hub_env, tmp_path)
-    refused = measured_cli(
-        "run", "--model", UPSTREAM, "--target", TARGET, *QWEN, "--check-memory", "1KB", env=env
-    )
-    one_line(refused, 2, "the layer-by-layer check cannot run")
-    assert "raise --check-memory" in refused.stderr
-    _header_ranges_only(hub_server, files)
-    _nothing_pushed_nothing_left(hub_server, hub_env, tmp, refused)
+    small = measured_cli(
+        "run", "--model", UPSTREAM, "--target", TARGET, *QWEN, "--check-memory", "1KB",
+        "--dry-run", env=env,
+    )  # fmt: skip
+    if kind == "opt":
+        one_line(small, 2, "the layer-by-layer check cannot run OPTModel")
+        assert "raise --check-memory" in small.stderr
+        _header_ranges_only(hub_server, files)
+        _nothing_pushed_nothing_left(hub_server, hub_env, tmp, small)
+        return
 
     # The same verdict as the whole-snapshot path (GPT-2's absolute positions under the
     # consumers' padding may fail parity; what matters is a verdict, not exit 4).
@@ -234,6 +307,9 @@ def test_item2_streamed_run_of_a_model_without_layers(
     verdict = [line for line in done.stderr.splitlines() if line.startswith("  why:")]
     assert verdict == [line for line in whole.stderr.splitlines() if line.startswith("  why:")]
     assert hub_server.repo_exists(TARGET) == (done.returncode == 0)
+    assert small.returncode == whole.returncode, small.stderr[-3000:]
+    assert "converted (layerwise)" in small.stderr
+    assert "consumers proven on: twin" in small.stderr
 
 
 # --------------------------------------------------------------------------- item 3
