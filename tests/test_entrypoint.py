@@ -349,6 +349,61 @@ def test_summary_has_links_and_the_parity_table(run_entrypoint) -> None:
     assert "### Parity: passed\n\n" + PARITY_TABLE in summary
 
 
+EVIL = "https://evil.example"
+HOSTILE_HUB_VALUES = {
+    # what the Hub answered to create_repo / create_commit, as the CLI's result carries it
+    "target_url": f"https://hub.example/acme/x) [re-auth]({EVIL}/login) <img src={EVIL}/t>",
+    "pr_url": f"https://hub.example/acme/x/discussions/1\n# pwned [a]({EVIL}/pr)|<b>x</b>",
+    "commit_sha": f"`|![c]({EVIL}/c.png)<img src={EVIL}/c>",
+    "target_repo": f"acme/x]({EVIL}/repo) <img src={EVIL}/r>",
+    "source_sha": f"5ca1ab1e` <img src={EVIL}/s> [s]({EVIL}/s)",
+}
+
+
+def _table_rows(markdown: str) -> list[list[str]]:
+    """The rendered table's rows, each the text of its cells (as GitHub's renderer splits
+    them)."""
+    from markdown_it import MarkdownIt
+
+    rows: list[list[str]] = []
+    tokens = MarkdownIt("commonmark", {"html": True}).enable("table").parse(markdown)
+    for token in tokens:
+        if token.type == "tr_open":
+            rows.append([])
+        elif token.type == "inline" and rows:
+            rows[-1].append(token.content)
+    return rows
+
+
+@pytest.mark.parametrize("hostile", sorted(HOSTILE_HUB_VALUES))
+def test_summary_links_hold_hub_values_as_text(run_entrypoint, hostile: str) -> None:
+    """A URL, repo name or commit id the Hub returned went into the summary's links unescaped:
+    ``)`` ended the link and the rest became live links and HTML, ``|`` split the table row.
+    Now each stays inside its own cell, as text or as one link destination."""
+    from tests.test_hostile_round2 import live_markup
+
+    values = {"pr_url": "https://hub.example/acme/x/discussions/1"}
+    values[hostile] = HOSTILE_HUB_VALUES[hostile]
+    result = result_json(**values)
+    run = run_entrypoint(action_inputs(**BASIC), result=result)
+    assert run.returncode == 0, run.stderr
+    summary = run.summary
+    assert "evil.example" in summary  # shown ...
+    live = live_markup(summary)
+    links = [m for m in live if m.startswith("link_open")]
+    others = [m for m in live if m not in links]
+    assert others == ["heading_open  ''"] * 2, summary  # its own two: no image, HTML or more
+    assert len(links) == 4, links  # source, target, commit, pull request: no more
+    own = (
+        "link_open {'href': 'https://huggingface.co/",
+        "link_open {'href': 'https://hub.example/",
+    )
+    assert all(link.startswith(own) for link in links), links  # each one whole destination
+    rows = _table_rows(summary.split("### Parity")[0])
+    assert [len(row) for row in rows] == [2] * 9, rows  # header + 8 rows, none split
+    assert [row[0] for row in rows[1:4]] == ["Source", "Source revision", "Target"]
+
+
 def test_skipped_run_reports_skipped(run_entrypoint) -> None:
     result = result_json(
         status="skipped",

@@ -163,7 +163,7 @@ def test_item1_check_of_a_local_source_proves_the_layer_count_first(tiny_model, 
 
 
 def _tiny_causal(kind: str, tokenizer_from: Path, out: Path, **config: Any) -> Path:
-    """A tiny GPT-2 / GPT-Neo causal LM on the tiny Qwen vocabulary (705 ids), saved as
+    """A tiny GPT-2 / GPT-Neo / OPT causal LM on the tiny Qwen vocabulary (705 ids), saved as
     safetensors with the tokenizer files beside it."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -172,6 +172,8 @@ def _tiny_causal(kind: str, tokenizer_from: Path, out: Path, **config: Any) -> P
     vocab = json.loads((tokenizer_from / "config.json").read_text())["vocab_size"]
     shape: dict[str, Any] = {
         "gpt2": {"n_embd": 64, "n_layer": 2, "n_head": 2, "n_positions": 2048},
+        "opt": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                "ffn_dim": 128, "word_embed_proj_dim": 64, "max_position_embeddings": 2048},
         "gpt_neo": {"hidden_size": 64, "num_layers": 2, "num_heads": 2,
                     "attention_types": [[["global", "local"], 1]], "window_size": 16,
                     "max_position_embeddings": 2048},
@@ -202,24 +204,95 @@ def test_item2_position_sized_buffers_are_refused_before_they_are_built(tiny_mod
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "gpt_neo"])
+def test_item2_gpt2_is_checked_layer_by_layer(tiny_model, tmp_path, kind):
+    """GPT-2 and GPT-Neo (an embedding, a learned position table ``wpe``, layers ``h``, final
+    norm ``ln_f``) were whole-checked or refused; the layer-by-layer pass now drives them, the
+    position rows added before the first layer: its scores are the full model's (1e-5), each
+    shard released once used, the position table never read whole."""
+    from reranker_seqcls.check.parity import converted_scores, reference_scores
+    from reranker_seqcls.check.streamed import StreamedCheck, source_shards
+    from reranker_seqcls.recipes.presets import PRESETS
+    from reranker_seqcls.steps import load_check_pairs, resolve_token_ids
+
+    three_layers: dict[str, Any] = {
+        "gpt2": {"n_layer": 3},
+        "gpt_neo": {
+            "num_layers": 3,
+            "attention_types": [[["global", "local"], 1], [["global"], 1]],
+        },
+    }
+    source = _tiny_causal(
+        kind, tiny_model("qwen3", tied=False), tmp_path / kind, **three_layers[kind]
+    )
+    out = tmp_path / "converted"
+    assert measured_cli("convert", source, out, *QWEN).returncode == 0
+    recipe = PRESETS["qwen3-reranker"]
+    pairs = load_check_pairs(recipe, None)
+    token_ids = resolve_token_ids(source, recipe)
+    check = StreamedCheck(source, out, recipe, pairs, token_ids=token_ids)
+    held = set()
+    for shard in source_shards(source):
+        held |= {shard} - set(check.feed_source(shard))
+    assert not held
+    for shard in source_shards(out):
+        check.feed_converted(shard)
+    report = check.report()
+    official, reference = reference_scores(source, recipe, pairs, token_ids, "float32")
+    full = converted_scores(out, [o.ids for o in official], "float32")
+    worst_ref = max(
+        abs(x - y) for row, ref in zip(report.scores, reference, strict=True)
+        for x, y in zip(row.reference, ref, strict=True)
+    )  # fmt: skip
+    worst_conv = max(
+        abs(x - y) for row, conv in zip(report.scores, full.batched, strict=True)
+        for x, y in zip(row.converted_layerwise, conv, strict=True)
+    )  # fmt: skip
+    assert worst_ref <= 1e-5 and worst_conv <= 1e-5, (worst_ref, worst_conv)
+    assert report.backbone_hash == "identical"
+    table = check.scorer.model.wpe.weight  # meta: its shape only
+    ledger = check.scorer.ledger
+    assert ledger.held == 0
+    assert ledger.peak < table.shape[0] * table.shape[1] * 4  # never the whole table (2048 rows)
+
+
+def test_item2_layerwise_prompt_longer_than_the_position_table_is_one_line(tiny_model, tmp_path):
+    """The layer-by-layer pass adds GPT-2's position rows itself: a prompt longer than the
+    table is refused naming the fix, not read past the table as a "token id"."""
+    from reranker_seqcls.check.layerwise import LayerwiseScorer
+    from reranker_seqcls.check.streamed import source_shards
+    from reranker_seqcls.errors import BadInput
+
+    source = _tiny_causal("gpt2", tiny_model("qwen3", tied=False), tmp_path / "g", n_positions=64)
+    scorer = LayerwiseScorer(json.loads((source / "config.json").read_text()), [[5] * 80], pad_id=0)
+    refusal = r"has 80 tokens, more than the 64 positions of .*wpe\.weight: give --pairs"
+    with pytest.raises(BadInput, match=refusal):
+        for shard in source_shards(source):
+            scorer.feed(shard)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "gpt_neo", "opt"])
 def test_item2_streamed_run_of_a_model_without_layers(
     hub_server, hub_env, tiny_model, tmp_path, kind
 ):
-    """GPT-2 and GPT-Neo (no `.layers`): crashed the streamed run with exit 4. When the whole
-    model fits --check-memory, the streamed run checks it whole and pushes; when it does not,
-    a one-line refusal names the fix, before any shard is fetched or the target created."""
+    """GPT-2 and GPT-Neo (no `.layers`): crashed the streamed run with exit 4, then were checked
+    whole or refused. Now, below --check-memory, they are checked layer by layer (consumers on
+    the twin) with the whole model's verdict. OPT (its layers under `decoder.`) still cannot
+    be: a one-line refusal names the fix, before any shard is fetched or the target created."""
     source = _tiny_causal(kind, tiny_model("qwen3", tied=False), tmp_path / kind)
     files = repo_files(source)
     files["README.md"] = b"---\nlicense: apache-2.0\n---\n# tiny\n"
     hub_server.seed_repo(UPSTREAM, files)
     env, tmp = _env(hub_env, tmp_path)
-    refused = measured_cli(
-        "run", "--model", UPSTREAM, "--target", TARGET, *QWEN, "--check-memory", "1KB", env=env
-    )
-    one_line(refused, 2, "the layer-by-layer check cannot run")
-    assert "raise --check-memory" in refused.stderr
-    _header_ranges_only(hub_server, files)
-    _nothing_pushed_nothing_left(hub_server, hub_env, tmp, refused)
+    small = measured_cli(
+        "run", "--model", UPSTREAM, "--target", TARGET, *QWEN, "--check-memory", "1KB",
+        "--dry-run", env=env,
+    )  # fmt: skip
+    if kind == "opt":
+        one_line(small, 2, "the layer-by-layer check cannot run OPTModel")
+        assert "raise --check-memory" in small.stderr
+        _header_ranges_only(hub_server, files)
+        _nothing_pushed_nothing_left(hub_server, hub_env, tmp, small)
+        return
 
     # The same verdict as the whole-snapshot path (GPT-2's absolute positions under the
     # consumers' padding may fail parity; what matters is a verdict, not exit 4).
@@ -234,6 +307,9 @@ def test_item2_streamed_run_of_a_model_without_layers(
     verdict = [line for line in done.stderr.splitlines() if line.startswith("  why:")]
     assert verdict == [line for line in whole.stderr.splitlines() if line.startswith("  why:")]
     assert hub_server.repo_exists(TARGET) == (done.returncode == 0)
+    assert small.returncode == whole.returncode, small.stderr[-3000:]
+    assert "converted (layerwise)" in small.stderr
+    assert "consumers proven on: twin" in small.stderr
 
 
 # --------------------------------------------------------------------------- item 3
@@ -500,6 +576,36 @@ def test_item9_small_file_with_other_bytes_than_listed_is_refused(
     _nothing_pushed_nothing_left(hub_server, hub_env, tmp, result)
 
 
+@pytest.mark.parametrize("name", ["tokenizer.json", "config.json", "shard"])
+def test_item9_whole_snapshot_files_with_other_bytes_than_listed_are_refused(
+    hub_server, hub_env, qwen_files, tmp_path, name
+):
+    """The whole-snapshot road (``--output-dir``: the conversion is kept) took what
+    snapshot_download served: a tokenizer.json, config.json or shard with other bytes of the
+    same size than the listing's was converted, checked against itself and pushed. Now each
+    fetched file is checked against the listing as on the streamed road: exit 3, nothing
+    pushed, no OUTPUT, and the bad file gone from the cache (a retry fetches it anew)."""
+    if name == "shard":
+        name = min(n for n in qwen_files if n.endswith(".safetensors"))
+    hub_server.seed_repo(UPSTREAM, qwen_files)
+    data = bytearray(qwen_files[name])
+    at = data.rindex(b"}") - 1 if not name.endswith(".safetensors") else len(data) - 1
+    data[at] = data[at] ^ 1 if name.endswith(".safetensors") else 32 if data[at] != 32 else 10
+    hub_server.serve_instead(UPSTREAM, name, bytes(data))
+    env, tmp = _env(hub_env, tmp_path)
+    out = tmp_path / "converted"
+    result = measured_cli(
+        "run", "--model", UPSTREAM, "--target", TARGET, "--output-dir", out, env=env
+    )
+    kind = "sha256" if hub_server.get_file(UPSTREAM, name).lfs else "git blob id"
+    one_line(result, 3, f"{name} has {kind} ")
+    assert "the bytes are not the commit's, nothing was pushed" in result.stderr
+    assert not out.exists() and not hub_server.repo_exists(TARGET)
+    assert list(tmp.iterdir()) == [] and TEST_TOKEN not in result.stdout + result.stderr
+    cached = [p for p in Path(hub_env["HF_HOME"]).rglob(Path(name).name) if p.is_file()]
+    assert all(p.read_bytes() != bytes(data) for p in cached), cached
+
+
 def test_item6_small_files_count_in_max_disk_before_they_are_fetched(
     hub_server, hub_env, qwen_files, tmp_path
 ):
@@ -683,6 +789,51 @@ def test_item11_sigterm_while_the_final_commit_is_in_flight_is_reported_truthful
     after = hub_server.head_sha(TARGET)
     assert after != before
     assert "score.safetensors" in hub_server.list_files(TARGET)
+    outcome = json.loads(result_json.read_text())
+    assert outcome["status"] == "pushed" and after in json.dumps(outcome)
+    assert list(tmp.iterdir()) == []
+    assert TEST_TOKEN not in stdout + stderr
+
+
+def test_item11_sigterm_while_a_lost_commit_is_looked_up_waits_for_the_lookup(
+    hub_server, hub_env, qwen_files, tmp_path
+):
+    """The commit lands but its answer is lost (the connection drops after the Hub applied
+    it); the run then asks the target whether the commit is there. A SIGTERM during that lookup
+    interrupted it (exit 143, "failed") while the commit had landed. Now the lookup is inside
+    the deferral too: it finishes, the run reports the push (exit 0, "pushed") and says the
+    signal came too late."""
+    import os
+    import signal
+
+    hub_server.seed_repo(UPSTREAM, qwen_files)
+    hub_server.seed_repo(TARGET, {"README.md": b"# an older target\n"})
+    before = hub_server.head_sha(TARGET)
+    dropped = hub_server.drop_nth(
+        1, path_contains=f"/api/models/{TARGET}/commit/", method="POST", during="response"
+    )
+    hub_server.delay(3.0, path_contains=f"/api/models/{TARGET}/paths-info/", method="POST")
+    env, tmp = _env(hub_env, tmp_path)
+    result_json = tmp_path / "result.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reranker_seqcls", "run", "--model", UPSTREAM, "--target", TARGET,
+         "--result-json", str(result_json)],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not hub_server.delayed:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert dropped.triggered  # the lookup runs after the lost answer
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert f"the Hub's answer to the commit was lost, but {TARGET} now holds it" in stderr
+    assert "SIGTERM arrived while the commit was in flight; the commit landed" in stderr
+    assert "Traceback" not in stderr
+    after = hub_server.head_sha(TARGET)
+    assert after != before and "score.safetensors" in hub_server.list_files(TARGET)
     outcome = json.loads(result_json.read_text())
     assert outcome["status"] == "pushed" and after in json.dumps(outcome)
     assert list(tmp.iterdir()) == []

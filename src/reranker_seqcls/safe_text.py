@@ -72,3 +72,43 @@ def md_code(text: str) -> str:
     if body.startswith("`") or body.endswith("`") or not body.strip():
         body = f" {body} "
     return f"{fence}{body}{fence}".replace("|", "\\|")
+
+
+# A link destination keeps the URL characters that cannot end it or start markup: letters,
+# digits and RFC 3986's unreserved and reserved characters except the brackets and parentheses
+# (``(``/``)`` can close the destination, ``[``/``]`` are IPv6 hosts the Hub never returns).
+_URL_KEPT = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#@!$'*+,;="
+)
+_HTTP_URL = re.compile(r"(?i)https?://[A-Za-z0-9]")
+
+
+def md_url(url: str) -> str | None:
+    """``url`` as one Markdown link destination, or ``None`` when it is no absolute http(s) URL
+    (``javascript:``, a relative path, a host starting with punctuation).
+
+    The URL a Hub returns (a repo's, a pull request's) is untrusted like any other Hub text:
+    a space, ``)``, ``<``, ``|`` or a line break would end the link and start markup of its own,
+    or break the table cell it stands in. Each character outside :data:`_URL_KEPT` is
+    percent-encoded (UTF-8), an existing ``%XX`` escape is kept, and ``&`` becomes ``&amp;``
+    (an entity, decoded back to ``&`` by the renderer, so no ``&#41;`` can spell a character)."""
+    if not _HTTP_URL.match(url):
+        return None
+    out: list[str] = []
+    for at, char in enumerate(url):
+        escape = char == "%" and re.fullmatch(r"[0-9A-Fa-f]{2}", url[at + 1 : at + 3])
+        if char in _URL_KEPT or escape:
+            out.append(char)
+        elif char == "&":
+            out.append("&amp;")
+        else:
+            out.append("".join(f"%{byte:02X}" for byte in char.encode("utf-8", "replace")))
+    return "".join(out)
+
+
+def md_link(label: str, url: str, *, code: bool = False) -> str:
+    """A Markdown link to ``url`` (:func:`md_url`) whose text is ``label``, inert (as a code span
+    with ``code``); just that text when ``url`` is no http(s) URL."""
+    text = md_code(label) if code else md_text(label)
+    target = md_url(url)
+    return f"[{text}]({target})" if target else text

@@ -30,9 +30,8 @@ share its state; the weight hooks already live in :mod:`.leaf_weights`.
 from __future__ import annotations
 
 import gc
-import math
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
     import torch
 
 from reranker_seqcls.check.leaf_weights import LeafWeights, parameters_on_meta
+from reranker_seqcls.check.learned_positions import LearnedPositions
 from reranker_seqcls.check.meta_model import (
     LayerwiseUnsupported as LayerwiseUnsupported,  # raised here; callers catch it by this name
 )
@@ -102,7 +102,7 @@ class LayerwiseScorer(LeafWeights):
         self.dtype = getattr(torch, dtype)
         hf_config, probe = meta_model(config, dtype)
         prove_buffers_of(probe)
-        prove_drivable(probe, hf_config)
+        skeleton = prove_drivable(probe, hf_config)
         del probe
         with parameters_on_meta(), no_init_weights():
             self.model = AutoModel.from_config(hf_config, dtype=self.dtype)
@@ -110,7 +110,8 @@ class LayerwiseScorer(LeafWeights):
         self.config = hf_config
         prefix = getattr(self.model, "base_model_prefix", "model")
         self.prefix = f"{prefix}." if prefix else ""
-        self.layers = list(self.model.layers)
+        self.layers = list(getattr(self.model, skeleton.layers))
+        self.norm = getattr(self.model, skeleton.norm)
         self.ledger = WeightLedger()
 
         # Parameter names (checkpoint spelling) of each stage: embedding, layers, final norm.
@@ -123,9 +124,16 @@ class LayerwiseScorer(LeafWeights):
         embedding_name = next(n for n, p in params.items() if p is self._embedding.weight)
         self._embedding_name = self.prefix + embedding_name
         self._layer_names = [
-            {self.prefix + f"layers.{i}.{n}" for n, _ in layer.named_parameters()}
+            {self.prefix + f"{skeleton.layers}.{i}.{n}" for n, _ in layer.named_parameters()}
             for i, layer in enumerate(self.layers)
         ]
+        # A learned position table (GPT-2's wpe) is added right before the first layer, from
+        # the rows the prompts' positions use: it belongs to the first layer's stage.
+        self._positions: LearnedPositions | None = None
+        if skeleton.positions:
+            table = getattr(self.model, skeleton.positions)
+            self._positions = LearnedPositions(f"{self.prefix}{skeleton.positions}.weight", table)
+            self._layer_names[0].add(self._positions.name)
         staged = {self._embedding_name, *(n for names in self._layer_names for n in names)}
         self._final_names = {n for n in self._param_of if n not in staged}  # the final norm
 
@@ -258,7 +266,8 @@ class LayerwiseScorer(LeafWeights):
         hidden: list[Any] = []
         for ids, mask, positions in self._inputs:
             calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-            with self._recording_layers(calls, hidden), suppress(_Stop):
+            learned = self._positions.zeros(self.dtype) if self._positions else nullcontext()
+            with self._recording_layers(calls, hidden), suppress(_Stop), learned:
                 self.model(
                     input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
                 )
@@ -300,6 +309,9 @@ class LayerwiseScorer(LeafWeights):
         assert self._hidden is not None
         layer = self.layers[index]
         last = index == len(self.layers) - 1
+        if index == 0 and self._positions is not None:
+            where = self._where[self._positions.name]
+            self._positions.add(self._hidden, where, self.dtype, self.ledger)
         for b, hidden in enumerate(self._hidden):
             args, kwargs = self._calls[b][index]
             out = layer(hidden, *args, **kwargs)
@@ -315,8 +327,7 @@ class LayerwiseScorer(LeafWeights):
         import torch
 
         assert self._hidden is not None
-        norm = self.model.norm
-        rows = [norm(h)[:, -1] for h in self._hidden]
+        rows = [self.norm(h)[:, -1] for h in self._hidden]
         final = torch.empty((self.num_sequences, rows[0].shape[-1]), dtype=self.dtype)
         for batch, values in zip(self._batches, rows, strict=True):
             final[batch] = values
@@ -334,10 +345,3 @@ class LayerwiseScorer(LeafWeights):
                 "more tensors): it is incomplete, re-download it"
             )
         return self._final
-
-    def largest_layer_bytes(self) -> int:
-        """Bytes (compute dtype) of the largest decoder layer: the bound on what is held."""
-        size = self.dtype.itemsize if hasattr(self.dtype, "itemsize") else 4
-        return max(
-            int(sum(math.prod(p.shape) for p in layer.parameters()) * size) for layer in self.layers
-        )

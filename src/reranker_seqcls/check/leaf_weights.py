@@ -5,6 +5,7 @@ modules built with their parameters on the meta device. Used by
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +47,7 @@ class LeafWeights:
     """The weight hooks of a layerwise scorer (a mixin: the scorer sets these attributes)."""
 
     layers: list[Any]
+    norm: Any
     model: Any
     dtype: Any
     ledger: WeightLedger
@@ -55,7 +57,7 @@ class LeafWeights:
 
     def _hook_leaves(self) -> None:
         """Pre/post forward hooks on every module owning parameters (layers and final norm)."""
-        modules = [*self.layers, self.model.norm]
+        modules = [*self.layers, self.norm]
         for module in modules:
             for leaf in module.modules():
                 if not leaf._parameters:
@@ -102,3 +104,10 @@ class LeafWeights:
             torch.empty(shape, device="meta", dtype=self.dtype), requires_grad=False
         )
         self.ledger.remove(nbytes)
+
+    def largest_layer_bytes(self) -> int:
+        """Bytes (compute dtype) of the largest decoder layer: the bound on what is held."""
+        size = self.dtype.itemsize if hasattr(self.dtype, "itemsize") else 4
+        return max(
+            int(sum(math.prod(p.shape) for p in layer.parameters()) * size) for layer in self.layers
+        )

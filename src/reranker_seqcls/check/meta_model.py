@@ -5,6 +5,7 @@ the layer-by-layer pass can drive its architecture. Used by the layerwise scorer
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from reranker_seqcls.errors import BadInput
@@ -65,28 +66,52 @@ def prove_buffers_of(probe: Any) -> None:
         )
 
 
-def prove_drivable(probe: Any, hf_config: Any) -> None:
-    """Refuse an architecture the layerwise pass cannot drive."""
-    layers = getattr(probe, "layers", None)
-    count = getattr(hf_config, "num_hidden_layers", None)
+@dataclass(frozen=True)
+class Skeleton:
+    """Where a base model the layerwise pass drives keeps its parts: the decoder layers (a
+    ``ModuleList``), the final norm, and a learned position table added to the embedding
+    before the first layer (GPT-2's ``wpe``; None where positions are rotary)."""
+
+    layers: str
+    norm: str
+    positions: str | None = None
+
+    def owns(self, name: str) -> bool:
+        """Whether parameter ``name`` (base-model spelling) belongs to these parts."""
+        parts = (self.layers, self.norm, *((self.positions,) if self.positions else ()))
+        return name.startswith(tuple(f"{part}." for part in parts))
+
+
+# Llama-like models (Qwen, Gemma, Mistral...), then GPT-2.
+SKELETONS = (Skeleton("layers", "norm"), Skeleton("h", "ln_f", "wpe"))
+
+
+def prove_drivable(probe: Any, hf_config: Any) -> Skeleton:
+    """The :class:`Skeleton` of ``probe``; an architecture the layerwise pass cannot drive is
+    refused (:class:`LayerwiseUnsupported`)."""
     import torch
 
+    count = getattr(hf_config, "num_hidden_layers", None)
     names = [n for n, _ in probe.named_parameters()]
     embedding = probe.get_input_embeddings()
     embedding_names = {n for n, p in probe.named_parameters() if p is embedding.weight}
-    strays = [
-        n for n in names
-        if n not in embedding_names and not n.startswith(("layers.", "norm."))
-    ]  # fmt: skip
-    if (
-        not isinstance(layers, torch.nn.ModuleList)
-        or len(layers) != count
-        or not isinstance(getattr(probe, "norm", None), torch.nn.Module)
-        or strays
-    ):
-        what = f"parameter {strays[0]}" if strays else "no `layers` and `norm`"
-        raise LayerwiseUnsupported(
-            f"the layer-by-layer check cannot run {type(probe).__name__} ({what}; it drives "
-            "base models made of an embedding, `layers` and a final `norm`): raise "
-            "--check-memory so the whole model is checked"
-        )
+    strays: list[str] = []
+    for skeleton in SKELETONS:
+        layers = getattr(probe, skeleton.layers, None)
+        if not isinstance(layers, torch.nn.ModuleList) or len(layers) != count:
+            continue
+        if not isinstance(getattr(probe, skeleton.norm, None), torch.nn.Module):
+            continue
+        positions = getattr(probe, skeleton.positions, None) if skeleton.positions else None
+        if skeleton.positions and not isinstance(positions, torch.nn.Embedding):
+            continue
+        strays = [n for n in names if n not in embedding_names and not skeleton.owns(n)]
+        if not strays:
+            return skeleton
+    what = f"parameter {strays[0]}" if strays else "no decoder layer list and final norm"
+    raise LayerwiseUnsupported(
+        f"the layer-by-layer check cannot run {type(probe).__name__} ({what}; it drives base "
+        "models made of an embedding, a learned position table at most, decoder layers and a "
+        "final norm, as Llama-like models and GPT-2): raise --check-memory so the whole model "
+        "is checked"
+    )

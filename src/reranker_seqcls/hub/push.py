@@ -157,21 +157,53 @@ def commit_operations(
             if parent_commit is None:
                 # A repo created just now has an initial commit; guard against anything after it.
                 parent_commit = head_commit(repo_id, None, token)
-            # A stop signal now cannot stop the Hub applying the commit: it waits for the
-            # answer, so what the run reports is what happened.
-            with stop_signals_deferred(log):
-                info = api.create_commit(
-                    repo_id,
-                    list(operations),
-                    commit_message=commit_message,
-                    commit_description=commit_description,
-                    parent_commit=parent_commit,
-                    create_pr=create_pr,
-                )
-        sha, url, pr_url = info.oid, info.commit_url, info.pr_url
+    except BaseException:  # no commit was sent: nothing can have landed
+        if created:
+            _delete_created(api, repo_id, log)
+        raise
+    # A stop signal from here on cannot stop the Hub applying the commit: it waits for the
+    # answer, and when the answer is lost, for the lookup of whether the commit landed (and the
+    # removal of a target created for it), so what the run reports is what happened.
+    with stop_signals_deferred(log):
+        sha, url, pr_url = _commit_or_find_it(
+            api, repo_id, operations, token=token, create_pr=create_pr,
+            parent_commit=parent_commit, commit_message=commit_message,
+            commit_description=commit_description, created=created, log=log,
+        )  # fmt: skip
+    made = create_pr or sha != parent_commit
+    _log_commit(repo_id, operations, made, log)
+    return Commit(sha, url, pr_url, made)
+
+
+def _commit_or_find_it(
+    api: HfApi,
+    repo_id: str,
+    operations: Sequence[CommitOperation],
+    *,
+    token: str | None,
+    create_pr: bool,
+    parent_commit: str | None,
+    commit_message: str,
+    commit_description: str,
+    created: bool,
+    log: Callable[[str], None],
+) -> tuple[str, str, str | None]:
+    """The commit's sha, URL and pull-request URL. When the call fails, or its answer is lost
+    after the Hub applied it, the target is looked at before anything is reported, so a rerun
+    and this run tell the same story; a target created for a commit that did not land is
+    removed."""
+    try:
+        with hub_errors(f"push to {repo_id}"):
+            info = api.create_commit(
+                repo_id,
+                list(operations),
+                commit_message=commit_message,
+                commit_description=commit_description,
+                parent_commit=parent_commit,
+                create_pr=create_pr,
+            )
+        return info.oid, info.commit_url, info.pr_url
     except BaseException as exc:
-        # The commit call failed, or its answer was lost after the Hub applied it: look at the
-        # target before reporting, so a rerun and this run tell the same story.
         landed = None if create_pr else _landed_commit(repo_id, parent_commit, operations, token)
         if landed is None and created:
             _delete_created(api, repo_id, log)
@@ -181,10 +213,7 @@ def commit_operations(
             f"the Hub's answer to the commit was lost, but {repo_id} now holds it "
             f"(commit {landed[:12]})"
         )
-        sha, url, pr_url = landed, f"{repo_url(repo_id)}/commit/{landed}", None
-    made = create_pr or sha != parent_commit
-    _log_commit(repo_id, operations, made, log)
-    return Commit(sha, url, pr_url, made)
+        return landed, f"{repo_url(repo_id)}/commit/{landed}", None
 
 
 def _log_commit(

@@ -121,7 +121,7 @@ def fetch_small_files(
     for name in names:
         path = _download(listing, name, directory, token)
         try:
-            _verify(listing, listing.files[name], path, b"")
+            verify_download(listing, listing.files[name], path, b"")
         except BaseException:
             path.unlink(missing_ok=True)
             raise
@@ -228,7 +228,7 @@ def fetch_shard(
     remote = listing.files[name]
     path = _download(listing, name, incoming, token)
     try:
-        _verify(listing, remote, path, header)
+        verify_download(listing, remote, path, header)
         target = source_dir / name
         os.replace(path, target)
     except BaseException:
@@ -237,7 +237,9 @@ def fetch_shard(
     return target
 
 
-def _verify(listing: SourceListing, remote: RemoteFile, path: Path, header: bytes) -> None:
+def verify_download(listing: SourceListing, remote: RemoteFile, path: Path, header: bytes) -> None:
+    """``path`` holds ``remote``'s bytes: its listed size and LFS sha256 (or git blob id), and
+    ``header`` at its start; else a :class:`HubError` (exit 3)."""
     where = f"source {listing.repo_id}@{listing.commit_sha[:12]}: {remote.name}"
     size = path.stat().st_size
     if size != remote.size:
