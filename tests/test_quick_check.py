@@ -31,7 +31,7 @@ def test_quick_pairs_are_the_short_plain_groups_and_full_is_every_pair():
     pairs = builtin_pairs(takes_instruction=True)
     quick = real_pairs(pairs, full=False)
     chosen = quick.of(pairs)
-    assert not quick.full and len(chosen) == 4
+    assert not quick.full and len(chosen) == 3
     assert {p.group for p in chosen} == set(QUICK_GROUPS)
     # the tokenization-sensitive and long pairs stay on the twin
     assert all(p.group not in ("eiffel-edges", "sushi-edges", "vaccines-long") for p in chosen)
@@ -39,10 +39,10 @@ def test_quick_pairs_are_the_short_plain_groups_and_full_is_every_pair():
     full = real_pairs(pairs, full=True)
     assert full.full and full.of(pairs) == pairs
 
-    # Pairs of the user's own: the four shortest, in their order.
+    # Pairs of the user's own: the three shortest, in their order.
     own = [Pair(f"q{i}", "d" * (10 * (9 - i)), group=f"g{i % 3}") for i in range(9)]
-    assert real_pairs(own, full=False).indices == [5, 6, 7, 8]
-    assert real_pairs(own[:4], full=False).full  # nothing to leave out
+    assert real_pairs(own, full=False).indices == [6, 7, 8]
+    assert real_pairs(own[:3], full=False).full  # nothing to leave out
 
 
 def test_whole_check_on_the_real_model_only_where_it_is_cheap_or_asked_for():
@@ -71,7 +71,7 @@ def _model(tmp_path: Path) -> Path:
     )  # fmt: skip
 
 
-def test_cli_quick_check_scores_four_pairs_on_the_real_model_and_all_on_the_twin(tmp_path):
+def test_cli_quick_check_scores_three_pairs_on_the_real_model_and_all_on_the_twin(tmp_path):
     source = _model(tmp_path)
     out = tmp_path / "converted"
     assert run_cli("convert", source, out, "--preset", "qwen3-reranker").returncode == 0
@@ -79,22 +79,22 @@ def test_cli_quick_check_scores_four_pairs_on_the_real_model_and_all_on_the_twin
 
     quick = run_cli("check", source, out, "--preset", "qwen3-reranker", "--check-memory", "1MB")
     assert quick.returncode == 0, quick.stderr
-    assert f"layerwise pass over qwen3 in float32 (source dtype float32), 4 of {every}" in (
+    assert f"layerwise pass over qwen3 in float32 (source dtype float32), 3 of {every}" in (
         quick.stderr
     )
-    assert f"real model scored 4 short pairs of {every} (quick check" in quick.stdout
+    assert f"real model scored 3 short pairs of {every} (quick check" in quick.stdout
     data = json.loads((out / "parity_report.json").read_text())
-    assert data["real_pass"] == {"pairs": 4, "groups": 2, "tokens": data["real_pass"]["tokens"],
+    assert data["real_pass"] == {"pairs": 3, "groups": 1, "tokens": data["real_pass"]["tokens"],
                                  "of_pairs": every, "full": False}  # fmt: skip
-    assert 4 * 20 < data["real_pass"]["tokens"] < 4 * 200
-    assert data["num_pairs"] == 4
-    assert len(data["scores"]) == 4
+    assert 3 * 20 < data["real_pass"]["tokens"] < 3 * 200
+    assert data["num_pairs"] == 3
+    assert len(data["scores"]) == 3
     # every real row carries the twin's row of the same pair
     assert [row["twin"]["document"] for row in data["scores"]] == [
         row["document"] for row in data["scores"]
     ]
     card = ParityReport.from_json(data).markdown()
-    assert f"Real model: 4 short pairs of the {every} (2 query groups" in card
+    assert f"Real model: 3 short pairs of the {every} (1 query group," in card
     assert "`--full-check` scores every pair on the real model" in card
 
     full = run_cli("check", source, out, "--preset", "qwen3-reranker", "--check-memory", "1MB",
