@@ -67,6 +67,15 @@ class Preuploader:
         self.operations.append(op)
         return bool(op._upload_mode == "lfs" and op._is_uploaded)
 
+    def uploaded_sha256(self) -> dict[str, str]:
+        """The sha256 of each pre-uploaded file, as the client computed it for the upload
+        (nothing for a dry run): what the run's verdict is bound to."""
+        return {
+            op.path_in_repo: op.upload_info.sha256.hex()
+            for op in self.operations
+            if getattr(op, "upload_info", None) is not None
+        }
+
     def ensure_target(self) -> None:
         """Create the target when it does not exist (once; before the first upload). A run
         that uploads from another thread calls it first in its own, so that :meth:`abandon`

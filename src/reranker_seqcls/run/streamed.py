@@ -286,6 +286,7 @@ class _StreamedRun:
     # ------------------------------------------------------------------ 3. finish
 
     def finish(self, outcome: RunOutcome) -> tuple[Provenance, ParityReport]:
+        from reranker_seqcls.check.record import write_verdict
         from reranker_seqcls.check.report import write_report
         from reranker_seqcls.convert.converter import finish_output
         from reranker_seqcls.errors import ParityFailed
@@ -303,7 +304,10 @@ class _StreamedRun:
             report = self.scorer.finish(self.twin_work)
             self.disk.measure()
             outcome.parity = report
-            write_report(report, self.out / PARITY_REPORT_FILE)
+            if self.opts.hub.dry_run:
+                write_report(report, self.out / PARITY_REPORT_FILE)
+            else:  # bound to the bytes published: the shards' as uploaded, the small files'
+                write_verdict(report, self.out, gone=self.uploader.uploaded_sha256())
             for row in report.table_rows():
                 self.log(row)
             self.log(f"streamed run: peak disk {human_size(self.disk.peak)}")
