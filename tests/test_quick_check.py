@@ -93,6 +93,9 @@ def test_cli_quick_check_scores_three_pairs_on_the_real_model_and_all_on_the_twi
     assert [row["twin"]["document"] for row in data["scores"]] == [
         row["document"] for row in data["scores"]
     ]
+    # the over-length pairs of this 4096-token model are left to the full check's twin
+    assert data["long_inputs"]["measured"] is False
+    assert "--full-check measures them on the twin" in data["long_inputs"]["why_not"]
     card = ParityReport.from_json(data).markdown()
     assert f"Real model: 3 short pairs of the {every} (1 query group," in card
     assert "`--full-check` scores every pair on the real model" in card
@@ -103,6 +106,8 @@ def test_cli_quick_check_scores_three_pairs_on_the_real_model_and_all_on_the_twi
     data = json.loads((out / "parity_report.json").read_text())
     assert data["real_pass"]["pairs"] == data["real_pass"]["of_pairs"] == every
     assert data["real_pass"]["full"] is True and data["num_pairs"] == every
+    assert data["long_inputs"]["measured"] is True  # on the twin
+    assert {c["pair"] for c in data["long_inputs"]["consumers"]} >= {"long-document"}
     assert f"Real model: all {every} pairs" in ParityReport.from_json(data).markdown()
     assert "full-check" in run_cli("check", "--help").stdout
 

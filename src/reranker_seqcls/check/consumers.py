@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reranker_seqcls.check.long_inputs import TWIN_TOKEN_BUDGET
 from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.check.parity import check_parity
 from reranker_seqcls.check.report import ParityReport
@@ -87,10 +88,13 @@ def consumer_check(
     check_memory: int = DEFAULT_CHECK_MEMORY,
     allow_softcapping: bool = False,
     vllm_python: str | Path | None = None,
+    long_pairs: bool = False,
     log: Log,
 ) -> tuple[ParityReport, str]:
     """The full check on the twin of (``source``, ``converted``), built under ``work``; returns
-    its report and the twin's description. Needs only the two directories' small files."""
+    its report and the twin's description. Needs only the two directories' small files.
+    ``long_pairs`` (the full check): the over-length pairs of a long-context family run on the
+    twin too (about 15 s for an 8192-token family), else only where they are short."""
     config = json.loads((Path(source) / CONFIG_FILE).read_text())
     real_bytes = float32_load_bytes(config)
     plan = ConsumerPlan("twin", real_bytes, check_memory, twin_overrides(config, check_memory))
@@ -99,6 +103,10 @@ def consumer_check(
     twin_source, twin_converted = build_twin(source, converted, work, recipe, plan)
     report = check_parity(
         twin_source, twin_converted, recipe, pairs, token_ids=token_ids,
-        allow_softcapping=allow_softcapping, vllm_python=vllm_python, log=log,
+        allow_softcapping=allow_softcapping, vllm_python=vllm_python,
+        long_token_budget=TWIN_TOKEN_BUDGET if long_pairs else None, log=log,
     )  # fmt: skip
+    long = report.long_inputs
+    if not long_pairs and long is not None and not long.get("measured") and long.get("why_not"):
+        long["why_not"] = f"{long['why_not']}; --full-check measures them on the twin"
     return report, described

@@ -329,6 +329,6 @@ def streamed_check(
         consumers, described = consumer_check(
             source, converted, recipe, pairs, Path(work), token_ids=token_ids,
             check_memory=check_memory, allow_softcapping=allow_softcapping,
-            vllm_python=vllm_python, log=log,
+            vllm_python=vllm_python, long_pairs=full, log=log,
         )  # fmt: skip
     return combine(real, consumers, described, chosen)

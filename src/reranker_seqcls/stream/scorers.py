@@ -61,6 +61,7 @@ class LayerwiseScorer:
         pairs: list[Pair],
         chosen: RealPairs,
         *,
+        full: bool,
         check_memory: int,
         vllm_python: str | Path | None,
         log: Log,
@@ -69,6 +70,7 @@ class LayerwiseScorer:
 
         self.check, self.check_memory = check, check_memory
         self.pairs, self.chosen = pairs, chosen  # every pair (the twin's), the real model's
+        self.full = full
         self.vllm_python, self.log = vllm_python, log
         self.keeps_outputs = False
         # The twin is saved in float32 twice (its source and its conversion).
@@ -96,7 +98,7 @@ class LayerwiseScorer:
             self.check.source, self.check.converted, self.check.recipe, self.pairs, work,
             token_ids=self.check.token_ids, check_memory=self.check_memory,
             allow_softcapping=self.check.allow_softcapping, vllm_python=self.vllm_python,
-            log=self.log,
+            long_pairs=self.full, log=self.log,
         )  # fmt: skip
         return combine(real, consumers, described, self.chosen)
 
@@ -208,5 +210,6 @@ def make_scorer(
         log("parity: the whole model would not fit --max-disk: it is checked layer by layer")
     log(f"parity: the real model scores {len(chosen.indices)} of {len(fitting)} pairs, layerwise")
     return LayerwiseScorer(
-        check, fitting, chosen, check_memory=check_memory, vllm_python=vllm_python, log=log
-    )
+        check, fitting, chosen, full=full, check_memory=check_memory, vllm_python=vllm_python,
+        log=log,
+    )  # fmt: skip
