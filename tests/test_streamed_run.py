@@ -3,6 +3,7 @@ subprocess, a tiny model in several shards."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -152,6 +153,16 @@ def test_streamed_run_never_holds_the_model_on_disk(hub_server, hub_env, deep, t
     assert report["consumers_proven_on"].startswith("twin")
     assert report["backbone_hash"] == "identical"
     assert "converted (layerwise)" in report["metrics"], report["metrics"].keys()
+    # the verdict is bound to every byte published: shards as uploaded, small files
+    published = set(hub_server.list_files(TARGET)) - {
+        "README.md",
+        "parity_report.json",
+        ".gitattributes",
+    }  # the Hub's own
+    assert set(report["checked_files"]) == published
+    for name, digest in report["checked_files"].items():
+        assert hashlib.sha256(hub_server.read_file(TARGET, name)).hexdigest() == digest, name
+    assert report["real_pass"]["pairs"] == 3 and not report["real_pass"]["full"]
     line = next(x for x in result.stderr.splitlines() if "streamed run: peak disk" in x)
     assert "layers 12/12" in result.stderr and line
 

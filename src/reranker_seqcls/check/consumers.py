@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reranker_seqcls.check.long_inputs import TWIN_TOKEN_BUDGET
 from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.check.parity import check_parity
 from reranker_seqcls.check.report import ParityReport
@@ -23,12 +24,20 @@ from reranker_seqcls.log import Log
 from reranker_seqcls.names import CONFIG_FILE
 
 if TYPE_CHECKING:
+    from reranker_seqcls.check.scope import RealPairs
     from reranker_seqcls.recipes.recipe import Recipe
 
 
-def combine(real: ParityReport, consumers: ParityReport, proven_on: str) -> ParityReport:
+def combine(
+    real: ParityReport,
+    consumers: ParityReport,
+    proven_on: str,
+    chosen: RealPairs | None = None,
+) -> ParityReport:
     """One report: the real-weights verdict and the consumer check (run on ``proven_on``:
-    "real" or the twin's description). Twin rows, reasons and allowances are labelled."""
+    "real" or the twin's description). Twin rows, reasons and allowances are labelled.
+    ``chosen`` says which of the consumer check's pairs the real model scored (default: all,
+    in the same order); each real row gets the twin's row of its pair."""
     label = "" if proven_on == "real" else "twin: "
     on_twin = bool(label)
     report = ParityReport(
@@ -50,13 +59,20 @@ def combine(real: ParityReport, consumers: ParityReport, proven_on: str) -> Pari
         backbone_hash=real.backbone_hash,
         long_inputs=consumers.long_inputs,
     )
+    indices = list(range(len(real.scores))) if chosen is None else chosen.indices
+    if real.real_pass is not None:
+        report.real_pass = replace(
+            real.real_pass,
+            of_pairs=consumers.num_pairs,
+            full=real.real_pass.pairs >= consumers.num_pairs,
+        )
     if label and consumers.tolerance != real.tolerance:
         t = consumers.tolerance
         report.notes.append(f"twin rows are judged with the twin's tolerance ({t.logit:g} logit)")
     twin_scores = dict(enumerate(consumers.scores))
     report.scores = [
         replace(row, twin=twin_scores.get(i)) if on_twin else row
-        for i, row in enumerate(real.scores)
+        for i, row in zip(indices, real.scores, strict=True)
     ]
     return report
 
@@ -72,10 +88,13 @@ def consumer_check(
     check_memory: int = DEFAULT_CHECK_MEMORY,
     allow_softcapping: bool = False,
     vllm_python: str | Path | None = None,
+    long_pairs: bool = False,
     log: Log,
 ) -> tuple[ParityReport, str]:
     """The full check on the twin of (``source``, ``converted``), built under ``work``; returns
-    its report and the twin's description. Needs only the two directories' small files."""
+    its report and the twin's description. Needs only the two directories' small files.
+    ``long_pairs`` (the full check): the over-length pairs of a long-context family run on the
+    twin too (about 15 s for an 8192-token family), else only where they are short."""
     config = json.loads((Path(source) / CONFIG_FILE).read_text())
     real_bytes = float32_load_bytes(config)
     plan = ConsumerPlan("twin", real_bytes, check_memory, twin_overrides(config, check_memory))
@@ -84,6 +103,10 @@ def consumer_check(
     twin_source, twin_converted = build_twin(source, converted, work, recipe, plan)
     report = check_parity(
         twin_source, twin_converted, recipe, pairs, token_ids=token_ids,
-        allow_softcapping=allow_softcapping, vllm_python=vllm_python, log=log,
+        allow_softcapping=allow_softcapping, vllm_python=vllm_python,
+        long_token_budget=TWIN_TOKEN_BUDGET if long_pairs else None, log=log,
     )  # fmt: skip
+    long = report.long_inputs
+    if not long_pairs and long is not None and not long.get("measured") and long.get("why_not"):
+        long["why_not"] = f"{long['why_not']}; --full-check measures them on the twin"
     return report, described

@@ -43,10 +43,18 @@ def checked_files(converted: Path, *, leave_out: tuple[Path, ...] = ()) -> dict[
     return hashes
 
 
-def write_verdict(report: ParityReport, converted: Path, also: Path | None = None) -> None:
-    """The report bound to the files of ``converted``, written into it (and to ``also``)."""
+def write_verdict(
+    report: ParityReport,
+    converted: Path,
+    also: Path | None = None,
+    *,
+    gone: dict[str, str] | None = None,
+) -> None:
+    """The report bound to the files of ``converted``, written into it (and to ``also``);
+    ``gone``: the sha256 of files checked and uploaded already, no longer on disk (the
+    streamed run's shards)."""
     extra = () if also is None else (also,)
-    hashes = checked_files(converted, leave_out=extra)
+    hashes = {**(gone or {}), **checked_files(converted, leave_out=extra)}
     data: dict[str, Any] = {**report.to_json(), CHECKED_FILES: hashes}
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     (converted / PARITY_REPORT_FILE).write_text(text)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reranker_seqcls.check.metrics import PathMetrics, ScoringPath, TokenizationGap
+from reranker_seqcls.check.scope import RealPass, real_pass_from_json, real_pass_markdown
 from reranker_seqcls.check.verdict import Tolerance
 from reranker_seqcls.errors import BadInput, ParityFailed
 from reranker_seqcls.safe_text import md_text
@@ -64,6 +65,8 @@ class ParityReport:
     backbone_hash: str | None = None
     # Over-length pairs, per consumer (:mod:`.long_inputs`, its ``LongInputs.to_json()``)
     long_inputs: dict[str, Any] | None = None
+    # The streamed check: what the real model scored (None when the whole check ran on it)
+    real_pass: RealPass | None = None
 
     def fail(self, reason: str) -> None:
         self.reasons.append(reason)
@@ -115,6 +118,7 @@ class ParityReport:
             "consumers_proven_on": self.consumers_proven_on,
             "backbone_hash": self.backbone_hash,
             "long_inputs": self.long_inputs,
+            "real_pass": None if self.real_pass is None else asdict(self.real_pass),
             "scores": [row.to_json() for row in self.scores],
         }
 
@@ -154,6 +158,7 @@ class ParityReport:
             consumers_proven_on=_optional_str(data.get("consumers_proven_on")),
             backbone_hash=_optional_str(data.get("backbone_hash")),
             long_inputs=long if isinstance(long := data.get("long_inputs"), dict) else None,
+            real_pass=real_pass_from_json(data.get("real_pass")),
         )
 
     def table_rows(self) -> list[str]:
@@ -184,6 +189,8 @@ class ParityReport:
         )
         if self.consumers_proven_on is not None:
             rows.append(f"  consumers proven on: {self.consumers_proven_on}")
+        if self.real_pass is not None:
+            rows.append(f"  {self.real_pass.describe()}")
         if self.backbone_hash is not None:
             rows.append(f"  backbone hash: {self.backbone_hash}")
         rows += [f"  note: {note}" for note in self.notes]
@@ -228,6 +235,8 @@ class ParityReport:
         # Notes and reasons quote upstream names (token pieces, shard names): inert text.
         if self.consumers_proven_on:
             lines.append(f"\n- Consumers proven on: {md_text(self.consumers_proven_on)}")
+        if (real := self.real_pass) is not None:
+            lines.append(f"\n- {real_pass_markdown(real)}")
         if self.backbone_hash:
             lines.append(f"\n- Backbone hash (sha256 per tensor): {md_text(self.backbone_hash)}")
         lines += [f"\n- Note: {md_text(n)}" for n in self.notes]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -42,13 +43,11 @@ from reranker_seqcls.check.metrics import CONVERTED_PATHS, ScoringPath, path_met
 from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.check.parity import check_parity
 from reranker_seqcls.check.report import PairScores, ParityReport
+from reranker_seqcls.check.scope import RealPass, real_pairs, whole_on_real
 from reranker_seqcls.check.scoring import recipe_scores
 from reranker_seqcls.check.source_proof import prove_source as prove_source
 from reranker_seqcls.check.source_proof import source_shards as source_shards
-from reranker_seqcls.check.twin import (
-    DEFAULT_CHECK_MEMORY,
-    consumer_plan,
-)
+from reranker_seqcls.check.twin import DEFAULT_CHECK_MEMORY
 from reranker_seqcls.check.verdict import (
     TOLERANCES,
     Evidence,
@@ -124,6 +123,7 @@ class StreamedCheck:
         self.source_digests: dict[str, str] = {}
         self.converted_digests: dict[str, str] = {}
         self._by_file: dict[tuple[int, int, int, int], dict[str, str]] = {}
+        self._hashing = threading.Lock()
 
     def _digests(self, header: SafetensorsFile, skip: set[str]) -> dict[str, str]:
         """Per-tensor digests, computed once per file (a converted shard is often a hard link
@@ -132,8 +132,9 @@ class StreamedCheck:
         # Size and mtime too: a streamed run deletes shards as it goes, and a file written later
         # (the rewritten head shard) may get a deleted shard's inode number.
         key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        if key not in self._by_file:
-            self._by_file[key] = tensor_digests(header, set())
+        with self._hashing:  # the worker thread feeds the source, the run the converted shards
+            if key not in self._by_file:
+                self._by_file[key] = tensor_digests(header, set())
         return {k: v for k, v in self._by_file[key].items() if k not in skip}
 
     def feed_source(self, shard: Path) -> list[Path]:
@@ -252,6 +253,9 @@ class StreamedCheck:
         if (note := storage_note(tolerance, report.tolerance, check.dtype)) is not None:
             report.notes.append(note)
         report.backbone_hash = "identical" if self.backbone_problem() is None else "differs"
+        tokens = sum(len(o.ids) for o in self.official)
+        report.real_pass = RealPass(len(self.pairs), len(set(groups)), tokens, len(self.pairs),
+                                    full=True)  # fmt: skip
         report.scores = [
             PairScores(
                 group=groups[i], query=p.query[:80], document=p.document[:80],
@@ -275,11 +279,13 @@ def streamed_check(
     allow_softcapping: bool = False,
     vllm_python: str | Path | None = None,
     check_memory: int = DEFAULT_CHECK_MEMORY,
+    full: bool = False,
     log: Log,
 ) -> ParityReport:
-    """The check of two complete local directories within ``check_memory`` bytes: the full
-    check when the real model fits (:func:`twin.consumer_plan`), else the layerwise pass over
-    their shards plus the consumer check on a twin."""
+    """The check of two complete local directories within ``check_memory`` bytes: the whole
+    check on the real model when :func:`.scope.whole_on_real` says so, else the layerwise pass
+    over their shards (a few short pairs, every pair when ``full``) plus the consumer check of
+    every pair on a twin."""
     from reranker_seqcls.check.meta_model import prove_buffers
     from reranker_seqcls.check.twin import check_tokenizer_memory
     from reranker_seqcls.names import TOKENIZER_FILE
@@ -289,8 +295,7 @@ def streamed_check(
     if (source / TOKENIZER_FILE).is_file():
         check_tokenizer_memory((source / TOKENIZER_FILE).stat().st_size, check_memory)
     prove_source(source, config)
-    plan = consumer_plan(config, check_memory)
-    if plan.on == "real":
+    if whole_on_real(config, check_memory, full=full):
         prove_buffers(config)  # from_pretrained builds them real
         # No log line of its own: the full check logs as it always did (and validates its
         # options, e.g. --vllm-python, before printing anything); the report says "real".
@@ -306,12 +311,13 @@ def streamed_check(
     # the pairs the family's code would cut are left out of both halves, as the full check does
     # (its over-length pairs run in the twin's check), so their rows stay aligned
     pairs, _ = fitting_pairs(source, recipe, pairs)
+    chosen = real_pairs(pairs, full=full)
     log(
         f"parity: layerwise pass over {source.name} in {compute} "
-        f"(source dtype {checkpoint_dtype(config)})"
+        f"(source dtype {checkpoint_dtype(config)}), {len(chosen.indices)} of {len(pairs)} pairs"
     )
     check = StreamedCheck(
-        source, converted, recipe, pairs, token_ids=token_ids, dtype=compute,
+        source, converted, recipe, chosen.of(pairs), token_ids=token_ids, dtype=compute,
         allow_softcapping=allow_softcapping, log=log,
     )  # fmt: skip
     for shard in source_shards(source):
@@ -323,6 +329,6 @@ def streamed_check(
         consumers, described = consumer_check(
             source, converted, recipe, pairs, Path(work), token_ids=token_ids,
             check_memory=check_memory, allow_softcapping=allow_softcapping,
-            vllm_python=vllm_python, log=log,
+            vllm_python=vllm_python, long_pairs=full, log=log,
         )  # fmt: skip
-    return combine(real, consumers, described)
+    return combine(real, consumers, described, chosen)

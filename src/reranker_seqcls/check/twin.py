@@ -54,16 +54,33 @@ _INIT_STD = 0.2  # random matrices: scores that differ clearly between pooled po
 _NOT_CONSUMER_FILES = ("README.md", PROVENANCE_FILE, "parity_report.json")
 
 
+# The spellings of the shape keys across architectures (GPT-2: n_embd, n_layer, n_head, n_inner;
+# GPT-Neo: num_layers, num_heads), first match wins.
+_SHAPE_NAMES = {
+    "hidden_size": ("hidden_size", "n_embd", "d_model"),
+    "num_hidden_layers": ("num_hidden_layers", "n_layer", "num_layers"),
+    "num_attention_heads": ("num_attention_heads", "n_head", "num_heads"),
+    "intermediate_size": ("intermediate_size", "n_inner", "ffn_dim"),
+}
+
+
+def _shape(config: dict[str, Any], key: str) -> int:
+    for name in _SHAPE_NAMES[key]:
+        if config.get(name):
+            return int(config[name])
+    return 0
+
+
 def float32_load_bytes(config: dict[str, Any]) -> int:
     """Estimated bytes of the causal LM loaded in float32 (embedding, head when untied,
     attention and MLP matrices; norms are negligible)."""
-    hidden = int(config.get("hidden_size") or 0)
+    hidden = _shape(config, "hidden_size")
     vocab = int(config.get("vocab_size") or 0)
-    layers = int(config.get("num_hidden_layers") or 0)
-    heads = int(config.get("num_attention_heads") or 1)
+    layers = _shape(config, "num_hidden_layers")
+    heads = _shape(config, "num_attention_heads") or 1
     kv_heads = int(config.get("num_key_value_heads") or heads)
     head_dim = int(config.get("head_dim") or (hidden // max(heads, 1)))
-    inter = int(config.get("intermediate_size") or 4 * hidden)
+    inter = _shape(config, "intermediate_size") or 4 * hidden
     tied = config.get("tie_word_embeddings", True) is not False
     attention = hidden * head_dim * (2 * heads + 2 * kv_heads)
     per_layer = attention + 3 * hidden * inter + 2 * hidden
@@ -84,8 +101,9 @@ class ConsumerPlan:
             return "real"
         shaped = {**config, **self.overrides}
         return (
-            f"twin ({shaped['num_hidden_layers']} of {config.get('num_hidden_layers')} layers, "
-            f"hidden {shaped.get('hidden_size')}, vocab {shaped.get('vocab_size')}, float32, "
+            f"twin ({shaped['num_hidden_layers']} of {_shape(config, 'num_hidden_layers')} "
+            f"layers, hidden {_shape(shaped, 'hidden_size')}, vocab {shaped.get('vocab_size')}, "
+            "float32, "
             f"random weights; the real model needs ~{_size(self.real_bytes)} in float32 "
             f"plus ~{_size(INTERPRETER_BYTES)} for the interpreter, over the "
             f"{_size(self.budget)} check budget)"
@@ -133,15 +151,18 @@ def twin_overrides(config: dict[str, Any], budget: int = DEFAULT_CHECK_MEMORY) -
     """The twin's shape: :data:`TWIN_LAYERS` layers; and the shrunk hidden size when the twin
     would still not fit ``budget`` in memory or :data:`TWIN_DISK_BYTES` on disk (it is saved in
     float32 beside the run's shards)."""
-    layers = min(TWIN_LAYERS, int(config.get("num_hidden_layers") or TWIN_LAYERS))
+    layers = min(TWIN_LAYERS, _shape(config, "num_hidden_layers") or TWIN_LAYERS)
     overrides: dict[str, Any] = {"num_hidden_layers": layers}
     size = float32_load_bytes({**config, **overrides})
     too_big = size + INTERPRETER_BYTES > budget or size > TWIN_DISK_BYTES
-    if too_big and int(config.get("hidden_size") or 0) > SHRUNK_HIDDEN["hidden_size"]:
+    if too_big and _shape(config, "hidden_size") > SHRUNK_HIDDEN["hidden_size"]:
         kv = int(config.get("num_key_value_heads") or 0)
-        heads = int(config.get("num_attention_heads") or 0)
+        heads = _shape(config, "num_attention_heads")
         overrides |= SHRUNK_HIDDEN
         overrides["num_key_value_heads"] = 1 if kv and kv < heads else 2
+    for key, names in _SHAPE_NAMES.items():  # GPT-2's n_layer too, not only num_hidden_layers
+        if key in overrides:
+            overrides |= {alias: overrides[key] for alias in names[1:] if alias in config}
     return overrides
 
 

@@ -87,6 +87,7 @@ def check(
         allow_softcapping=checking.allow_softcapping,
         vllm_python=checking.vllm_python,
         check_memory=checking.check_memory,
+        full=checking.full_check,
         log=log,
     )
     if llama is not None:

@@ -153,6 +153,15 @@ def conversion_options(func: F) -> F:
     return stack(func, options)
 
 
+# The cost of --full-check, measured in bench/RUN_RESULTS.md (check/scope.py says what it adds).
+FULL_CHECK_HELP = (
+    "Score every check pair on the real model too, not only a few short ones (the rest run on "
+    "the structural twin). Costs a layerwise pass over all pairs: 27 built-in pairs take about "
+    "50 s on a 0.6B, 5.5 min on a 4B and 8.5 min on an 8B on two CPU cores "
+    "(bench/RUN_RESULTS.md), against seconds for the quick check."
+)
+
+
 DEFAULT_CHECK_MEMORY = 1_500_000_000  # --check-memory's default, 1.5GB
 
 
@@ -165,6 +174,7 @@ class CheckOptions:
     allow_softcapping: bool = False
     vllm_python: Path | None = None
     check_memory: int = DEFAULT_CHECK_MEMORY  # parsed by SizeType
+    full_check: bool = False  # every pair on the real model too (check/scope.py)
 
     @classmethod
     def pop(cls, kwargs: dict[str, Any]) -> CheckOptions:
@@ -194,6 +204,7 @@ def check_options(func: F) -> F:
             "layer by layer from its shards (one module's weights at a time) and its consumers "
             "are proven on a structural twin (same config, tokenizer, template, fewer layers).",
         ),
+        click.option("--full-check", is_flag=True, help=FULL_CHECK_HELP),
     ]  # fmt: skip
     return stack(func, options)
 

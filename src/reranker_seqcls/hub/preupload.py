@@ -60,14 +60,26 @@ class Preuploader:
         if self.dry_run:
             self.operations.append(_DryRunAdd(path_in_repo))
             return True
-        self._ensure_target()
+        self.ensure_target()
         op = CommitOperationAdd(path_in_repo=path_in_repo, path_or_fileobj=str(file))
         with hub_errors(f"push to {self.repo_id}"):
             self._api.preupload_lfs_files(self.repo_id, [op], create_pr=self.create_pr)
         self.operations.append(op)
         return bool(op._upload_mode == "lfs" and op._is_uploaded)
 
-    def _ensure_target(self) -> None:
+    def uploaded_sha256(self) -> dict[str, str]:
+        """The sha256 of each pre-uploaded file, as the client computed it for the upload
+        (nothing for a dry run): what the run's verdict is bound to."""
+        return {
+            op.path_in_repo: op.upload_info.sha256.hex()
+            for op in self.operations
+            if getattr(op, "upload_info", None) is not None
+        }
+
+    def ensure_target(self) -> None:
+        """Create the target when it does not exist (once; before the first upload). A run
+        that uploads from another thread calls it first in its own, so that :meth:`abandon`
+        knows of any target it created."""
         if self.head is not None:
             return
         with hub_errors(f"push to {self.repo_id}"):

@@ -213,6 +213,7 @@ def _convert_and_check(
         allow_softcapping=opts.check.allow_softcapping,
         vllm_python=opts.check.vllm_python,
         check_memory=check_memory,
+        full=opts.check.full_check,
         log=log,
     )
     if gguf is not None:  # a failed llama.cpp row fails the run: nothing is pushed

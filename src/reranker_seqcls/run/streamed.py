@@ -6,16 +6,22 @@
    scorer (:mod:`.scorers`) and forecast the disk (:mod:`.disk`): ``--max-disk`` refuses here,
    before any shard moves.
 2. For each shard in index order: fetch it (checked against the Hub's sha256 and the planned
-   header); feed it to the scorer, which runs the layers it completes and releases shards;
-   write its output shard (:func:`convert.write.write_output_shard`: a hard link, or the
-   rewrite without ``lm_head``; the head's shard also yields ``score.weight``); feed that to
-   the scorer, pre-upload it (:mod:`hub.preupload`) and delete it; delete the released shards.
+   header); feed it to the scorer on a worker thread (:mod:`stream.overlap`), which runs the
+   layers it completes and releases shards; meanwhile write its output shard
+   (:func:`convert.write.write_output_shard`: a hard link, or the rewrite without ``lm_head``;
+   the head's shard also yields ``score.weight``), feed that to the scorer, pre-upload it
+   (:mod:`hub.preupload`) and delete it, and fetch the next shard when it fits the disk budget
+   (else once the layers are done); delete the shards the scorer released.
 3. Write the small output files (:func:`convert.converter.finish_output`), take the scorer's
    report; on a pass, the card and one ``create_commit`` with the pre-uploaded shards, the small
    files and ``parent_commit`` (:func:`hub.preupload.commit_preuploaded`).
 
 Everything lives in one temporary directory, removed at the end, also on an error or a stop
 signal; a target created for the pre-uploads is deleted again on any failure.
+
+Over 300 lines: one run's steps share its state (listing, plan, scorer, uploader, disk, the two
+worker threads); what stands alone lives in ``stream/`` (forecast, progress, scorers, overlap)
+and ``hub/``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import TYPE_CHECKING
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.log import Log
 from reranker_seqcls.sizes import human_size
+from reranker_seqcls.stream.overlap import Background, overlap_budget
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.report import ParityReport
@@ -58,7 +65,7 @@ def run_streamed(
     :class:`.outcome.RunParityFailed` after the pre-uploads are abandoned."""
     from reranker_seqcls.hub import stream_fetch
 
-    listing = stream_fetch.list_source(opts.model, commit_sha, opts.token)
+    listing = stream_fetch.list_source(opts.model, commit_sha, opts.hub.token)
     if not listing.has_safetensors:
         return None
     with tempfile.TemporaryDirectory(prefix="reranker-seqcls-run-") as tmp:
@@ -85,6 +92,9 @@ class _StreamedRun:
         for directory in (self.source_dir, self.out, self.incoming):
             directory.mkdir()
         self.disk = DiskPeak(work)
+        self.budget = 0  # the disk a fetch ahead may fill (set by prepare)
+        self.kept: list[Path] = []  # released source shards whose output is being written
+        self.uploading = 0  # bytes of the shard in pre-upload
         self.score: TensorBytes | None = None
         self.uploader: Preuploader | None = None
 
@@ -102,11 +112,12 @@ class _StreamedRun:
         opts, listing, log = self.opts, self.listing, self.log
         if (tokenizer := listing.files.get(TOKENIZER_FILE)) is not None:
             check_tokenizer_memory(tokenizer.size, check_memory)  # before it is fetched
-        stream_fetch.fetch_small_files(listing, self.source_dir, opts.token, log, max_disk=max_disk)
+        token = opts.hub.token
+        stream_fetch.fetch_small_files(listing, self.source_dir, token, log, max_disk=max_disk)
         names = stream_fetch.shard_names_to_stream(listing, self.source_dir)
-        self.headers = stream_fetch.place_headers(listing, names, self.source_dir, opts.token, log)
+        self.headers = stream_fetch.place_headers(listing, names, self.source_dir, token, log)
         self.plan: Plan = plan_conversion(
-            self.source_dir, self.recipe, allow_softcapping=opts.allow_softcapping
+            self.source_dir, self.recipe, allow_softcapping=opts.check.allow_softcapping
         )
         log_plan(self.plan, log)
         weights = self.plan.planned_weights
@@ -123,20 +134,22 @@ class _StreamedRun:
             source=self.source_dir,
             converted=self.out,
             recipe=self.recipe,
-            pairs=load_check_pairs(self.recipe, opts.pairs_file),
+            pairs=load_check_pairs(self.recipe, opts.check.pairs_file),
             config=self.plan.config,
             token_ids=[t.id for t in self.plan.tokens],
-            dtype=opts.dtype,
-            allow_softcapping=opts.allow_softcapping,
-            vllm_python=opts.vllm_python,
+            dtype=opts.check.dtype,
+            allow_softcapping=opts.check.allow_softcapping,
+            vllm_python=opts.check.vllm_python,
             check_memory=check_memory,
+            full=opts.check.full_check,
             whole_model_disk=self._forecast(keep_all=True).total,
             max_disk=max_disk,
             log=log,
         )
         tensors = [list(weights.checkpoint.shards[n].tensors) for n in self.order]
         self.steps = self.scorer.schedule(tensors)
-        need = self._forecast(keep_all=self.scorer.keeps_outputs).total
+        forecast = self._forecast(keep_all=self.scorer.keeps_outputs)
+        need = forecast.total
         log(
             f"streamed run: {len(self.order)} shard(s), {human_size(sum(self.sizes))}, largest "
             f"{human_size(max(self.sizes))}; disk needed at most {human_size(need)}"
@@ -146,29 +159,22 @@ class _StreamedRun:
                 f"this run needs up to {human_size(need)} of disk, more than --max-disk "
                 f"{human_size(max_disk)}: free disk space or raise --max-disk; no shard was fetched"
             )
+        self.budget = overlap_budget(self.sizes, 2 * forecast.small, max_disk)
+        log(
+            "streamed run: the next shard is fetched while one is scored when both fit in "
+            f"{human_size(self.budget)}"
+        )
         self.disk.measure()
 
     def _forecast(self, *, keep_all: bool) -> DiskForecast:
-        from reranker_seqcls.check.release_schedule import FeedStep
-        from reranker_seqcls.stream.disk import forecast
+        from reranker_seqcls.stream.disk import forecast, keep_all_steps
 
-        small = sum(self.listing.files[n].size for n in self.listing.small_files)
-        if keep_all:
-            steps = [
-                FeedStep(k, tuple(range(k + 1)), tuple(range(k + 1)), 0)
-                for k in range(len(self.order))
-            ]
-        else:
-            steps = self.steps
+        small = [self.listing.files[n].size for n in self.listing.small_files]
         return forecast(
-            small=small,
-            small_files=len(self.listing.small_files),
-            sizes=self.sizes,
-            rewritten=self.rewritten,
-            steps=steps,
-            keeps_outputs=keep_all,
-            twin=0 if keep_all else self.scorer.twin_disk,
-        )
+            small=sum(small), small_files=len(small), sizes=self.sizes, rewritten=self.rewritten,
+            steps=keep_all_steps(len(self.order)) if keep_all else self.steps,
+            keeps_outputs=keep_all, twin=0 if keep_all else self.scorer.twin_disk,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ 2. the shards
 
@@ -176,65 +182,111 @@ class _StreamedRun:
         from reranker_seqcls.hub.preupload import Preuploader
         from reranker_seqcls.stream.progress import StreamProgress
 
-        opts = self.opts
+        hub = self.opts.hub
         self.uploader = Preuploader(
-            opts.target, token=opts.token, private=opts.private, create_pr=opts.create_pr,
-            head=head, dry_run=opts.dry_run, log=self.log,
+            hub.target, token=hub.token, private=hub.private, create_pr=hub.create_pr,
+            head=head, dry_run=hub.dry_run, log=self.log,
         )  # fmt: skip
         layers = int(self.plan.config.get("num_hidden_layers") or 0)
         progress = StreamProgress(sum(self.sizes), sum(self.sizes), layers)
+        compute: Background[list[Path]] = Background("layer compute")
+        uploading: Background[None] = Background("pre-upload")
         try:
             for position, name in enumerate(self.order):
-                self._one_shard(position, name, progress, layers)
+                self._one_shard(position, name, progress, layers, compute, uploading)
+            self._collect(compute)
+            self._await_upload(uploading, progress)
         except BaseException:
             self.uploader.abandon()
             raise
         finally:
             progress.close()
 
-    def _one_shard(self, position: int, name: str, progress: StreamProgress, layers: int) -> None:
+    def _collect(self, compute: Background[list[Path]], keep: Path | None = None) -> None:
+        """Wait for the scorer's last feed; delete the shards it released (``keep`` once its
+        output shard is written)."""
+        for done in compute.wait() or []:
+            if done == keep:
+                self.kept.append(done)
+            else:
+                done.unlink(missing_ok=True)
+        self.disk.measure()
+
+    def _one_shard(
+        self,
+        position: int,
+        name: str,
+        progress: StreamProgress,
+        layers: int,
+        compute: Background[list[Path]],
+        uploading: Background[None],
+    ) -> None:
         from reranker_seqcls.convert.write import score_weight, write_output_shard
         from reranker_seqcls.hub import stream_fetch
         from reranker_seqcls.safetensors_io.place import Placement
+        from reranker_seqcls.stream.disk import disk_usage
 
         assert self.uploader is not None
         weights = self.plan.planned_weights
         shard = weights.shards[position]
+        if disk_usage(self.work) + self.sizes[position] > self.budget:
+            # no room to fetch ahead: the layers and the pre-upload first
+            self._collect(compute)
+            self._await_upload(uploading, progress)
         path = stream_fetch.fetch_shard(
-            self.listing, name, self.source_dir, self.incoming, self.headers[name], self.opts.token
-        )
+            self.listing, name, self.source_dir, self.incoming, self.headers[name],
+            self.opts.hub.token,
+        )  # fmt: skip
         progress.add(bytes_in=self.sizes[position])
         self.disk.measure()
-        released = self.scorer.feed_source(path)
-        self.disk.measure()
-        for done in released:
-            if done != path:
-                done.unlink(missing_ok=True)
+        self._collect(compute)  # the scorer takes shards in order
+        compute.start(lambda: self.scorer.feed_source(path))
+        if self.rewritten[position]:
+            # A rewrite adds a file: the shards this feed releases (one held for a layer
+            # spanning into this shard) go first, as in the forecast.
+            self._collect(compute, keep=path)
         if name == weights.head_shard:
             self.score = score_weight(self.plan, path)
         placed = write_output_shard(self.plan, shard, path, self.out)
-        self.disk.measure()
-        if placed not in (Placement.DROPPED_EMPTY, Placement.DROPPED_HEAD_ONLY):
-            output = self.out / shard.name
-            self.scorer.feed_converted(output)
-            size = output.stat().st_size
-            if self.uploader.upload(shard.name, output) and not self.scorer.keeps_outputs:
-                output.unlink()
-            progress.add(bytes_out=size)
-        if path in released:
-            path.unlink()
+        for done in self.kept:
+            done.unlink(missing_ok=True)
+        self.kept.clear()
         self.disk.measure()
         done_layers = self.steps[position].layers_done
-        progress.add(layers=done_layers)
-        verb = "checked" if self.opts.dry_run else "pre-uploaded"
+        self._await_upload(uploading, progress)
+        dropped = placed in (Placement.DROPPED_EMPTY, Placement.DROPPED_HEAD_ONLY)
+        if not dropped:
+            output = self.out / shard.name
+            if not self.opts.hub.dry_run:
+                self.uploader.ensure_target()  # here: abandon() must know of a target it made
+            uploading.start(lambda: self._upload(shard.name, output))
+            self.uploading = output.stat().st_size
+        verb = "checked" if self.opts.hub.dry_run else "pre-upload started"
         self.log(
-            f"shard {position + 1}/{len(self.order)} {name}: fetched, sha256 ok, {placed}, "
-            f"{verb}; layers {done_layers}/{layers}"
+            f"shard {position + 1}/{len(self.order)} {name}: fetched, sha256 ok, {placed}"
+            f"{'' if dropped else ', ' + verb}; layers {done_layers}/{layers}"
         )
+        progress.add(layers=done_layers)
+
+    def _upload(self, name: str, output: Path) -> None:
+        """On the upload thread: hash the output shard for the backbone check, pre-upload it,
+        delete it unless the scorer keeps the outputs."""
+        assert self.uploader is not None
+        self.scorer.feed_converted(output)
+        if self.uploader.upload(name, output) and not self.scorer.keeps_outputs:
+            output.unlink()
+
+    def _await_upload(self, uploading: Background[None], progress: StreamProgress) -> None:
+        """Wait for the last shard's pre-upload."""
+        uploading.wait()
+        progress.add(bytes_out=self.uploading)
+        self.uploading = 0
+        self.disk.measure()
 
     # ------------------------------------------------------------------ 3. finish
 
     def finish(self, outcome: RunOutcome) -> tuple[Provenance, ParityReport]:
+        from reranker_seqcls.check.record import write_verdict
         from reranker_seqcls.check.report import write_report
         from reranker_seqcls.convert.converter import finish_output
         from reranker_seqcls.errors import ParityFailed
@@ -252,7 +304,10 @@ class _StreamedRun:
             report = self.scorer.finish(self.twin_work)
             self.disk.measure()
             outcome.parity = report
-            write_report(report, self.out / PARITY_REPORT_FILE)
+            if self.opts.hub.dry_run:
+                write_report(report, self.out / PARITY_REPORT_FILE)
+            else:  # bound to the bytes published: the shards' as uploaded, the small files'
+                write_verdict(report, self.out, gone=self.uploader.uploaded_sha256())
             for row in report.table_rows():
                 self.log(row)
             self.log(f"streamed run: peak disk {human_size(self.disk.peak)}")
@@ -278,7 +333,7 @@ class _StreamedRun:
 
         assert self.uploader is not None
         try:
-            write_model_card(self.out, self.opts.target, provenance, report)
+            write_model_card(self.out, self.opts.hub.target, provenance, report)
             pushed = commit_preuploaded(
                 self.out,
                 self.uploader,
@@ -290,4 +345,4 @@ class _StreamedRun:
             self.uploader.abandon()
             raise
         label = source_label(self.opts.model, self.ref)
-        outcome.record_push(pushed, label, dry_run=self.opts.dry_run)
+        outcome.record_push(pushed, label, dry_run=self.opts.hub.dry_run)

@@ -63,6 +63,11 @@ class DiskForecast:
         return 2 * self.small + max(self.transfer, self.twin)
 
 
+def keep_all_steps(shards: int) -> list[FeedStep]:
+    """The schedule of a scorer that keeps every shard until the end."""
+    return [FeedStep(k, tuple(range(k + 1)), tuple(range(k + 1)), 0) for k in range(shards)]
+
+
 def forecast(
     *,
     small: int,

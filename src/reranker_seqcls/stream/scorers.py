@@ -25,6 +25,7 @@ from reranker_seqcls.log import Log
 if TYPE_CHECKING:
     from reranker_seqcls.check.pairs import Pair
     from reranker_seqcls.check.report import ParityReport
+    from reranker_seqcls.check.scope import RealPairs
     from reranker_seqcls.check.streamed import StreamedCheck
     from reranker_seqcls.recipes.recipe import Recipe
 
@@ -57,7 +58,10 @@ class LayerwiseScorer:
     def __init__(
         self,
         check: StreamedCheck,
+        pairs: list[Pair],
+        chosen: RealPairs,
         *,
+        full: bool,
         check_memory: int,
         vllm_python: str | Path | None,
         log: Log,
@@ -65,6 +69,8 @@ class LayerwiseScorer:
         from reranker_seqcls.check.twin import float32_load_bytes, twin_overrides
 
         self.check, self.check_memory = check, check_memory
+        self.pairs, self.chosen = pairs, chosen  # every pair (the twin's), the real model's
+        self.full = full
         self.vllm_python, self.log = vllm_python, log
         self.keeps_outputs = False
         # The twin is saved in float32 twice (its source and its conversion).
@@ -89,12 +95,12 @@ class LayerwiseScorer:
 
         real = self.check.report()
         consumers, described = consumer_check(
-            self.check.source, self.check.converted, self.check.recipe, self.check.pairs, work,
+            self.check.source, self.check.converted, self.check.recipe, self.pairs, work,
             token_ids=self.check.token_ids, check_memory=self.check_memory,
             allow_softcapping=self.check.allow_softcapping, vllm_python=self.vllm_python,
-            log=self.log,
+            long_pairs=self.full, log=self.log,
         )  # fmt: skip
-        return combine(real, consumers, described)
+        return combine(real, consumers, described, self.chosen)
 
 
 class KeepAllScorer:
@@ -111,9 +117,11 @@ class KeepAllScorer:
         allow_softcapping: bool,
         vllm_python: str | Path | None,
         check_memory: int,
+        full: bool,
         log: Log,
     ) -> None:
         self.source, self.converted, self.recipe, self.pairs = source, converted, recipe, pairs
+        self.full = full
         self.stages, self.token_ids, self.dtype = stages, token_ids, dtype
         self.allow_softcapping, self.vllm_python = allow_softcapping, vllm_python
         self.check_memory, self.log = check_memory, log
@@ -140,7 +148,8 @@ class KeepAllScorer:
         return streamed_check(
             self.source, self.converted, self.recipe, self.pairs, token_ids=self.token_ids,
             dtype=self.dtype, allow_softcapping=self.allow_softcapping,
-            vllm_python=self.vllm_python, check_memory=self.check_memory, log=self.log,
+            vllm_python=self.vllm_python, check_memory=self.check_memory, full=self.full,
+            log=self.log,
         )  # fmt: skip
 
 
@@ -156,23 +165,30 @@ def make_scorer(
     allow_softcapping: bool,
     vllm_python: str | Path | None,
     check_memory: int,
+    full: bool,
     whole_model_disk: int,
     max_disk: int | None,
     log: Log,
 ) -> StreamScorer:
-    """The keep-all scorer when the real model fits ``check_memory`` and its
-    ``whole_model_disk`` fits ``max_disk``; else the layerwise one. ``source`` and
-    ``converted`` hold the small files (the converted ones by ``finish``)."""
+    """The keep-all scorer when the whole check runs on the real model
+    (:func:`check.scope.whole_on_real`) and its ``whole_model_disk`` fits ``max_disk``; else
+    the layerwise one (a few short pairs on the real weights, every pair when ``full``; every
+    pair on the twin). ``source`` and ``converted`` hold the small files (the converted ones
+    by ``finish``)."""
+    from reranker_seqcls.check.long_pairs import fitting_pairs
     from reranker_seqcls.check.meta_model import LayerwiseUnsupported
+    from reranker_seqcls.check.scope import real_pairs, whole_on_real
     from reranker_seqcls.check.source_proof import header_stages
     from reranker_seqcls.check.streamed import StreamedCheck
-    from reranker_seqcls.check.twin import consumer_plan
 
-    keep_all = consumer_plan(dict(config), check_memory).on == "real"
+    keep_all = whole_on_real(dict(config), check_memory, full=full)
     fits_disk = max_disk is None or whole_model_disk <= max_disk
+    fitting, _ = fitting_pairs(source, recipe, pairs)  # the cut ones go to the long-input rows
+    chosen = real_pairs(fitting, full=full)
     try:
         check = StreamedCheck(
-            source, converted, recipe, pairs, token_ids=token_ids, dtype=dtype or "float32",
+            source, converted, recipe, chosen.of(fitting), token_ids=token_ids,
+            dtype=dtype or "float32",
             allow_softcapping=allow_softcapping, log=log,
         )  # fmt: skip
         stages = check.scorer.stages
@@ -189,7 +205,11 @@ def make_scorer(
             return KeepAllScorer(
                 source, converted, recipe, pairs, stages, token_ids=token_ids,
                 dtype=dtype, allow_softcapping=allow_softcapping, vllm_python=vllm_python,
-                check_memory=check_memory, log=log,
+                check_memory=check_memory, full=full, log=log,
             )  # fmt: skip
         log("parity: the whole model would not fit --max-disk: it is checked layer by layer")
-    return LayerwiseScorer(check, check_memory=check_memory, vllm_python=vllm_python, log=log)
+    log(f"parity: the real model scores {len(chosen.indices)} of {len(fitting)} pairs, layerwise")
+    return LayerwiseScorer(
+        check, fitting, chosen, full=full, check_memory=check_memory, vllm_python=vllm_python,
+        log=log,
+    )  # fmt: skip

@@ -1,0 +1,143 @@
+"""The quick parity check (issue 21): a few short pairs on the real weights, every pair on the
+twin; ``--full-check`` scores every pair on the real weights; what ran where is in the report,
+the log and the card. The causes it must still catch are the ones of
+``tests/test_streamed_check.py`` (its broken conversions run the quick check) and
+``tests/test_parity.py``."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from reranker_seqcls.check.pairs import BUILTIN_PAIRS, Pair, builtin_pairs
+from reranker_seqcls.check.report import ParityReport
+from reranker_seqcls.check.scope import (
+    CHEAP_BACKBONE_PARAMS,
+    QUICK_GROUPS,
+    backbone_params,
+    real_pairs,
+    whole_on_real,
+)
+from reranker_seqcls.stream.overlap import Background, overlap_budget
+from tests.conftest import run_cli
+
+LAYERS = 4  # more than the twin's 2
+
+
+def test_quick_pairs_are_the_short_plain_groups_and_full_is_every_pair():
+    pairs = builtin_pairs(takes_instruction=True)
+    quick = real_pairs(pairs, full=False)
+    chosen = quick.of(pairs)
+    assert not quick.full and len(chosen) == 3
+    assert {p.group for p in chosen} == set(QUICK_GROUPS)
+    # the tokenization-sensitive and long pairs stay on the twin
+    assert all(p.group not in ("eiffel-edges", "sushi-edges", "vaccines-long") for p in chosen)
+    assert max(len(p.document) for p in chosen) < 80
+    full = real_pairs(pairs, full=True)
+    assert full.full and full.of(pairs) == pairs
+
+    # Pairs of the user's own: the three shortest, in their order.
+    own = [Pair(f"q{i}", "d" * (10 * (9 - i)), group=f"g{i % 3}") for i in range(9)]
+    assert real_pairs(own, full=False).indices == [6, 7, 8]
+    assert real_pairs(own[:3], full=False).full  # nothing to leave out
+
+
+def test_whole_check_on_the_real_model_only_where_it_is_cheap_or_asked_for():
+    from bench.synthetic import SHAPES
+
+    tiny = {"hidden_size": 64, "vocab_size": 151_669, "num_hidden_layers": 4,
+            "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "head_dim": 16}  # fmt: skip
+    assert backbone_params(tiny) < CHEAP_BACKBONE_PARAMS
+    assert whole_on_real(tiny, 1_500_000_000, full=False)
+    assert not whole_on_real(tiny, 1_000_000, full=True)  # does not fit: layerwise either way
+
+    qwen06 = SHAPES["0.6b"].config(None, 0)
+    assert 400e6 < backbone_params(qwen06) < 500e6  # 0.6B less its 155M embedding
+    assert not whole_on_real(qwen06, 8_000_000_000, full=False)  # fits, but costs minutes
+    assert whole_on_real(qwen06, 8_000_000_000, full=True)
+    assert not whole_on_real(qwen06, 1_500_000_000, full=True)
+
+
+def _model(tmp_path: Path) -> Path:
+    from testkit.tiny import build_model
+
+    return build_model(
+        "qwen3", tmp_path / "qwen3", tied=True, num_shards=2,
+        config_overrides={"num_hidden_layers": LAYERS},
+    )  # fmt: skip
+
+
+def test_cli_quick_check_scores_three_pairs_on_the_real_model_and_all_on_the_twin(tmp_path):
+    source = _model(tmp_path)
+    out = tmp_path / "converted"
+    assert run_cli("convert", source, out, "--preset", "qwen3-reranker").returncode == 0
+    every = len(builtin_pairs(takes_instruction=True))
+
+    quick = run_cli("check", source, out, "--preset", "qwen3-reranker", "--check-memory", "1MB")
+    assert quick.returncode == 0, quick.stderr
+    assert f"layerwise pass over qwen3 in float32 (source dtype float32), 3 of {every}" in (
+        quick.stderr
+    )
+    assert f"real model scored 3 short pairs of {every} (quick check" in quick.stdout
+    data = json.loads((out / "parity_report.json").read_text())
+    assert data["real_pass"] == {"pairs": 3, "groups": 1, "tokens": data["real_pass"]["tokens"],
+                                 "of_pairs": every, "full": False}  # fmt: skip
+    assert 3 * 20 < data["real_pass"]["tokens"] < 3 * 200
+    assert data["num_pairs"] == 3
+    assert len(data["scores"]) == 3
+    # every real row carries the twin's row of the same pair
+    assert [row["twin"]["document"] for row in data["scores"]] == [
+        row["document"] for row in data["scores"]
+    ]
+    # the over-length pairs of this 4096-token model are left to the full check's twin
+    assert data["long_inputs"]["measured"] is False
+    assert "--full-check measures them on the twin" in data["long_inputs"]["why_not"]
+    card = ParityReport.from_json(data).markdown()
+    assert f"Real model: 3 short pairs of the {every} (1 query group," in card
+    assert "`--full-check` scores every pair on the real model" in card
+
+    full = run_cli("check", source, out, "--preset", "qwen3-reranker", "--check-memory", "1MB",
+                   "--full-check")  # fmt: skip
+    assert full.returncode == 0, full.stderr
+    data = json.loads((out / "parity_report.json").read_text())
+    assert data["real_pass"]["pairs"] == data["real_pass"]["of_pairs"] == every
+    assert data["real_pass"]["full"] is True and data["num_pairs"] == every
+    assert data["long_inputs"]["measured"] is True  # on the twin
+    assert {c["pair"] for c in data["long_inputs"]["consumers"]} >= {"long-document"}
+    assert f"Real model: all {every} pairs" in ParityReport.from_json(data).markdown()
+    assert "full-check" in run_cli("check", "--help").stdout
+
+
+def test_background_job_gives_its_result_or_its_error_in_the_caller():
+    worker: Background[int] = Background("test")
+    assert worker.wait() is None and not worker.pending
+    seen: list[str] = []
+
+    def job() -> int:
+        seen.append(threading.current_thread().name)
+        return 7
+
+    worker.start(job)
+    assert worker.pending
+    with pytest.raises(RuntimeError, match="previous job"):
+        worker.start(lambda: 8)
+    assert worker.wait() == 7 and seen == ["test"] and not worker.pending
+
+    def fail() -> int:
+        raise ValueError("bad shard")
+
+    worker.start(fail)
+    with pytest.raises(ValueError, match="bad shard"):
+        worker.wait()
+    assert not worker.pending
+
+
+def test_fetch_ahead_budget_is_two_shards_and_the_small_files_within_max_disk():
+    gb = 10**9
+    assert overlap_budget([5 * gb, 3 * gb], 10**6, None) == 10 * gb + 10**6
+    assert overlap_budget([5 * gb, 3 * gb], 10**6, 7 * gb) == 7 * gb
+    assert len(BUILTIN_PAIRS) == 27  # the full check's cost in --help is for these
