@@ -283,3 +283,59 @@ def test_run_pushes_the_ggufs_to_a_second_target_in_one_commit(
     report = json.loads(hub_server.read_file(target, "parity_report.json"))
     assert "llama.cpp q8_0" in report["metrics"]
     assert not any(name.endswith(".gguf") for name in hub_server.list_files(target))
+
+
+def _linked_copy(directory: Path, into: Path) -> Path:
+    """``directory`` hard-linked into ``into`` (a test replaces files, never writes into one)."""
+    import shutil
+
+    return Path(shutil.copytree(directory, into / directory.name, copy_function=os.link))
+
+
+def test_push_publishes_only_ggufs_that_llama_server_passed(checked, hub_server, hub_env,
+                                                            tmp_path):  # fmt: skip
+    """push CONVERTED TARGET takes CONVERTED-GGUF along: refused (exit 2, one line, nothing
+    pushed) for a GGUF whose bytes changed since the check or that the check never scored;
+    else the seq-cls checkpoint, then the GGUFs with their card in one commit."""
+    from tests.loopback_hub.fixtures import TEST_USER
+
+    _, _, gguf_dir = checked("qwen3-reranker")  # checked with --gguf-file: the verdict binds
+    source_converted = gguf_dir.with_name(gguf_dir.name.removesuffix("-GGUF"))
+    converted = _linked_copy(source_converted, tmp_path)
+    ggufs = _linked_copy(gguf_dir, tmp_path)
+    target = f"{TEST_USER}/pushed-seq-cls"
+    q8 = ggufs / f"{converted.name}-q8_0.gguf"
+    original = q8.read_bytes()
+
+    def refused(words: str) -> None:
+        result = run_cli("push", converted, target, env=hub_env)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0] and "nothing was pushed" in lines[0], lines
+        assert not hub_server.repo_exists(target)
+        assert not hub_server.repo_exists(target + "-GGUF")
+
+    changed = tmp_path / "changed.gguf"
+    changed.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    changed.replace(q8)  # a new file: the fixture's GGUF is untouched
+    refused(f"{q8.name} changed since llama-server scored it")
+    q8.unlink()
+    os.link(gguf_dir / q8.name, q8)
+    extra = ggufs / "unscored.gguf"
+    os.link(q8, extra)
+    refused("unscored.gguf has no llama.cpp row")
+    extra.unlink()
+
+    result = run_cli("push", converted, target, env=hub_env)
+    assert result.returncode == 0, result.stderr
+    gguf_target = target + "-GGUF"
+    assert "config.json" in hub_server.list_files(target)
+    assert not any(n.endswith(".gguf") for n in hub_server.list_files(target))
+    assert set(hub_server.list_files(gguf_target)) >= {"README.md", q8.name,
+                                                       f"{converted.name}-f16.gguf"}  # fmt: skip
+    ours = [c for c in hub_server.list_commits(gguf_target) if c.title != "initial commit"]
+    assert len(ours) == 1 and "(GGUF: f16, q8_0)" in ours[0].title, ours
+    card = hub_server.read_file(gguf_target, "README.md").decode()
+    assert f"| `{q8.name}` | q8_0 |" in card and card.count("| PASS |") == 2
+    assert "scored 24 (query, document) pairs" in card
+    assert hub_server.read_file(gguf_target, q8.name) == original
