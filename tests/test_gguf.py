@@ -262,11 +262,21 @@ def test_run_pushes_the_ggufs_to_a_second_target_in_one_commit(
     target = f"{TEST_USER}/Qwen3-Reranker-tiny-seq-cls"
     hub_server.seed_repo(upstream, repo_files(_source(real_vocab_model, "qwen3-reranker")))
     result_path = tmp_path / "result.json"
-    result = run_cli("run", "--model", upstream, "--target", target, "--gguf", "q8_0",
-                     "--pairs", few_pairs, "--result-json", result_path,
-                     env={**hub_env, **llama_env}, timeout=900)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    data = json.loads(result_path.read_text())
+
+    def run(*extra: str) -> dict:
+        result = run_cli("run", "--model", upstream, "--target", target, "--pairs", few_pairs,
+                         "--result-json", result_path, *extra, env={**hub_env, **llama_env},
+                         timeout=900)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return json.loads(result_path.read_text())
+
+    # the seq-cls target first, without GGUFs: a later --gguf run finds it current and must
+    # still write, check and push the GGUFs (it used to skip them), not the seq-cls again
+    assert run()["status"] == "pushed"
+    seqcls_head = hub_server.head_sha(target)
+    data = run("--gguf", "q8_0")
+    assert data["status"] == "pushed" and data["commit_sha"] == seqcls_head
+    assert hub_server.head_sha(target) == seqcls_head
     gguf_target = target + "-GGUF"
     assert data["gguf_target_repo"] == gguf_target
     assert data["gguf_commit_sha"] == hub_server.head_sha(gguf_target)
@@ -279,10 +289,13 @@ def test_run_pushes_the_ggufs_to_a_second_target_in_one_commit(
     assert "/v1/rerank" in card and "sigmoid" in card
     assert "| `Qwen3-Reranker-tiny-q8_0.gguf` | q8_0 |" in card and "| PASS |" in card
     assert TEST_TOKEN not in card
-    # the seq-cls target's report carries the llama.cpp row too; no GGUF was pushed there
-    report = json.loads(hub_server.read_file(target, "parity_report.json"))
-    assert "llama.cpp q8_0" in report["metrics"]
+    assert "reranker_seqcls.json" in files  # what tells a later run the GGUFs are current
     assert not any(name.endswith(".gguf") for name in hub_server.list_files(target))
+    # both targets current now: the run stops before anything is fetched
+    again = run("--gguf", "q8_0")
+    assert again["status"] == "skipped"
+    assert hub_server.head_sha(gguf_target) == data["gguf_commit_sha"]
+    assert hub_server.head_sha(target) == seqcls_head
 
 
 def _linked_copy(directory: Path, into: Path) -> Path:

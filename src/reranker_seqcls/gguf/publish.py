@@ -82,6 +82,7 @@ def push_checked_ggufs(
     *,
     seqcls_repo: str,
     provenance: Provenance,
+    provenance_file: Path,
     report: ParityReport,
     token: str | None,
     private: bool,
@@ -90,7 +91,8 @@ def push_checked_ggufs(
     commit_message: str,
     log: Log,
 ) -> PushResult:
-    """One commit of the GGUFs (linked into a staging folder, not copied) and their card."""
+    """One commit of the GGUFs (linked into a staging folder, not copied), the conversion's
+    provenance record and their card."""
     from reranker_seqcls.gguf.card import gguf_card
     from reranker_seqcls.gguf.row import PATHS, LlamaRow
     from reranker_seqcls.gguf.writer import WrittenGguf
@@ -108,6 +110,7 @@ def push_checked_ggufs(
         folder = Path(tmp)
         for g in ggufs:
             _link(g.path, folder / g.path.name)
+        _link(provenance_file, folder / provenance_file.name)  # what run's is_current reads
         (folder / README_FILE).write_text(
             gguf_card(gguf_repo=gguf_target, seqcls_repo=seqcls_repo,
                       source=provenance.source.label, recipe=recipe, written=written, rows=rows,

@@ -80,7 +80,8 @@ def push_converted(
         repo, files = ggufs
         assert verdict.report is not None
         done = push_checked_ggufs(
-            files, repo, seqcls_repo=target, provenance=provenance, report=verdict.report,
+            files, repo, seqcls_repo=target, provenance=provenance,
+            provenance_file=provenance_path, report=verdict.report,
             token=token, private=private, create_pr=create_pr, dry_run=dry_run,
             commit_message=commit_message(provenance), log=log,
         )  # fmt: skip
