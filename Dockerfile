@@ -10,7 +10,50 @@
 #                    context's .docker-wheels/ folder holds, no index (offline builds; see
 #                    scripts/docker-build.sh)
 #   TORCH_INDEX_URL  index to take torch from (PyTorch's CPU-only index)
+#   LLAMA_SOURCE     "build": llama-server compiled in a stage of its own from the llama.cpp tree
+#                    of the llama-cpp-python sdist on PyPI (LLAMA_CPP_PYTHON_VERSION), with the
+#                    Makefile's portable flags (LLAMA_CMAKE_FLAGS: AVX2, not -march=native, which
+#                    dies with SIGILL on other CPUs); "context": the llama-server binary that the
+#                    build context's .docker-llama/ folder holds (`make llama-server` built it with
+#                    the same flags; scripts/docker-build.sh puts it there), so that a machine
+#                    that already built it does not compile llama.cpp twice
 ARG BASE=python:3.11-slim-bookworm
+
+# llama-server, for `--gguf` (the llama.cpp rows of the check). Statically linked against
+# llama.cpp and ggml; it needs libgomp1 (OpenMP) and libssl3 at run time.
+FROM ${BASE} AS llama
+ARG LLAMA_SOURCE=build
+ARG LLAMA_CPP_PYTHON_VERSION=0.3.36
+ARG LLAMA_CMAKE_FLAGS="-G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DBUILD_SHARED_LIBS=OFF"
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+# The glob copies the folder's contents when it exists and nothing otherwise. Debian packages
+# are not pinned (DL3008): bookworm's point releases replace the versions a pin would name.
+COPY .docker-llam[a] /tmp/llama/
+# hadolint ignore=DL3008
+RUN set -eu; \
+    mkdir -p /opt/llama/bin; \
+    case "$LLAMA_SOURCE" in \
+        context) \
+            if [ ! -x /tmp/llama/llama-server ]; then \
+                echo "LLAMA_SOURCE=context needs .docker-llama/llama-server in the build context" >&2; \
+                exit 2; \
+            fi; \
+            install -m 0755 /tmp/llama/llama-server /opt/llama/bin/llama-server ;; \
+        build) \
+            apt-get update; \
+            apt-get install -y --no-install-recommends build-essential cmake ninja-build libssl-dev; \
+            python3 -m venv /tmp/fetch; \
+            /tmp/fetch/bin/python -m pip download --quiet --no-deps --no-binary :all: \
+                -d /tmp/llama "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"; \
+            tar -C /tmp/llama -xzf "/tmp/llama/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz"; \
+            src="/tmp/llama/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION/vendor/llama.cpp"; \
+            cmake -S "$src" -B /tmp/llama/build $LLAMA_CMAKE_FLAGS >/dev/null; \
+            cmake --build /tmp/llama/build --target llama-server -j"$(nproc)"; \
+            install -m 0755 /tmp/llama/build/bin/llama-server /opt/llama/bin/llama-server ;; \
+        *) echo "LLAMA_SOURCE must be build or context, not $LLAMA_SOURCE" >&2; exit 2 ;; \
+    esac
 
 FROM ${BASE} AS build
 ARG TORCH_VERSION=2.13.0+cpu
@@ -50,6 +93,15 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HF_HUB_DISABLE_TELEMETRY=1
+# libgomp1: llama-server's OpenMP runtime (libssl3 comes with the base's Python); unpinned, as
+# above.
+# hadolint ignore=DL3008
+RUN set -eu; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends libgomp1; \
+    apt-get clean; \
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /entrypoint /entrypoint
+COPY --from=llama /opt/llama/bin/llama-server /usr/local/bin/llama-server
 ENTRYPOINT ["/entrypoint"]

@@ -11,6 +11,10 @@
 #   BASE_IMAGE     base image (default local/debian:bookworm, made here if missing)
 #   TORCH_VERSION  torch version of the wheel (default 2.13.0+cpu)
 #   TORCH_WHEEL    path of the torch wheel (default: looked up in pip's find-links and /opt/wheels)
+#   LLAMA_SERVER   a llama-server built with the Makefile's flags (default: `make llama-server`'s
+#                  .cache/llama-build/bin/llama-server when it exists): the image takes it from the
+#                  build context (LLAMA_SOURCE=context) instead of compiling llama.cpp again; none:
+#                  the image's llama stage compiles it (about 12 minutes on two cores)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +23,7 @@ shift || true
 base="${BASE_IMAGE:-local/debian:bookworm}"
 torch_version="${TORCH_VERSION:-2.13.0+cpu}"
 wheel_dir="$root/.docker-wheels"  # the Dockerfile's TORCH_SOURCE=context reads it
+llama_dir="$root/.docker-llama"    # the Dockerfile's LLAMA_SOURCE=context reads it
 
 log() { printf 'docker-build: %s\n' "$*" >&2; }
 
@@ -61,12 +66,23 @@ if [[ -z "$wheel" ]] && ! wheel="$(find_wheel)"; then
 fi
 log "torch wheel: $wheel"
 
-cleanup() { rm -rf "$wheel_dir"; }
+cleanup() { rm -rf "$wheel_dir" "$llama_dir"; }
 trap cleanup EXIT
-rm -rf "$wheel_dir"
+rm -rf "$wheel_dir" "$llama_dir"
 mkdir -p "$wheel_dir"
 # A hard link when the wheel is on the same file system, else a copy.
 ln "$wheel" "$wheel_dir/" 2>/dev/null || cp "$wheel" "$wheel_dir/"
+
+llama_server="${LLAMA_SERVER:-$root/.cache/llama-build/bin/llama-server}"
+if [[ -x "$llama_server" ]]; then
+    log "llama-server: $llama_server (LLAMA_SOURCE=context)"
+    mkdir -p "$llama_dir"
+    cp "$llama_server" "$llama_dir/llama-server"
+    llama_source=context
+else
+    log "no llama-server at $llama_server: the image compiles llama.cpp (LLAMA_SOURCE=build)"
+    llama_source=build
+fi
 
 previous="$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)"
 started=$SECONDS
@@ -75,6 +91,7 @@ DOCKER_BUILDKIT=0 docker build \
     --build-arg "BASE=$base" \
     --build-arg "TORCH_VERSION=$torch_version" \
     --build-arg "TORCH_SOURCE=context" \
+    --build-arg "LLAMA_SOURCE=$llama_source" \
     --tag "$tag" \
     "$@" \
     "$root"
@@ -91,4 +108,5 @@ fi
 docker run --rm --network=none "$tag" --help >/dev/null
 docker run --rm --network=none --entrypoint /opt/venv/bin/python "$tag" -c \
     'import reranker_seqcls, safetensors, sentence_transformers, tokenizers, torch, transformers'
+docker run --rm --network=none --entrypoint llama-server "$tag" --version >/dev/null 2>&1
 log "smoke test passed"

@@ -278,3 +278,37 @@ def test_image_ships_no_test_fixtures(docker_image: str) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("ok ")
+
+
+def test_action_gguf_input_scores_with_the_images_llama_server(
+    docker_image: str, hub_server: LoopbackHubServer, real_vocab_model, tmp_path: Path
+) -> None:
+    """The ``gguf`` input: the image's own llama-server (built in the Dockerfile's llama stage)
+    scores the q8_0 GGUF in the check, and the GGUF goes to the second target."""
+    import json
+
+    from reranker_seqcls.check.pairs import builtin_pairs
+    from tests.conftest import repo_files
+
+    upstream = "qwen-team/Qwen3-Reranker-tiny"
+    source = real_vocab_model("qwen3", name="Qwen3-Reranker-tiny", preset=PRESET)
+    hub_server.seed_repo(upstream, repo_files(source))
+    dirs = RunnerDirs(tmp_path / "runner")
+    pairs = builtin_pairs(takes_instruction=True)[:8]  # three queries: the cost is per pair
+    (dirs.workspace / "pairs.jsonl").write_text(
+        "".join(json.dumps({"query": p.query, "document": p.document, "group": p.group}) + "\n"
+                for p in pairs), "utf-8",
+    )  # fmt: skip
+    target = f"{TEST_USER}/Qwen3-Reranker-tiny-seq-cls"
+    inputs = action_env(model=upstream, target_repo=target, hf_token=TEST_TOKEN, gguf="q8_0",
+                        pairs="pairs.jsonl")  # fmt: skip
+    proc = docker_run_as_runner(docker_image, dirs, inputs, step_env(hub_server))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert_token_hidden(proc)
+    outputs = dirs.outputs()
+    gguf_target = target + "-GGUF"
+    assert outputs["status"] == "pushed" and outputs["gguf_target_repo"] == gguf_target
+    assert outputs["gguf_commit_sha"] == hub_server.head_sha(gguf_target)
+    assert "llama.cpp q8_0" in outputs["parity_table"]
+    assert "Qwen3-Reranker-tiny-q8_0.gguf" in hub_server.list_files(gguf_target)
+    assert "GGUF target" in dirs.summary.read_text("utf-8")

@@ -21,6 +21,9 @@ from reranker_seqcls.names import PARITY_REPORT_FILE, README_FILE
 from reranker_seqcls.provenance import read_json_record
 
 CHECKED_FILES = "checked_files"
+# check --gguf-file: each GGUF's name, sha256, type and whether its llama.cpp row passed, so
+# that push publishes a GGUF only while its bytes are the ones llama-server scored.
+CHECKED_GGUFS = "checked_ggufs"
 _NOT_BOUND = {README_FILE, PARITY_REPORT_FILE}
 
 
@@ -35,12 +38,16 @@ def checked_files(converted: Path, *, leave_out: tuple[Path, ...] = ()) -> dict[
         path = converted / name
         if name in _NOT_BOUND or path.resolve() in skipped:
             continue
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 22):
-                digest.update(chunk)
-        hashes[name] = digest.hexdigest()
+        hashes[name] = file_sha256(path)
     return hashes
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_verdict(
@@ -49,13 +56,20 @@ def write_verdict(
     also: Path | None = None,
     *,
     gone: dict[str, str] | None = None,
+    ggufs: list[tuple[Path, str, bool]] | None = None,
 ) -> None:
     """The report bound to the files of ``converted``, written into it (and to ``also``);
     ``gone``: the sha256 of files checked and uploaded already, no longer on disk (the
-    streamed run's shards)."""
+    streamed run's shards); ``ggufs`` (path, type, row passed) are bound by name and sha256
+    too."""
     extra = () if also is None else (also,)
     hashes = {**(gone or {}), **checked_files(converted, leave_out=extra)}
     data: dict[str, Any] = {**report.to_json(), CHECKED_FILES: hashes}
+    if ggufs:
+        data[CHECKED_GGUFS] = [
+            {"name": path.name, "sha256": file_sha256(path), "type": kind, "passed": passed}
+            for path, kind, passed in ggufs
+        ]
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     (converted / PARITY_REPORT_FILE).write_text(text)
     if also is not None and also.resolve() != (converted / PARITY_REPORT_FILE).resolve():

@@ -90,11 +90,13 @@ def check(
         full=checking.full_check,
         log=log,
     )
+    rows = []
     if llama is not None:
-        add_llama_rows(report, list(gguf_files), converted, pairs, recipe.default_instruction,
-                       llama, log)  # fmt: skip
+        rows = add_llama_rows(report, list(gguf_files), converted, pairs,
+                              recipe.default_instruction, llama, log)  # fmt: skip
     for row in report.table_rows():
         say(row)
-    write_verdict(report, converted, also=report_file)  # CONVERTED's verdict, whatever --report
+    ggufs = [(r.path, r.gguf_type, r.passed) for r in rows]  # bound for push, like the files
+    write_verdict(report, converted, also=report_file, ggufs=ggufs)
     report.require_passed()  # ParityFailed: exit 1, its first reason on stderr
     return 0

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from reranker_seqcls.check.metrics import PathMetrics, ScoringPath, path_metrics, sigmoid
 from reranker_seqcls.gguf.metadata import DOCUMENT, QUERY, template_strips
+from reranker_seqcls.gguf.reader import GgufHeader, read_header
 from reranker_seqcls.gguf.server import LlamaServerError, llama_server
 from reranker_seqcls.gguf.tensors import SCORE_TENSOR
 from reranker_seqcls.gguf.types import GGUF_TYPES, GgufType
@@ -56,12 +57,11 @@ class LlamaRow:
     reason: str | None = None
 
 
-def gguf_type_of(path: Path) -> GgufType:
+def gguf_type_of(path: Path, header: GgufHeader | None = None) -> GgufType:
     """The type a GGUF was written as (``general.file_type``); exit 2 for another."""
     from reranker_seqcls.errors import BadInput
 
-    fields = _fields(path)
-    file_type = fields.get("general.file_type")
+    file_type = (header or read_header(path)).fields.get("general.file_type")
     name = _FILE_TYPES.get(file_type) if isinstance(file_type, int) else None
     if name is None:
         raise BadInput(
@@ -71,28 +71,7 @@ def gguf_type_of(path: Path) -> GgufType:
     return GGUF_TYPES[name]
 
 
-def _fields(path: Path) -> dict[str, Any]:
-    import gguf
-
-    from reranker_seqcls.errors import BadInput
-
-    try:
-        reader = gguf.GGUFReader(path)
-    except Exception as exc:  # the reader raises several unrelated types on a bad file
-        raise BadInput(f"{path.name} is not a readable GGUF file ({exc})") from exc
-    out: dict[str, Any] = {}
-    for key, field in reader.fields.items():
-        if key.startswith("tokenizer.ggml."):
-            continue
-        try:
-            out[key] = field.contents()
-        except Exception:
-            continue
-    out["__tensors__"] = {t.name: t for t in reader.tensors}
-    return out
-
-
-def inspect_gguf(path: Path, converted: Path) -> list[str]:
+def inspect_gguf(header: GgufHeader, converted: Path) -> list[str]:
     """What in the file makes llama-server score unlike the converted checkpoint (empty: the
     head, pooling and template are as :mod:`.writer` writes them)."""
     import gguf
@@ -100,7 +79,7 @@ def inspect_gguf(path: Path, converted: Path) -> list[str]:
 
     from reranker_seqcls.gguf.tensors import _read_tensor, _weight_files
 
-    fields = _fields(path)
+    fields = header.fields
     arch = fields.get("general.architecture")
     problems = []
     if fields.get(f"{arch}.pooling_type") != int(gguf.PoolingType.RANK):
@@ -113,11 +92,10 @@ def inspect_gguf(path: Path, converted: Path) -> list[str]:
         )
     elif QUERY not in template or DOCUMENT not in template:
         problems.append("the GGUF's rerank template lacks {query} or {document}")
-    tensor = fields["__tensors__"].get(CLS_OUT)
-    if tensor is None:
+    if CLS_OUT not in header.tensors:
         problems.append("the GGUF has no cls_out: llama.cpp's rank pooling has no head to apply")
         return problems
-    rows = gguf.quants.dequantize(tensor.data, tensor.tensor_type).reshape(-1, int(tensor.shape[0]))
+    rows = header.tensor(CLS_OUT)
     if arch in ("qwen3", "qwen3vl") and rows.shape[0] == 1:
         problems.append(
             "cls_out has one row on a qwen3 GGUF: llama.cpp applies a softmax over cls_out's "
@@ -197,14 +175,15 @@ def add_llama_rows(
         pairs = [replace(p, query=p.query.strip(), document=p.document.strip()) for p in pairs]
     rows = []
     for path in ggufs:
-        gguf_type = gguf_type_of(path)
-        fields = _fields(path)
-        template = fields.get("tokenizer.chat_template.rerank") or ""
+        header = read_header(path)  # once per file: the vocabulary is skipped, not parsed
+        gguf_type = gguf_type_of(path, header)
+        template = header.fields.get("tokenizer.chat_template.rerank")
+        template = template if isinstance(template, str) else ""
         lengths = [
             len(tokenizer.encode(_prompt(template, pairs[i]), add_special_tokens=False).ids)
             for i in kept
         ]
-        row = _judge_one(report, gguf_type, path, converted, pairs, kept, binary, template,
+        row = _judge_one(report, gguf_type, header, converted, pairs, kept, binary, template,
                          max(lengths, default=16), log)  # fmt: skip
         rows.append(row)
     return rows
@@ -217,7 +196,7 @@ def _prompt(template: str, pair: Pair) -> str:
 def _judge_one(
     report: ParityReport,
     gguf_type: GgufType,
-    path: Path,
+    header: GgufHeader,
     converted: Path,
     pairs: list[Pair],
     kept: list[int],
@@ -227,8 +206,9 @@ def _judge_one(
     log: Callable[[str], None],
 ) -> LlamaRow:
     label = f"llama.cpp {gguf_type.name}"
+    path = header.path
     log(f"parity: scoring {len(kept)} pairs through llama-server /v1/rerank ({path.name})")
-    problems = inspect_gguf(path, converted)
+    problems = inspect_gguf(header, converted)
     try:
         scores, seconds = score_gguf(binary, path, [pairs[i] for i in kept], template, max_tokens)
     except LlamaServerError as exc:

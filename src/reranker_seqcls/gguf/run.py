@@ -20,7 +20,7 @@ from reranker_seqcls.gguf.produce import GGUF_DIR_SUFFIX, write_ggufs
 from reranker_seqcls.gguf.refusal import refuse_gguf_by_config, refuse_gguf_by_recipe
 from reranker_seqcls.gguf.types import GgufType, parse_gguf_types
 from reranker_seqcls.log import Log
-from reranker_seqcls.names import CONFIG_FILE, README_FILE
+from reranker_seqcls.names import CONFIG_FILE, PROVENANCE_FILE, README_FILE
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.pairs import Pair
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from reranker_seqcls.gguf.row import LlamaRow
     from reranker_seqcls.gguf.writer import WrittenGguf
     from reranker_seqcls.hub.push import PushResult
+    from reranker_seqcls.provenance import Identity
     from reranker_seqcls.recipes.recipe import Recipe
 
 
@@ -61,10 +62,35 @@ class GgufRun:
 
         out = self.directory / "files"
         self.written = write_ggufs(converted, out, self.types, recipe, stem=stem, log=log)
+        # the conversion's provenance goes along: it tells a later run that this target holds
+        # this source, recipe and tool version (is_current)
+        shutil.copyfile(converted / PROVENANCE_FILE, out / PROVENANCE_FILE)
         self.rows = add_llama_rows(
             report, [w.path for w in self.written], converted, pairs,
             recipe.default_instruction, self.binary, log,
         )  # fmt: skip
+
+    def is_current(self, expected: Identity, stem: str, token: str | None, log: Log) -> bool:
+        """Whether the GGUF target records ``expected`` (source, recipe, tool version) and
+        holds a GGUF of every type asked for: a run whose seq-cls target is current still
+        writes and pushes the GGUFs when not."""
+        from reranker_seqcls.gguf.writer import gguf_file_name
+        from reranker_seqcls.hub.errors import hub_errors
+        from reranker_seqcls.hub.reads import hub_api
+        from reranker_seqcls.hub.target import target_state
+        from reranker_seqcls.schedule.staleness import why_stale
+
+        state = target_state(self.target, token)
+        stale = why_stale(state, expected)
+        if not stale:
+            with hub_errors(f"GGUF target {self.target}"):
+                files = set(hub_api(token).list_repo_files(self.target, revision=state.head))
+            missing = [t.name for t in self.types if gguf_file_name(stem, t) not in files]
+            if missing:
+                stale = [f"it has no {', '.join(missing)} GGUF"]
+        if stale:
+            log(f"GGUF target {self.target}: {'; '.join(stale)}")
+        return not stale
 
     def push(
         self,

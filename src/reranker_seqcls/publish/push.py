@@ -14,6 +14,7 @@ from reranker_seqcls.run.outcome import RunOutcome
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.report import ParityReport
+    from reranker_seqcls.gguf.publish import CheckedGguf
 
 
 def push_converted(
@@ -26,6 +27,8 @@ def push_converted(
     token: str | None,
     allow_unchecked: bool,
     log: Log,
+    gguf_dir: Path | None = None,
+    gguf_target: str | None = None,
 ) -> RunOutcome:
     """``push``: one commit of a converted directory. Everything is refused before the Hub is
     asked anything: a directory ``convert`` did not write, a failed verdict, and (unless
@@ -53,6 +56,7 @@ def push_converted(
                 "pushed"
             )
         log(f"warning: {verdict.unchecked}; pushing it as not checked (--allow-unchecked)")
+    ggufs = _ggufs_to_push(converted, target, gguf_dir, gguf_target, verdict.report)
     _card_unless_written(converted, target, provenance, verdict.report)
     state = target_state(target, token)
     pushed = push(
@@ -70,7 +74,57 @@ def push_converted(
     label = provenance.source.label
     outcome = RunOutcome("failed", target, label, provenance.source.commit_sha)
     outcome.record_push(pushed, label, dry_run=dry_run)
+    if ggufs is not None:
+        from reranker_seqcls.gguf.publish import push_checked_ggufs
+
+        repo, files = ggufs
+        assert verdict.report is not None
+        done = push_checked_ggufs(
+            files, repo, seqcls_repo=target, provenance=provenance,
+            provenance_file=provenance_path, report=verdict.report,
+            token=token, private=private, create_pr=create_pr, dry_run=dry_run,
+            commit_message=commit_message(provenance), log=log,
+        )  # fmt: skip
+        outcome.gguf_target_repo, outcome.gguf_commit_sha = repo, done.commit_sha
+        verb = "would commit" if dry_run else "pushed"
+        outcome.message += f"; GGUF: {verb} {len(done.added)} file(s) to {repo}"
     return outcome
+
+
+def _ggufs_to_push(
+    converted: Path,
+    target: str,
+    gguf_dir: Path | None,
+    gguf_target: str | None,
+    report: ParityReport | None,
+) -> tuple[str, list[CheckedGguf]] | None:
+    """The GGUF target and the checked GGUFs of ``gguf_dir`` (default ``CONVERTED-GGUF`` when
+    it exists); exit 2, before anything is pushed, for one without a passing llama.cpp row for
+    its bytes."""
+    from reranker_seqcls.gguf.produce import GGUF_DIR_SUFFIX, default_gguf_dir
+    from reranker_seqcls.gguf.publish import checked_ggufs
+    from reranker_seqcls.hub.repo_ids import require_repo_id
+
+    directory = gguf_dir
+    if directory is None and default_gguf_dir(converted).is_dir():
+        directory = default_gguf_dir(converted)
+    if directory is None:
+        if gguf_target is not None:
+            raise BadInput(f"--gguf-target: {default_gguf_dir(converted)} does not exist: give "
+                           "--gguf-dir")  # fmt: skip
+        return None
+    if report is None:
+        raise BadInput(
+            f"the GGUFs of {directory} are pushed only with a passing parity verdict for "
+            f"{converted}: run `reranker-seqcls check SOURCE {converted} --gguf-file FILE`; "
+            "nothing was pushed"
+        )
+    files = checked_ggufs(converted, directory)
+    repo = gguf_target or target + GGUF_DIR_SUFFIX
+    require_repo_id(repo, "GGUF target")
+    if repo == target:
+        raise BadInput("--gguf-target must differ from TARGET: the GGUFs are a repo of their own")
+    return repo, files
 
 
 def _card_unless_written(

@@ -56,8 +56,10 @@ def _run(
 ) -> RunOutcome:
     """The run after its recipe: skip a current target, else one of the two transports."""
     from reranker_seqcls.hub.target import target_state
+    from reranker_seqcls.schedule.staleness import expected_identity
 
     outcome = RunOutcome("failed", opts.hub.target, opts.model)
+    seqcls_current = False
     state = target_state(opts.hub.target, opts.hub.token)
     log(
         f"target {opts.hub.target}: "
@@ -69,7 +71,13 @@ def _run(
         assert sha is not None
         outcome.source_sha = sha
         if _is_current(opts, sha, recipe, state, outcome, log):
-            return outcome
+            if gguf is None or gguf.is_current(
+                expected_identity(opts.model, sha, recipe), _stem(opts), opts.hub.token, log
+            ):
+                return outcome
+            # the seq-cls target is current, its GGUF target is not: convert for the GGUFs,
+            # push only them
+            seqcls_current, outcome.status = True, "failed"
         # nothing to keep: stream the source shard by shard (GGUFs take the whole snapshot)
         if opts.output_dir is None and gguf is None:
             from reranker_seqcls.run.streamed import run_streamed
@@ -85,8 +93,13 @@ def _run(
         provenance, report = _convert_and_check(
             opts, source_dir, out, recipe, ref, outcome, memory, log, gguf
         )
-        pushed = _card_and_push(opts, out, provenance, report, state, log)
-    outcome.record_push(pushed, source_label(opts.model, ref), dry_run=opts.hub.dry_run)
+        if not seqcls_current:
+            pushed = _card_and_push(opts, out, provenance, report, state, log)
+            outcome.record_push(pushed, source_label(opts.model, ref), dry_run=opts.hub.dry_run)
+    if seqcls_current:
+        outcome.status = "dry_run" if opts.hub.dry_run else "pushed"
+        outcome.commit_sha = state.head
+        outcome.message = f"{opts.hub.target} is current: not pushed again"
     if gguf is not None:
         _push_gguf(opts, gguf, recipe, report, provenance, outcome, log)
     return outcome
@@ -116,6 +129,11 @@ def _push_gguf(
     outcome.message += f"; GGUF: {verb} {len(pushed.added)} file(s) to {gguf.target}"
     if pushed.pr_url:
         outcome.message += f" ({pushed.pr_url})"
+
+
+def _stem(opts: RunOptions) -> str:
+    """The GGUF files' name stem: the source's name."""
+    return source_name(opts.model).rstrip("/").split("/")[-1]
 
 
 def _run_recipe(opts: RunOptions, sha: str | None, log: Log) -> Recipe:
@@ -217,8 +235,7 @@ def _convert_and_check(
         log=log,
     )
     if gguf is not None:  # a failed llama.cpp row fails the run: nothing is pushed
-        stem = source_name(opts.model).rstrip("/").split("/")[-1]
-        gguf.write_and_check(out, recipe, report, pairs, stem, log)
+        gguf.write_and_check(out, recipe, report, pairs, _stem(opts), log)
     outcome.parity = report
     write_verdict(report, out)
     for row in report.table_rows():
