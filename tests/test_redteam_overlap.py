@@ -29,3 +29,26 @@ def test_streamed_dry_run_checks_layer_by_layer_without_crashing(
         assert result.returncode == 0, result.stderr
         assert "No such file" not in result.stderr
     assert list(Path(tmp).iterdir()) == []
+
+
+def test_bad_shard_while_layers_run_exits_3_not_abort(hub_server, hub_env, tiny_model, tmp_path):
+    """A shard whose bytes are not the listed ones, fetched while the previous shard's layers
+    run on the worker thread (--full-check: every pair, layer by layer): exit 3 naming sha256,
+    no abort at exit (the worker must not be left inside torch), the target deleted."""
+    files = repo_files(tiny_model("qwen3", tied=False, num_shards=4))
+    name = sorted(n for n in files if n.endswith(".safetensors"))[2]
+    corrupted = bytearray(files[name])
+    corrupted[-1] ^= 0xFF
+    hub_server.seed_repo(UPSTREAM, files)
+    hub_server.serve_instead(UPSTREAM, name, bytes(corrupted))
+    tmp = tmp_path / "run-tmp"
+    tmp.mkdir()
+    env = {**hub_env, "TMPDIR": str(tmp)}
+    for _ in range(3):
+        result = run_cli("run", "--model", UPSTREAM, "--target", TARGET, "--full-check",
+                         "--check-memory", "1KB", env=env)  # fmt: skip
+        assert result.returncode == 3, result.stderr
+        assert "terminate called" not in result.stderr
+        assert "sha256" in result.stderr.strip().splitlines()[-1]
+        assert not hub_server.repo_exists(TARGET)
+    assert list(Path(tmp).iterdir()) == []
