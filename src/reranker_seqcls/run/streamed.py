@@ -197,6 +197,8 @@ class _StreamedRun:
             self._collect(compute)
             self._await_upload(uploading, progress)
         except BaseException:
+            compute.settle()  # no worker left running while the run unwinds
+            uploading.settle()
             self.uploader.abandon()
             raise
         finally:
@@ -259,8 +261,8 @@ class _StreamedRun:
             output = self.out / shard.name
             if not self.opts.hub.dry_run:
                 self.uploader.ensure_target()  # here: abandon() must know of a target it made
+            self.uploading = output.stat().st_size  # before the thread may delete it
             uploading.start(lambda: self._upload(shard.name, output))
-            self.uploading = output.stat().st_size
         verb = "checked" if self.opts.hub.dry_run else "pre-upload started"
         self.log(
             f"shard {position + 1}/{len(self.order)} {name}: fetched, sha256 ok, {placed}"
