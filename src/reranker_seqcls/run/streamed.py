@@ -249,7 +249,10 @@ class _StreamedRun:
             self._collect(compute, keep=path)
         if name == weights.head_shard:
             self.score = score_weight(self.plan, path)
+        if (rewrite := self.rewritten[position]) and disk_usage(self.work) + rewrite > self.budget:
+            self._await_upload(uploading, progress)  # an output in upload holds its blocks
         placed = write_output_shard(self.plan, shard, path, self.out)
+        self.disk.measure()  # the rewrite beside its source, before the source goes
         for done in self.kept:
             done.unlink(missing_ok=True)
         self.kept.clear()
