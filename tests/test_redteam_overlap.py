@@ -121,3 +121,31 @@ def _bytes(text: str) -> float:
     match = re.fullmatch(r"([\d.]+) ?([kMG]?B)", text.strip())
     assert match is not None, text
     return float(match.group(1)) * {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}[match.group(2)]
+
+
+def test_streamed_run_with_one_fitting_pair_refuses_before_fetching(
+    hub_server, hub_env, tiny_model, tmp_path
+):
+    """--pairs of which one pair fits the family's scoring length (the check needs two), checked
+    layer by layer: exit 2 naming the cause (as the whole-model check does) before any shard is
+    fetched and without creating the target; not after streaming and pre-uploading every shard,
+    when the twin's check finds it."""
+    files = repo_files(tiny_model("qwen3", tied=False, num_shards=4))
+    hub_server.seed_repo(UPSTREAM, files)
+    long = " ".join(["Paris is the capital and largest city of France."] * 1200)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "".join(json.dumps({"query": q, "document": d}) + "\n"
+                for q, d in (("capital?", long), ("city?", long), ("France?", "Paris.")))
+    )  # fmt: skip
+    tmp = tmp_path / "run-tmp"
+    tmp.mkdir()
+    env = {**hub_env, "TMPDIR": str(tmp)}
+    result = run_cli("run", "--model", UPSTREAM, "--target", TARGET, "--pairs", str(pairs),
+                     "--check-memory", "1KB", env=env)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "scoring length" in result.stderr.strip().splitlines()[-1], result.stderr
+    assert "shard 1/4" not in result.stderr  # refused before the transfer
+    assert not hub_server.repo_exists(TARGET)
+    assert list(Path(tmp).iterdir()) == []
