@@ -197,9 +197,8 @@ class _StreamedRun:
             self._collect(compute)
             self._await_upload(uploading, progress)
         except BaseException:
-            compute.settle()  # no worker left running while the run unwinds
-            uploading.settle()
             self.uploader.abandon()
+            compute.settle()  # not left inside torch at exit (SIGABRT); the upload may stay
             raise
         finally:
             progress.close()

@@ -63,8 +63,9 @@ class Background(Generic[T]):
 
     def settle(self) -> None:
         """Let a running job end and drop its outcome: a run that fails must not leave the
-        worker inside torch at exit (the C++ runtime aborts the process: SIGABRT, not the
-        run's exit code) nor deleting files in a directory being removed."""
+        layer compute inside torch at exit (the C++ runtime aborts the process: SIGABRT, not
+        the run's exit code). A pre-upload (HTTP, hashing) may be left to die with the
+        process: waiting for it would hold a stopped run for a whole shard's upload."""
         if self._thread is not None:
             self._thread.join()
             self._thread, self._result, self._error = None, None, None
