@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -147,5 +148,41 @@ def test_streamed_run_with_one_fitting_pair_refuses_before_fetching(
     assert "Traceback" not in result.stderr
     assert "scoring length" in result.stderr.strip().splitlines()[-1], result.stderr
     assert "shard 1/4" not in result.stderr  # refused before the transfer
+    assert not hub_server.repo_exists(TARGET)
+    assert list(Path(tmp).iterdir()) == []
+
+
+def test_stop_signal_while_layers_run_exits_143_not_abort(
+    hub_server, hub_env, tiny_model, tmp_path
+):
+    """SIGTERM once a shard is pre-uploaded, in a layerwise run scoring every pair (the worker
+    busy in torch): exit 143 without "terminate called" (SIGABRT), the target deleted, the run's
+    directory gone."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    files = repo_files(tiny_model("qwen3", tied=False, num_shards=4))
+    hub_server.seed_repo(UPSTREAM, files)
+    tmp = tmp_path / "run-tmp"
+    tmp.mkdir()
+    env = {**os.environ, **hub_env, "TMPDIR": str(tmp)}
+    command = [sys.executable, "-m", "reranker_seqcls", "run", "--model", UPSTREAM,
+               "--target", TARGET, "--full-check", "--check-memory", "1KB"]  # fmt: skip
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while (
+        hub_server.request_count(path_contains="/preupload/", method="POST") == 0
+        and proc.poll() is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before its first pre-upload was seen"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert "terminate called" not in stderr, stderr
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert not hub_server.repo_exists(TARGET)
     assert list(Path(tmp).iterdir()) == []
