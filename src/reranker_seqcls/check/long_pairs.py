@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reranker_seqcls.check.pairs import _LONG_IRRELEVANT, _LONG_RELEVANT, Pair
+from reranker_seqcls.errors import BadInput
 from reranker_seqcls.names import CONFIG_FILE
 from reranker_seqcls.recipes.length_rules import LENGTH_RULES
 from reranker_seqcls.recipes.prompts import official_prompt
@@ -43,6 +44,16 @@ def fitting_pairs(source: Path, recipe: Recipe, pairs: list[Pair]) -> tuple[list
         )
         (cut if prompt.cut else fits).append(pair)
     return fits, cut
+
+
+def require_fitting(fits: list[Pair], cut: list[Pair]) -> None:
+    """Refuse a check left with fewer than two pairs that fit: before any scoring, and in a
+    layerwise pass before any shard moves."""
+    if len(fits) < 2:
+        raise BadInput(
+            f"{len(cut)} of the pairs are longer than the family's scoring length: give pairs "
+            "that fit (the check measures over-length pairs by itself)"
+        )
 
 
 def _grow(text: str, count: Callable[[str], int], tokens: int) -> str:

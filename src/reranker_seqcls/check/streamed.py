@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, cast
 from reranker_seqcls.check.consumers import combine, consumer_check
 from reranker_seqcls.check.head import head_check, head_rows_needed
 from reranker_seqcls.check.kept_rows import RowStore, tensor_digests
-from reranker_seqcls.check.long_pairs import fitting_pairs
+from reranker_seqcls.check.long_pairs import fitting_pairs, require_fitting
 from reranker_seqcls.check.metrics import CONVERTED_PATHS, ScoringPath, path_metrics
 from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.check.parity import check_parity
@@ -310,7 +310,8 @@ def streamed_check(
         raise BadInput(f"--dtype {compute} is not supported: use one of {', '.join(TOLERANCES)}")
     # the pairs the family's code would cut are left out of both halves, as the full check does
     # (its over-length pairs run in the twin's check), so their rows stay aligned
-    pairs, _ = fitting_pairs(source, recipe, pairs)
+    pairs, cut = fitting_pairs(source, recipe, pairs)
+    require_fitting(pairs, cut)  # before the pass over the shards, not after it
     chosen = real_pairs(pairs, full=full)
     log(
         f"parity: layerwise pass over {source.name} in {compute} "

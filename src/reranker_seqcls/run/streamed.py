@@ -198,6 +198,7 @@ class _StreamedRun:
             self._await_upload(uploading, progress)
         except BaseException:
             self.uploader.abandon()
+            compute.settle()  # not left inside torch at exit (SIGABRT); the upload may stay
             raise
         finally:
             progress.close()
@@ -247,7 +248,10 @@ class _StreamedRun:
             self._collect(compute, keep=path)
         if name == weights.head_shard:
             self.score = score_weight(self.plan, path)
+        if (rewrite := self.rewritten[position]) and disk_usage(self.work) + rewrite > self.budget:
+            self._await_upload(uploading, progress)  # an output in upload holds its blocks
         placed = write_output_shard(self.plan, shard, path, self.out)
+        self.disk.measure()  # the rewrite beside its source, before the source goes
         for done in self.kept:
             done.unlink(missing_ok=True)
         self.kept.clear()
@@ -259,8 +263,8 @@ class _StreamedRun:
             output = self.out / shard.name
             if not self.opts.hub.dry_run:
                 self.uploader.ensure_target()  # here: abandon() must know of a target it made
+            self.uploading = output.stat().st_size  # before the thread may delete it
             uploading.start(lambda: self._upload(shard.name, output))
-            self.uploading = output.stat().st_size
         verb = "checked" if self.opts.hub.dry_run else "pre-upload started"
         self.log(
             f"shard {position + 1}/{len(self.order)} {name}: fetched, sha256 ok, {placed}"

@@ -61,6 +61,15 @@ class Background(Generic[T]):
         self._thread = threading.Thread(target=run, name=self.name, daemon=True)
         self._thread.start()
 
+    def settle(self) -> None:
+        """Let a running job end and drop its outcome: a run that fails must not leave the
+        layer compute inside torch at exit (the C++ runtime aborts the process: SIGABRT, not
+        the run's exit code). A pre-upload (HTTP, hashing) may be left to die with the
+        process: waiting for it would hold a stopped run for a whole shard's upload."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread, self._result, self._error = None, None, None
+
     def wait(self) -> T | None:
         """The job's result (None when no job is pending)."""
         if self._thread is None:

@@ -175,7 +175,7 @@ def make_scorer(
     the layerwise one (a few short pairs on the real weights, every pair when ``full``; every
     pair on the twin). ``source`` and ``converted`` hold the small files (the converted ones
     by ``finish``)."""
-    from reranker_seqcls.check.long_pairs import fitting_pairs
+    from reranker_seqcls.check.long_pairs import fitting_pairs, require_fitting
     from reranker_seqcls.check.meta_model import LayerwiseUnsupported
     from reranker_seqcls.check.scope import real_pairs, whole_on_real
     from reranker_seqcls.check.source_proof import header_stages
@@ -183,7 +183,8 @@ def make_scorer(
 
     keep_all = whole_on_real(dict(config), check_memory, full=full)
     fits_disk = max_disk is None or whole_model_disk <= max_disk
-    fitting, _ = fitting_pairs(source, recipe, pairs)  # the cut ones go to the long-input rows
+    fitting, cut = fitting_pairs(source, recipe, pairs)  # the cut ones: the long-input rows
+    require_fitting(fitting, cut)  # before any shard moves
     chosen = real_pairs(fitting, full=full)
     try:
         check = StreamedCheck(
