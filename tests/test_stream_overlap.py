@@ -1,4 +1,5 @@
-"""Red team of the streamed run's worker threads (issue 21)."""
+"""The streamed run's worker threads (issue 21): a failure, a stop signal or a slow upload while
+the layers run or a shard goes up still exits with its own code, within the disk it forecast."""
 
 from __future__ import annotations
 
