@@ -6,12 +6,10 @@
    scorer (:mod:`.scorers`) and forecast the disk (:mod:`.disk`): ``--max-disk`` refuses here,
    before any shard moves.
 2. For each shard in index order: fetch it (checked against the Hub's sha256 and the planned
-   header); feed it to the scorer on a worker thread (:mod:`stream.overlap`), which runs the
-   layers it completes and releases shards; meanwhile write its output shard
-   (:func:`convert.write.write_output_shard`: a hard link, or the rewrite without ``lm_head``;
-   the head's shard also yields ``score.weight``), feed that to the scorer, pre-upload it
-   (:mod:`hub.preupload`) and delete it, and fetch the next shard when it fits the disk budget
-   (else once the layers are done); delete the shards the scorer released.
+   header); feed it to the scorer on the compute thread (:mod:`stream.overlap`); write its
+   output shard (a hard link, or the rewrite without ``lm_head``; the head's shard also yields
+   ``score.weight``); hash and pre-upload it on the upload thread (:mod:`hub.preupload`). The
+   next shard is fetched meanwhile when it fits the disk budget.
 3. Write the small output files (:func:`convert.converter.finish_output`), take the scorer's
    report; on a pass, the card and one ``create_commit`` with the pre-uploaded shards, the small
    files and ``parent_commit`` (:func:`hub.preupload.commit_preuploaded`).
@@ -242,20 +240,20 @@ class _StreamedRun:
         self.disk.measure()
         self._collect(compute)  # the scorer takes shards in order
         compute.start(lambda: self.scorer.feed_source(path))
-        if self.rewritten[position]:
+        if rewrite := self.rewritten[position]:
             # A rewrite adds a file: the shards this feed releases (one held for a layer
-            # spanning into this shard) go first, as in the forecast.
+            # spanning into this shard) go first, as in the forecast, and an output in upload
+            # (its blocks) when the rewrite would not fit beside it.
             self._collect(compute, keep=path)
+            if disk_usage(self.work) + rewrite > self.budget:
+                self._await_upload(uploading, progress)
         if name == weights.head_shard:
             self.score = score_weight(self.plan, path)
-        if (rewrite := self.rewritten[position]) and disk_usage(self.work) + rewrite > self.budget:
-            self._await_upload(uploading, progress)  # an output in upload holds its blocks
         placed = write_output_shard(self.plan, shard, path, self.out)
         self.disk.measure()  # the rewrite beside its source, before the source goes
         for done in self.kept:
             done.unlink(missing_ok=True)
         self.kept.clear()
-        self.disk.measure()
         done_layers = self.steps[position].layers_done
         self._await_upload(uploading, progress)
         dropped = placed in (Placement.DROPPED_EMPTY, Placement.DROPPED_HEAD_ONLY)
