@@ -141,3 +141,37 @@ def test_fetch_ahead_budget_is_two_shards_and_the_small_files_within_max_disk():
     assert overlap_budget([5 * gb, 3 * gb], 10**6, None) == 10 * gb + 10**6
     assert overlap_budget([5 * gb, 3 * gb], 10**6, 7 * gb) == 7 * gb
     assert len(BUILTIN_PAIRS) == 27  # the full check's cost in --help is for these
+
+
+def test_an_architecture_not_driven_layer_by_layer_gets_the_whole_check_where_it_fits(
+    tmp_path, monkeypatch, tiny_model
+):
+    """OPT (layers under ``decoder.``) cannot be scored layer by layer. Where the quick check
+    would go layerwise but the model fits --check-memory (here: a tiny OPT, made to count as
+    costly), it gets the whole check on the real model instead of a refusal; where it does not
+    fit, the refusal names the fix."""
+    from reranker_seqcls.check import scope
+    from reranker_seqcls.check.streamed import streamed_check
+    from reranker_seqcls.errors import BadInput
+    from reranker_seqcls.recipes.presets import PRESETS
+    from reranker_seqcls.steps import load_check_pairs, resolve_token_ids
+    from tests.test_hostile_round2 import QWEN, _tiny_causal
+
+    source = _tiny_causal("opt", tiny_model("qwen3", tied=False), tmp_path / "opt")
+    out = tmp_path / "converted"
+    assert run_cli("convert", source, out, *QWEN).returncode == 0
+    monkeypatch.setattr(scope, "CHEAP_BACKBONE_PARAMS", 0)
+    recipe = PRESETS["qwen3-reranker"]
+
+    def check(memory: int) -> ParityReport:
+        return streamed_check(
+            source, out, recipe, load_check_pairs(recipe, None),
+            token_ids=resolve_token_ids(source, recipe), check_memory=memory,
+            log=lambda _m: None,
+        )  # fmt: skip
+
+    report = check(1_500_000_000)
+    assert report.consumers_proven_on == "real" and report.real_pass is None
+    assert "converted (batched)" in {p.value for p in report.metrics}
+    with pytest.raises(BadInput, match="cannot run OPTModel"):
+        check(1000)

@@ -286,7 +286,7 @@ def streamed_check(
     check on the real model when :func:`.scope.whole_on_real` says so, else the layerwise pass
     over their shards (a few short pairs, every pair when ``full``) plus the consumer check of
     every pair on a twin."""
-    from reranker_seqcls.check.meta_model import prove_buffers
+    from reranker_seqcls.check.meta_model import LayerwiseUnsupported, prove_buffers
     from reranker_seqcls.check.twin import check_tokenizer_memory
     from reranker_seqcls.names import TOKENIZER_FILE
 
@@ -295,7 +295,8 @@ def streamed_check(
     if (source / TOKENIZER_FILE).is_file():
         check_tokenizer_memory((source / TOKENIZER_FILE).stat().st_size, check_memory)
     prove_source(source, config)
-    if whole_on_real(config, check_memory, full=full):
+
+    def whole() -> ParityReport:
         prove_buffers(config)  # from_pretrained builds them real
         # No log line of its own: the full check logs as it always did (and validates its
         # options, e.g. --vllm-python, before printing anything); the report says "real".
@@ -305,6 +306,9 @@ def streamed_check(
         )  # fmt: skip
         report.consumers_proven_on = "real"
         return report
+
+    if whole_on_real(config, check_memory, full=full):
+        return whole()
     compute = dtype or "float32"
     if compute not in TOLERANCES:
         raise BadInput(f"--dtype {compute} is not supported: use one of {', '.join(TOLERANCES)}")
@@ -317,10 +321,15 @@ def streamed_check(
         f"parity: layerwise pass over {source.name} in {compute} "
         f"(source dtype {checkpoint_dtype(config)}), {len(chosen.indices)} of {len(pairs)} pairs"
     )
-    check = StreamedCheck(
-        source, converted, recipe, chosen.of(pairs), token_ids=token_ids, dtype=compute,
-        allow_softcapping=allow_softcapping, log=log,
-    )  # fmt: skip
+    try:
+        check = StreamedCheck(
+            source, converted, recipe, chosen.of(pairs), token_ids=token_ids, dtype=compute,
+            allow_softcapping=allow_softcapping, log=log,
+        )  # fmt: skip
+    except LayerwiseUnsupported:
+        if not whole_on_real(config, check_memory, full=True):
+            raise  # it names the architecture and what to do
+        return whole()  # any architecture transformers loads, when the model fits
     for shard in source_shards(source):
         check.feed_source(shard)
     for shard in source_shards(converted):

@@ -194,10 +194,11 @@ def make_scorer(
         )  # fmt: skip
         stages = check.scorer.stages
     except LayerwiseUnsupported as exc:
-        # The whole-model check proves any architecture transformers loads; else refuse
-        # now, before any shard is fetched or any target created.
-        if not keep_all:
+        # The whole-model check proves any architecture transformers loads (at any cost when
+        # the model fits); else refuse now, before any shard is fetched or a target created.
+        if not keep_all and not whole_on_real(dict(config), check_memory, full=True):
             raise
+        keep_all = full = True
         if not fits_disk:
             raise BadInput(f"{exc}, and give --max-disk room for the whole model") from exc
         stages = header_stages(source, dict(config))
