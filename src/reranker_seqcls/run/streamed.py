@@ -148,20 +148,17 @@ class _StreamedRun:
         self.steps = self.scorer.schedule(tensors)
         forecast = self._forecast(keep_all=self.scorer.keeps_outputs)
         need = forecast.total
+        self.budget = overlap_budget(self.sizes, 2 * forecast.small, max_disk)
         log(
             f"streamed run: {len(self.order)} shard(s), {human_size(sum(self.sizes))}, largest "
-            f"{human_size(max(self.sizes))}; disk needed at most {human_size(need)}"
+            f"{human_size(max(self.sizes))}; disk needed at most {human_size(need)} one shard "
+            f"at a time, {human_size(max(need, self.budget))} fetching the next while one is scored"
         )
         if max_disk is not None and need > max_disk:
             raise BadInput(
                 f"this run needs up to {human_size(need)} of disk, more than --max-disk "
                 f"{human_size(max_disk)}: free disk space or raise --max-disk; no shard was fetched"
             )
-        self.budget = overlap_budget(self.sizes, 2 * forecast.small, max_disk)
-        log(
-            "streamed run: the next shard is fetched while one is scored when both fit in "
-            f"{human_size(self.budget)}"
-        )
         self.disk.measure()
 
     def _forecast(self, *, keep_all: bool) -> DiskForecast:
