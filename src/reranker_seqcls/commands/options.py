@@ -157,8 +157,8 @@ def conversion_options(func: F) -> F:
 FULL_CHECK_HELP = (
     "Score every check pair on the real model too, not only a few short ones (the rest run on "
     "the structural twin). Costs a layerwise pass over all pairs: 27 built-in pairs take about "
-    "50 s on a 0.6B, 5.5 min on a 4B and 8.5 min on an 8B on two CPU cores "
-    "(bench/RUN_RESULTS.md), against seconds for the quick check."
+    "1 min on a 0.6B, 6 min on a 4B and 8.5 min on an 8B on two CPU cores "
+    "(bench/RUN_RESULTS.md), against 10-66 s for the quick check's three pairs."
 )
 
 
