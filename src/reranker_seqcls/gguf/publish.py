@@ -96,8 +96,6 @@ def push_checked_ggufs(
     from reranker_seqcls.gguf.card import gguf_card
     from reranker_seqcls.gguf.row import PATHS, LlamaRow
     from reranker_seqcls.gguf.writer import WrittenGguf
-    from reranker_seqcls.hub.push import push
-    from reranker_seqcls.hub.target import target_state
 
     written = [WrittenGguf(g.path, g.gguf_type, g.path.stat().st_size, 0.0, "") for g in ggufs]
     rows = [
@@ -111,19 +109,43 @@ def push_checked_ggufs(
         for g in ggufs:
             _link(g.path, folder / g.path.name)
         _link(provenance_file, folder / provenance_file.name)  # what run's is_current reads
-        (folder / README_FILE).write_text(
-            gguf_card(gguf_repo=gguf_target, seqcls_repo=seqcls_repo,
-                      source=provenance.source.label, recipe=recipe, written=written, rows=rows,
-                      report=report),
-            "utf-8",
+        card = gguf_card(
+            gguf_repo=gguf_target, seqcls_repo=seqcls_repo, source=provenance.source.label,
+            recipe=recipe, written=written, rows=rows, report=report,
         )  # fmt: skip
-        state = target_state(gguf_target, token)
-        types = ", ".join(g.gguf_type for g in ggufs)
-        return push(
-            folder, gguf_target, token=token, private=private, create_pr=create_pr,
-            parent_commit=state.head, commit_message=f"{commit_message} (GGUF: {types})",
-            commit_description=report.markdown(), dry_run=dry_run, log=log,
+        return push_gguf_folder(
+            folder, gguf_target, card=card, types=[g.gguf_type for g in ggufs], report=report,
+            token=token, private=private, create_pr=create_pr, dry_run=dry_run,
+            commit_message=commit_message, log=log,
         )  # fmt: skip
+
+
+def push_gguf_folder(
+    folder: Path,
+    gguf_target: str,
+    *,
+    card: str,
+    types: list[str],
+    report: ParityReport,
+    token: str | None,
+    private: bool,
+    create_pr: bool,
+    dry_run: bool,
+    commit_message: str,
+    log: Log,
+) -> PushResult:
+    """``folder`` (the GGUFs and the provenance record) with ``card`` as its README, in one
+    commit to ``gguf_target`` against its head: what ``run --gguf`` and ``push`` both do."""
+    from reranker_seqcls.hub.push import push
+    from reranker_seqcls.hub.target import target_state
+
+    (folder / README_FILE).write_text(card, "utf-8")
+    state = target_state(gguf_target, token)
+    return push(
+        folder, gguf_target, token=token, private=private, create_pr=create_pr,
+        parent_commit=state.head, commit_message=f"{commit_message} (GGUF: {', '.join(types)})",
+        commit_description=report.markdown(), dry_run=dry_run, log=log,
+    )  # fmt: skip
 
 
 def _link(source: Path, link: Path) -> None:

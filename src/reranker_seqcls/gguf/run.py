@@ -20,7 +20,7 @@ from reranker_seqcls.gguf.produce import GGUF_DIR_SUFFIX, write_ggufs
 from reranker_seqcls.gguf.refusal import refuse_gguf_by_config, refuse_gguf_by_recipe
 from reranker_seqcls.gguf.types import GgufType, parse_gguf_types
 from reranker_seqcls.log import Log
-from reranker_seqcls.names import CONFIG_FILE, PROVENANCE_FILE, README_FILE
+from reranker_seqcls.names import CONFIG_FILE, PROVENANCE_FILE
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.pairs import Pair
@@ -108,28 +108,17 @@ class GgufRun:
     ) -> PushResult:
         """One commit of the GGUFs and their card to the GGUF target."""
         from reranker_seqcls.gguf.card import gguf_card
-        from reranker_seqcls.hub.push import push
-        from reranker_seqcls.hub.target import target_state
+        from reranker_seqcls.gguf.publish import push_gguf_folder
 
-        folder = self.directory / "files"
-        (folder / README_FILE).write_text(
-            gguf_card(gguf_repo=self.target, seqcls_repo=seqcls_repo, source=source,
-                      recipe=recipe, written=self.written, rows=self.rows, report=report),
-            "utf-8",
+        card = gguf_card(
+            gguf_repo=self.target, seqcls_repo=seqcls_repo, source=source, recipe=recipe,
+            written=self.written, rows=self.rows, report=report,
         )  # fmt: skip
-        state = target_state(self.target, token)
-        return push(
-            folder,
-            self.target,
-            token=token,
-            private=private,
-            create_pr=create_pr,
-            parent_commit=state.head,
-            commit_message=f"{commit_message} (GGUF: {', '.join(t.name for t in self.types)})",
-            commit_description=report.markdown(),
-            dry_run=dry_run,
-            log=log,
-        )
+        return push_gguf_folder(
+            self.directory / "files", self.target, card=card,
+            types=[t.name for t in self.types], report=report, token=token, private=private,
+            create_pr=create_pr, dry_run=dry_run, commit_message=commit_message, log=log,
+        )  # fmt: skip
 
     def cleanup(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
