@@ -7,6 +7,7 @@ the exit code, the one-line message and the bound that item is about (peak RSS, 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -54,8 +55,6 @@ class Measured:
 
 
 def measured_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: int = 300):
-    import os
-
     command = [sys.executable, "-c", _MEASURE, sys.executable, "-m", "reranker_seqcls"]
     done = subprocess.run(
         [*command, *map(str, args)],
@@ -85,6 +84,22 @@ def _env(hub_env: dict[str, str], tmp_path: Path) -> tuple[dict[str, str], Path]
     tmp = tmp_path / "run-tmp"
     tmp.mkdir()
     return {**hub_env, "TMPDIR": str(tmp)}, tmp
+
+
+def _run_until_delayed(hub_server, env: dict[str, str], result_json: Path) -> subprocess.Popen[str]:
+    """``run`` in its own process, returned (still running) once the request the loopback Hub
+    was told to delay is being held."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reranker_seqcls", "run", "--model", UPSTREAM, "--target", TARGET,
+         "--result-json", str(result_json)],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not hub_server.delayed:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return proc
 
 
 def _nothing_pushed_nothing_left(hub_server, hub_env, tmp: Path, result) -> None:
@@ -762,7 +777,6 @@ def test_item11_sigterm_while_the_final_commit_is_in_flight_is_reported_truthful
     "nothing was written" (exit 143, result "failed") while the commit landed. Now the signal
     waits for the commit's answer: it landed, so the run reports the push (exit 0, result
     "pushed") and says the signal came too late; nothing is left in TMPDIR."""
-    import os
     import signal
 
     hub_server.seed_repo(UPSTREAM, qwen_files)
@@ -771,16 +785,7 @@ def test_item11_sigterm_while_the_final_commit_is_in_flight_is_reported_truthful
     hub_server.delay(3.0, path_contains=f"/api/models/{TARGET}/commit/", method="POST")
     env, tmp = _env(hub_env, tmp_path)
     result_json = tmp_path / "result.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reranker_seqcls", "run", "--model", UPSTREAM, "--target", TARGET,
-         "--result-json", str(result_json)],
-        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 240
-    while not hub_server.delayed:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    proc = _run_until_delayed(hub_server, env, result_json)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr[-3000:]
@@ -803,7 +808,6 @@ def test_item11_sigterm_while_a_lost_commit_is_looked_up_waits_for_the_lookup(
     interrupted it (exit 143, "failed") while the commit had landed. Now the lookup is inside
     the deferral too: it finishes, the run reports the push (exit 0, "pushed") and says the
     signal came too late."""
-    import os
     import signal
 
     hub_server.seed_repo(UPSTREAM, qwen_files)
@@ -815,16 +819,7 @@ def test_item11_sigterm_while_a_lost_commit_is_looked_up_waits_for_the_lookup(
     hub_server.delay(3.0, path_contains=f"/api/models/{TARGET}/paths-info/", method="POST")
     env, tmp = _env(hub_env, tmp_path)
     result_json = tmp_path / "result.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reranker_seqcls", "run", "--model", UPSTREAM, "--target", TARGET,
-         "--result-json", str(result_json)],
-        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 240
-    while not hub_server.delayed:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    proc = _run_until_delayed(hub_server, env, result_json)
     assert dropped.triggered  # the lookup runs after the lost answer
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)

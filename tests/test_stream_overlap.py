@@ -4,13 +4,12 @@ the layers run or a shard goes up still exits with its own code, within the disk
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 from tests.conftest import repo_files, run_cli
 from tests.loopback_hub.fixtures import TEST_USER
-from tests.test_streamed_run import _Poller
+from tests.test_streamed_run import _env, _Poller, start_run_until_preupload
 
 UPSTREAM = "qwen-team/Qwen3-Reranker-tiny-slowup"
 TARGET = f"{TEST_USER}/Qwen3-Reranker-tiny-slowup-seq-cls"
@@ -25,9 +24,7 @@ def test_streamed_dry_run_checks_layer_by_layer_without_crashing(
     inside torch at exit (SIGABRT, "terminate called without an active exception")."""
     files = repo_files(tiny_model("qwen3", tied=False, num_shards=4))
     hub_server.seed_repo(UPSTREAM, files)
-    tmp = tmp_path / "run-tmp"
-    tmp.mkdir()
-    env = {**hub_env, "TMPDIR": str(tmp)}
+    env, tmp = _env(hub_env, tmp_path)
     result = run_cli("run", "--model", UPSTREAM, "--target", TARGET, "--dry-run",
                      "--check-memory", "1KB", env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -45,9 +42,7 @@ def test_bad_shard_while_layers_run_exits_3_not_abort(hub_server, hub_env, tiny_
     corrupted[-1] ^= 0xFF
     hub_server.seed_repo(UPSTREAM, files)
     hub_server.serve_instead(UPSTREAM, name, bytes(corrupted))
-    tmp = tmp_path / "run-tmp"
-    tmp.mkdir()
-    env = {**hub_env, "TMPDIR": str(tmp)}
+    env, tmp = _env(hub_env, tmp_path)
     result = run_cli("run", "--model", UPSTREAM, "--target", TARGET, "--full-check",
                      "--check-memory", "1KB", env=env)  # fmt: skip
     assert result.returncode == 3, result.stderr
@@ -97,9 +92,7 @@ def test_slow_pre_upload_keeps_the_run_within_max_disk(hub_server, hub_env, tmp_
     measures itself must stay within --max-disk, and so must the disk polled while it runs (the
     run measures after the rewrite's source is deleted: it misses the moment all three exist)."""
     hub_server.seed_repo(UPSTREAM, _two_fat_shards(tmp_path))
-    tmp = tmp_path / "run-tmp"
-    tmp.mkdir()
-    env = {**hub_env, "TMPDIR": str(tmp)}
+    env, tmp = _env(hub_env, tmp_path)
     args = ("run", "--model", UPSTREAM, "--target", TARGET, "--check-memory", "1KB")
     refused = run_cli(*args, "--max-disk", "150KB", env=env)  # over the small files
     assert refused.returncode == 2, refused.stderr
@@ -140,9 +133,7 @@ def test_streamed_run_with_one_fitting_pair_refuses_before_fetching(
         "".join(json.dumps({"query": q, "document": d}) + "\n"
                 for q, d in (("capital?", long), ("city?", long), ("France?", "Paris.")))
     )  # fmt: skip
-    tmp = tmp_path / "run-tmp"
-    tmp.mkdir()
-    env = {**hub_env, "TMPDIR": str(tmp)}
+    env, tmp = _env(hub_env, tmp_path)
     result = run_cli("run", "--model", UPSTREAM, "--target", TARGET, "--pairs", str(pairs),
                      "--check-memory", "1KB", env=env)  # fmt: skip
     assert result.returncode == 2, result.stderr
@@ -160,27 +151,13 @@ def test_stop_signal_while_layers_run_exits_143_not_abort(
     busy in torch): exit 143 without "terminate called" (SIGABRT), the target deleted, the run's
     directory gone."""
     import signal
-    import subprocess
-    import sys
-    import time
 
     files = repo_files(tiny_model("qwen3", tied=False, num_shards=4))
     hub_server.seed_repo(UPSTREAM, files)
-    tmp = tmp_path / "run-tmp"
-    tmp.mkdir()
-    env = {**os.environ, **hub_env, "TMPDIR": str(tmp)}
-    command = [sys.executable, "-m", "reranker_seqcls", "run", "--model", UPSTREAM,
-               "--target", TARGET, "--full-check", "--check-memory", "1KB"]  # fmt: skip
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while (
-        hub_server.request_count(path_contains="/preupload/", method="POST") == 0
-        and proc.poll() is None
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.005)
-    assert proc.poll() is None, "the run ended before its first pre-upload was seen"
+    env, tmp = _env(hub_env, tmp_path)
+    proc = start_run_until_preupload(
+        hub_server, env, UPSTREAM, TARGET, "--full-check", "--check-memory", "1KB"
+    )
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert "terminate called" not in stderr, stderr

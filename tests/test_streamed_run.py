@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -60,6 +62,27 @@ def _env(hub_env: dict[str, str], tmp_path: Path) -> tuple[dict[str, str], Path]
     tmp = tmp_path / "run-tmp"
     tmp.mkdir()
     return {**hub_env, "TMPDIR": str(tmp)}, tmp
+
+
+def start_run_until_preupload(
+    hub_server, env: dict[str, str], model: str, target: str, *args: str
+) -> subprocess.Popen[str]:
+    """``run --model MODEL --target TARGET ARGS`` in its own process, returned once its first
+    output shard is being pre-uploaded (not committed), still running."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reranker_seqcls", "run", "--model", model, "--target", target,
+         *args],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while (
+        hub_server.request_count(path_contains="/preupload/", method="POST") == 0
+        and proc.poll() is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before its first pre-upload was seen"
+    return proc
 
 
 def _run(env: dict[str, str], tmp_path: Path, *args: str):
@@ -240,23 +263,10 @@ def test_stop_signal_after_pre_uploads_commits_nothing_and_leaves_no_file(
     """SIGTERM once output shards went up (pre-uploaded, not committed): exit 143, no commit,
     the target the run created for the pre-uploads deleted, the run's directory gone."""
     import signal
-    import subprocess
-    import sys
 
     hub_server.seed_repo(UPSTREAM, sharded)
     env, tmp = _env(hub_env, tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reranker_seqcls", "run", "--model", UPSTREAM, "--target", TARGET],
-        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while (
-        hub_server.request_count(path_contains="/preupload/", method="POST") == 0
-        and proc.poll() is None
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before its first pre-upload was seen"
+    proc = start_run_until_preupload(hub_server, env, UPSTREAM, TARGET)
     assert hub_server.repo_exists(TARGET)  # created for the pre-uploads
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
