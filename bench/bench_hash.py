@@ -27,7 +27,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -40,9 +39,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src")]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "bench")]
 
 import huggingface_hub  # noqa: E402
+from bench_convert import machine_facts  # noqa: E402
 from huggingface_hub.lfs import UploadInfo  # noqa: E402
 
 from reranker_seqcls import __version__  # noqa: E402
@@ -112,32 +112,19 @@ def timed(action: Callable[[], object], runs: int) -> tuple[list[float], list[fl
 
 
 def machine(bench_dir: Path) -> dict[str, str]:
-    cpu = "unknown"
+    """bench_convert's machine facts, and what a hashing bench adds: SHA extensions, the
+    hashlib backend, huggingface_hub's version, the load at the start."""
     flags: set[str] = set()
     for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name") and cpu == "unknown":
-            cpu = line.split(":", 1)[1].strip()
-        if line.startswith("flags") and not flags:
+        if line.startswith("flags"):
             flags = set(line.split(":", 1)[1].split())
-    fs = subprocess.run(
-        ["df", "--output=fstype", str(bench_dir)], capture_output=True, text=True, check=False
-    ).stdout.split()[-1:]
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+            break
     return {
-        "CPU": cpu,
+        **machine_facts(bench_dir),
         "SHA extensions (sha_ni)": "yes" if "sha_ni" in flags else "no",
-        "cores": f"{os.cpu_count()} ({len(os.sched_getaffinity(0))} usable)",
-        "filesystem of the bench dir": fs[0] if fs else "unknown",
-        "kernel": platform.release(),
-        "Python": platform.python_version(),
         "hashlib backend": hashlib.sha256().__class__.__module__ + " " + _openssl(),
         "huggingface_hub": huggingface_hub.__version__,
-        "reranker-seqcls": f"{__version__} ({commit})",
+        "reranker-seqcls": __version__,
         "load average (1 min) at the start": f"{os.getloadavg()[0]:.2f}",
     }
 
