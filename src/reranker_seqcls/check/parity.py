@@ -105,7 +105,7 @@ def check_parity(
     """Score ``pairs`` three ways (four with vLLM) and judge the converted checkpoint against
     the original; the over-length pairs up to ``long_token_budget`` prompt tokens (default
     :data:`.long_inputs.TOKEN_BUDGET`)."""
-    from reranker_seqcls.check.long_inputs import add_long_inputs
+    from reranker_seqcls.check.long_inputs import TOKEN_BUDGET, add_long_inputs
     from reranker_seqcls.check.long_pairs import fitting_pairs
     from reranker_seqcls.check.vllm import add_vllm_row, locate_vllm_python
 
@@ -149,11 +149,8 @@ def check_parity(
     report.reasons, report.allowances = verdict.reasons, verdict.allowances
     report.passed = not verdict.reasons
     add_vllm_row(report, converted, pairs, scored.prompts, scored.reference, vllm, log)
-    if long_token_budget is None:
-        add_long_inputs(report, source, converted, recipe, token_ids, vllm, log)
-    else:
-        add_long_inputs(report, source, converted, recipe, token_ids, vllm, log,
-                        long_token_budget)  # fmt: skip
+    budget = TOKEN_BUDGET if long_token_budget is None else long_token_budget
+    add_long_inputs(report, source, converted, recipe, token_ids, vllm, log, budget)
     return report
 
 

@@ -39,10 +39,6 @@ class Background(Generic[T]):
         self._error: BaseException | None = None
 
     @property
-    def busy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    @property
     def pending(self) -> bool:
         """A job was started and its result not yet taken."""
         return self._thread is not None
