@@ -23,6 +23,7 @@ from reranker_seqcls.check.scope import (
 )
 from reranker_seqcls.stream.overlap import Background, overlap_budget
 from tests.conftest import run_cli
+from tests.loopback_hub.fixtures import TEST_USER
 
 LAYERS = 4  # more than the twin's 2
 
@@ -71,7 +72,9 @@ def _model(tmp_path: Path) -> Path:
     )  # fmt: skip
 
 
-def test_cli_quick_check_scores_three_pairs_on_the_real_model_and_all_on_the_twin(tmp_path):
+def test_cli_quick_check_scores_three_pairs_on_the_real_model_and_all_on_the_twin(
+    tmp_path, hub_server, hub_env
+):
     source = _model(tmp_path)
     out = tmp_path / "converted"
     assert run_cli("convert", source, out, "--preset", "qwen3-reranker").returncode == 0
@@ -99,6 +102,13 @@ def test_cli_quick_check_scores_three_pairs_on_the_real_model_and_all_on_the_twi
     card = ParityReport.from_json(data).markdown()
     assert f"Real model: 3 short pairs of the {every} (1 query group," in card
     assert "`--full-check` scores every pair on the real model" in card
+    # the README's order, check then push: the quick verdict is the one published
+    target = f"{TEST_USER}/quick"
+    pushed = run_cli("push", out, target, env=hub_env)
+    assert pushed.returncode == 0, pushed.stderr
+    published = hub_server.read_file(target, "README.md").decode()
+    assert f"Real model: 3 short pairs of the {every}" in published
+    assert "not checked" not in published.lower()
 
     full = run_cli("check", source, out, "--preset", "qwen3-reranker", "--check-memory", "1MB",
                    "--full-check")  # fmt: skip
@@ -175,3 +185,26 @@ def test_an_architecture_not_driven_layer_by_layer_gets_the_whole_check_where_it
     assert "converted (batched)" in {p.value for p in report.metrics}
     with pytest.raises(BadInput, match="cannot run OPTModel"):
         check(1000)
+
+
+@pytest.mark.parametrize(
+    "real_pass",
+    [{"pairs": "three"}, {"pairs": 3, "groups": 1, "tokens": None, "of_pairs": 27, "full": 0},
+     ["pairs", 3], "3 of 27"],
+)  # fmt: skip
+def test_a_hand_edited_real_pass_is_refused_in_one_line(real_pass, tmp_path):
+    """``real_pass`` is read back from ``parity_report.json`` (push publishes it): a value of the
+    wrong shape or type is no report of ours, exit 2 naming the file, never a traceback."""
+    from reranker_seqcls.check.metrics import PathMetrics, ScoringPath
+    from reranker_seqcls.check.verdict import TOLERANCES
+    from reranker_seqcls.errors import BadInput
+
+    report = ParityReport(
+        True, "float32", TOLERANCES["float32"], "qwen3-reranker", 3, 1,
+        {ScoringPath.LAYERWISE: PathMetrics(1e-4, 1e-5, 1.0, 1.0)},
+    )  # fmt: skip
+    data = json.loads(json.dumps(report.to_json()))
+    assert ParityReport.from_json(data).real_pass is None  # a report without one reads back
+    data["real_pass"] = real_pass
+    with pytest.raises(BadInput, match="is not a parity report written by reranker-seqcls"):
+        ParityReport.from_json(data, tmp_path / "parity_report.json")
