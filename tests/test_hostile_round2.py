@@ -552,16 +552,11 @@ def test_item5_action_summary_quotes_an_upstream_name_as_text(tmp_path) -> None:
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
-    outputs = {
-        key: "" for key in (
-            "status", "source_repo", "source_sha", "target_url", "target_repo", "commit_sha",
-            "pr_url", "parity_max_abs_diff", "parity_spearman", "parity_table", "parity_passed",
-        )
-    }  # fmt: skip
-    outputs.update(
-        status="failed",
-        source_repo="./local <img src=x>",
-        message="error: shard '![x](https://evil.example/i.png)<img src=x>.safetensors' is bad",
+    # The entrypoint's own outputs for a failed run, so the summary sees every key it reads.
+    outputs = module.outputs_for(
+        {"status": "failed", "source_repo": "./local <img src=x>"},
+        2,
+        "error: shard '![x](https://evil.example/i.png)<img src=x>.safetensors' is bad",
     )
     text = module.format_summary(outputs, "https://huggingface.co")
     assert "evil" in text and not [m for m in live_markup(text) if "evil" in m or "img" in m]

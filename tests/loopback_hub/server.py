@@ -606,6 +606,10 @@ class LoopbackHubServer:
         self._repos: dict[tuple[RepoType, str], _Repo] = {}
         self._pending_uploads: dict[str, tuple[tuple[RepoType, str], str, int]] = {}
         self._records: list[RequestRecord] = []
+        # Responses being written: a client can read a response's last byte before its handler
+        # records the request, so what reads the records first waits for those (_settled).
+        self._writing = 0
+        self._written = threading.Condition(self._lock)
         self._faults: list[Fault] = []
         self._served_instead: dict[tuple[str, str], bytes] = {}
         self._delays: list[tuple[str | None, str | None, float]] = []
@@ -949,8 +953,7 @@ class LoopbackHubServer:
     @property
     def requests(self) -> list[RequestRecord]:
         """A copy of the requests received so far, oldest first."""
-        with self._lock:
-            return list(self._records)
+        return self._settled()
 
     def clear_requests(self) -> None:
         """Forget the recorded requests."""
@@ -960,14 +963,13 @@ class LoopbackHubServer:
     def _select(
         self, path_contains: str | None, method: str | None, status: int | None = None
     ) -> list[RequestRecord]:
-        with self._lock:
-            return [
-                r
-                for r in self._records
-                if (path_contains is None or path_contains in r.path)
-                and (method is None or r.method == method.upper())
-                and (status is None or r.status == status)
-            ]
+        return [
+            r
+            for r in self._settled()
+            if (path_contains is None or path_contains in r.path)
+            and (method is None or r.method == method.upper())
+            and (status is None or r.status == status)
+        ]
 
     def request_count(
         self,
@@ -1278,9 +1280,22 @@ class LoopbackHubServer:
             return None, False, True
         return entry[0], entry[1], False
 
-    def _record(self, rec: RequestRecord) -> None:
+    def _begin_write(self) -> None:
+        with self._lock:
+            self._writing += 1
+
+    def _record(self, rec: RequestRecord, *, wrote: bool = False) -> None:
         with self._lock:
             self._records.append(rec)
+            if wrote:
+                self._writing -= 1
+                self._written.notify_all()
+
+    def _settled(self) -> list[RequestRecord]:
+        """The records, once every response being written has been recorded (at most 5 s)."""
+        with self._lock:
+            self._written.wait_for(lambda: self._writing == 0, timeout=5.0)
+            return list(self._records)
 
     def _dispatch(self, req: _Request) -> _Response:
         with self._lock:
@@ -2180,6 +2195,7 @@ class _Handler(BaseHTTPRequestHandler):
             user=user,
         )
         fault = hub._match_fault(method, target)
+        wrote = False
         try:
             if fault is not None and fault.drop and fault.during == "request":
                 record.fault = "drop"
@@ -2226,11 +2242,13 @@ class _Handler(BaseHTTPRequestHandler):
                 response.drop_after = fault.after_bytes or 0
             record.repo_file = response.repo_file
             record.status = response.status
+            hub._begin_write()
+            wrote = True
             record.bytes_out = self._write_response(response, headers)
         except (ConnectionError, OSError):
             self.close_connection = True
         finally:
-            hub._record(record)
+            hub._record(record, wrote=wrote)
 
     def _write_response(self, response: _Response, request_headers: Mapping[str, str]) -> int:
         self.send_response(response.status)
