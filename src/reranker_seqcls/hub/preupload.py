@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from reranker_seqcls.hub.errors import hub_errors
-from reranker_seqcls.hub.push import _create_target, _delete_created
 from reranker_seqcls.hub.reads import head_commit, hub_api
+from reranker_seqcls.hub.target import create_target as _create_target
+from reranker_seqcls.hub.target import delete_created as _delete_created
 
 Log = Callable[[str], None]
 

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reranker_seqcls.hub.errors import first_line, hub_errors
+from reranker_seqcls.hub.errors import hub_errors
 from reranker_seqcls.hub.reads import files_at, head_commit, hub_api
 from reranker_seqcls.hub.repo_ids import repo_url
+from reranker_seqcls.hub.target import create_target, delete_created
 from reranker_seqcls.interrupt import Interrupted, stop_signals_deferred
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ def commit_operations(
     created = False
     if parent_commit is None:  # a new target: created now that the commit is ready to go
         with hub_errors(f"push to {repo_id}"):
-            created = _create_target(api, repo_id, private)
+            created = create_target(api, repo_id, private)
     try:
         with hub_errors(f"push to {repo_id}"):
             if before_commit is not None:
@@ -159,7 +160,7 @@ def commit_operations(
                 parent_commit = head_commit(repo_id, None, token)
     except BaseException:  # no commit was sent: nothing can have landed
         if created:
-            _delete_created(api, repo_id, log)
+            delete_created(api, repo_id, log)
         raise
     # A stop signal from here on cannot stop the Hub applying the commit: it waits for the
     # answer, and when the answer is lost, for the lookup of whether the commit landed (and the
@@ -206,7 +207,7 @@ def _commit_or_find_it(
     except BaseException as exc:
         landed = None if create_pr else _landed_commit(repo_id, parent_commit, operations, token)
         if landed is None and created:
-            _delete_created(api, repo_id, log)
+            delete_created(api, repo_id, log)
         if landed is None or not isinstance(exc, Exception | Interrupted):
             raise
         log(
@@ -227,29 +228,6 @@ def _log_commit(
     removed = sum(isinstance(op, CommitOperationDelete) for op in operations)
     deleted = f", deleted {removed}" if removed else ""
     log(f"pushed {len(operations) - removed} file(s) to {repo_id}{deleted}")
-
-
-def _create_target(api: HfApi, repo_id: str, private: bool) -> bool:
-    """Create the target repo; False when it exists already (created since the run looked)."""
-    from huggingface_hub import errors as hf
-
-    try:
-        api.create_repo(repo_id, private=private)
-    except hf.HfHubHTTPError as exc:
-        if exc.response is not None and exc.response.status_code == 409:
-            return False
-        raise
-    return True
-
-
-def _delete_created(api: HfApi, repo_id: str, log: Callable[[str], None]) -> None:
-    """Remove the target this run created for a push that failed: no empty repo is left."""
-    try:
-        api.delete_repo(repo_id)
-    except Exception as exc:  # best effort: the push's own error is what gets reported
-        log(f"warning: could not remove {repo_id}, created by this run ({first_line(exc)[:120]})")
-    else:
-        log(f"removed {repo_id}: this run created it, and the push failed")
 
 
 def _landed_commit(

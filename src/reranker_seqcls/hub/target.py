@@ -1,14 +1,20 @@
-"""What the target repo holds now: its head commit and the provenance recorded there."""
+"""The target repo: what it holds now (its head commit and the provenance recorded there), and
+its creation for a push and removal when that push fails, for the whole-directory push
+(:mod:`.push`) and the streamed run's pre-uploads (:mod:`.preupload`) alike."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reranker_seqcls.hub.errors import hub_errors
+from reranker_seqcls.hub.errors import first_line, hub_errors
 from reranker_seqcls.hub.reads import head_commit
 from reranker_seqcls.names import PROVENANCE_FILE
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 # A record this tool writes is under 2 kB; a target's file is read only up to this bound.
 MAX_PROVENANCE_BYTES = 64 * 1024
@@ -68,3 +74,26 @@ def read_bounded(
                 return None
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def create_target(api: HfApi, repo_id: str, private: bool) -> bool:
+    """Create the target repo; False when it exists already (created since the run looked)."""
+    from huggingface_hub import errors as hf
+
+    try:
+        api.create_repo(repo_id, private=private)
+    except hf.HfHubHTTPError as exc:
+        if exc.response is not None and exc.response.status_code == 409:
+            return False
+        raise
+    return True
+
+
+def delete_created(api: HfApi, repo_id: str, log: Callable[[str], None]) -> None:
+    """Remove the target this run created for a push that failed: no empty repo is left."""
+    try:
+        api.delete_repo(repo_id)
+    except Exception as exc:  # best effort: the push's own error is what gets reported
+        log(f"warning: could not remove {repo_id}, created by this run ({first_line(exc)[:120]})")
+    else:
+        log(f"removed {repo_id}: this run created it, and the push failed")
