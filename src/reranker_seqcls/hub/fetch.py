@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from reranker_seqcls.errors import HubError
 from reranker_seqcls.hub.errors import hub_errors
 from reranker_seqcls.hub.reads import head_commit
-from reranker_seqcls.names import README_FILE, download_patterns
 
-if TYPE_CHECKING:
-    from reranker_seqcls.hub.stream_fetch import SourceListing
+# As snapshot_download: that many files are downloaded at once.
+_PARALLEL_DOWNLOADS = 8
 
 
 @dataclass(frozen=True)
@@ -44,40 +43,27 @@ def fetch(
     commit_sha: str | None = None,
 ) -> Fetched:
     """Download the safetensors (else, pickle) weights and the files around them of one commit
-    of ``repo_id``: ``commit_sha`` when the caller resolved it already. Each file is checked
-    against the commit's listing (size, LFS sha256 or git blob id) as the streamed run checks
-    its own: bytes the Hub serves that are not the ones it lists are refused (exit 3)."""
-    from huggingface_hub import snapshot_download
+    of ``repo_id`` (``commit_sha`` when the caller resolved it already) into the ``HF_HOME``
+    cache, several files at once as ``snapshot_download`` would. Each file is fetched by
+    :func:`.stream_fetch.download_verified`, the streamed run's own fetch, so it is checked
+    against the commit's listing (size, LFS sha256 or git blob id) the same way: bytes the Hub
+    serves that are not the ones it lists are refused (exit 3) and leave the cache."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
 
-    from reranker_seqcls.hub.stream_fetch import list_source
+    from reranker_seqcls.hub.stream_fetch import download_verified, list_source
 
     sha = commit_sha or resolve_commit(repo_id, revision, token)
     listing = list_source(repo_id, sha, token)
     kind = "safetensors" if listing.has_safetensors else "pickle"
-    patterns = [*download_patterns(include_pickle=not listing.has_safetensors), README_FILE]
-    with hub_errors(f"source {repo_id}@{sha[:12]}"):
-        log(f"downloading {repo_id}@{sha[:12]} ({kind})")
-        path = snapshot_download(repo_id, revision=sha, allow_patterns=patterns, token=token)
-    for name in sorted(listing.files):
-        _verify_cached(listing, name, Path(path) / name)
-    return Fetched(Path(path), repo_id, revision, sha)
-
-
-def _verify_cached(listing: SourceListing, name: str, path: Path) -> None:
-    """One file of the snapshot against the listing. A file with other bytes is removed from
-    the cache, its link and its blob, so that a retry downloads it anew rather than finding it
-    there."""
-    from reranker_seqcls.hub.stream_fetch import verify_download
-
-    if not path.is_file():
-        raise HubError(
-            f"source {listing.repo_id}@{listing.commit_sha[:12]}: the Hub lists {name}, but the "
-            "download did not bring it; nothing was pushed, try again"
-        )
+    log(f"downloading {repo_id}@{sha[:12]} ({kind})")
+    snapshot = Path(constants.HF_HUB_CACHE, repo_folder_name(repo_id=repo_id, repo_type="model"))
+    snapshot = snapshot / "snapshots" / sha
+    snapshot.mkdir(parents=True, exist_ok=True)  # a directory even when nothing is listed
+    pool = ThreadPoolExecutor(max_workers=_PARALLEL_DOWNLOADS)
     try:
-        verify_download(listing, listing.files[name], path, b"")
-    except HubError:
-        blob = path.resolve()
-        path.unlink(missing_ok=True)
-        blob.unlink(missing_ok=True)
-        raise
+        for _ in pool.map(lambda name: download_verified(listing, name, token), listing.files):
+            pass
+    finally:  # a failure stops the files not yet started; those in flight finish
+        pool.shutdown(wait=True, cancel_futures=True)
+    return Fetched(snapshot, repo_id, revision, sha)

@@ -119,12 +119,7 @@ def fetch_small_files(
         )
     log(f"fetching {len(names)} small file(s) of {listing.repo_id}@{listing.commit_sha[:12]}")
     for name in names:
-        path = _download(listing, name, directory, token)
-        try:
-            verify_download(listing, listing.files[name], path, b"")
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
+        download_verified(listing, name, token, local_dir=directory)
 
 
 def shard_names_to_stream(listing: SourceListing, source_dir: Path) -> list[str]:
@@ -225,11 +220,9 @@ def fetch_shard(
     ``source_dir``; the shard's path. A shard whose sha256 is not the Hub's, or whose header is
     not the one the plan was made from, is removed and refused (exit 3): nothing built on it
     is pushed."""
-    remote = listing.files[name]
-    path = _download(listing, name, incoming, token)
+    path = download_verified(listing, name, token, local_dir=incoming, header=header)
+    target = source_dir / name
     try:
-        verify_download(listing, remote, path, header)
-        target = source_dir / name
         os.replace(path, target)
     except BaseException:
         path.unlink(missing_ok=True)
@@ -270,19 +263,37 @@ def verify_download(listing: SourceListing, remote: RemoteFile, path: Path, head
         )
 
 
-def _download(listing: SourceListing, name: str, directory: Path, token: str | None) -> Path:
-    """``hf_hub_download`` of one file at the listing's commit into ``directory`` (its own
-    metadata goes to ``directory/.cache``, which is removed): never into ``HF_HOME``."""
+def download_verified(
+    listing: SourceListing,
+    name: str,
+    token: str | None,
+    *,
+    local_dir: Path | None = None,
+    header: bytes = b"",
+) -> Path:
+    """The one fetch of a whole source file, for both roads: ``hf_hub_download`` at the
+    listing's commit (the client's retries and resume), then :func:`verify_download`. A file
+    that fails the check (or whose check is interrupted) is removed, link and blob, before the
+    error goes on: never read, fetched anew by a retry. ``local_dir``: the streamed road's own
+    directory (never ``HF_HOME``); None: the whole-snapshot road's ``HF_HOME`` cache, which
+    transformers and a rerun reuse. Partial reads (a shard's header, a target's record) are
+    bounded reads into memory instead (:func:`read_header`, :func:`.target.read_bounded`)."""
     from huggingface_hub import hf_hub_download
 
-    directory.mkdir(parents=True, exist_ok=True)
+    if local_dir is not None:
+        local_dir.mkdir(parents=True, exist_ok=True)
     with hub_errors(f"source {listing.repo_id}@{listing.commit_sha[:12]}: {name}"):
-        path = hf_hub_download(
-            listing.repo_id,
-            name,
-            revision=listing.commit_sha,
-            local_dir=directory,
-            token=token,
+        at = listing.commit_sha
+        path = Path(
+            hf_hub_download(listing.repo_id, name, revision=at, local_dir=local_dir, token=token)
         )
-    shutil.rmtree(directory / ".cache", ignore_errors=True)
-    return Path(path)
+    if local_dir is not None:
+        shutil.rmtree(local_dir / ".cache", ignore_errors=True)
+    try:
+        verify_download(listing, listing.files[name], path, header)
+    except BaseException:
+        blob = path.resolve()  # a cached file is a link to its blob
+        path.unlink(missing_ok=True)
+        blob.unlink(missing_ok=True)
+        raise
+    return path
