@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from reranker_seqcls.check.pairs import Pair, builtin_pairs, load_pairs
@@ -34,8 +35,8 @@ def check_recipe(
     recorded, else the family detected from the source's name or its sentence-transformers
     files (in ``source_dir``).
 
-    ``source_name`` is what the user named (see :func:`source_name`), never the directory a Hub
-    snapshot was downloaded to (a commit sha), so ``check`` detects what ``convert`` detects."""
+    ``source_name`` is what the user named (see :attr:`SourceSpec.name`), never the directory a
+    Hub snapshot was downloaded to (a commit sha), so ``check`` detects what ``convert`` detects."""
     if preset or tokens or method or template or token_ids or scale is not None:
         return resolve_recipe(
             source_name=source_name,
@@ -68,12 +69,6 @@ def _unscorable(recipe: Recipe) -> bool:
     return recipe.prompt_style == "template" and recipe.template is None
 
 
-def source_name(source: str) -> str:
-    """The name a recipe is detected from: a local directory's own name, else the repo id."""
-    path = Path(source)
-    return path.resolve().name if path.is_dir() else source
-
-
 def load_check_pairs(recipe: Recipe, pairs_file: Path | None) -> list[Pair]:
     if pairs_file is not None:
         return load_pairs(pairs_file)
@@ -95,35 +90,51 @@ def resolve_token_ids(source: Path, recipe: Recipe) -> list[int]:
 # --------------------------------------------------------------------------- the full run
 
 
-def source_commit(source: str, revision: str | None, token: str | None) -> str | None:
-    """None for a local checkpoint directory; for a Hub repo id, the exact commit ``revision``
-    names. Called before the recipe is chosen, so a missing repo is reported as missing (not
-    as a name the family cannot be told from) and nothing is downloaded for a bad recipe."""
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where SOURCE is, decided once (:func:`find_source`): the directory given (``local``),
+    or, when None, the Hub repo that ``ref`` names at an exact commit."""
+
+    ref: SourceRef
+    local: Path | None
+
+    @property
+    def name(self) -> str:
+        """The name a recipe is detected from: a local directory's own name, else the repo id
+        (never the directory a Hub snapshot lands in, a commit sha)."""
+        return self.ref.name
+
+
+def find_source(source: str, revision: str | None, token: str | None) -> SourceSpec:
+    """The one place that decides whether SOURCE is a local checkpoint directory or a Hub repo
+    id; for a repo, the exact commit ``revision`` names. Called before the recipe is chosen, so
+    a missing repo is reported as missing (not as a name the family cannot be told from) and
+    nothing is downloaded for a bad recipe."""
     from reranker_seqcls.hub.fetch import resolve_commit
     from reranker_seqcls.hub.repo_ids import require_repo_id
 
-    if Path(source).is_dir():
+    path = Path(source)
+    if path.is_dir():
         if revision is not None:
             raise BadInput(f"--revision applies to Hub repos, but {source} is a local directory")
-        return None
+        return SourceSpec(SourceRef.local(path), path)
     require_repo_id(source, "source", or_directory=True)
-    return resolve_commit(source, revision, token)
+    sha = resolve_commit(source, revision, token)
+    return SourceSpec(
+        SourceRef(name=source, repo_id=source, revision=revision, commit_sha=sha), None
+    )
 
 
-def locate_source(
-    source: str, revision: str | None, token: str | None, log: Log, commit_sha: str | None = None
-) -> tuple[Path, SourceRef]:
-    """A local checkpoint directory as is, or a Hub repo id downloaded at an exact commit
-    (``commit_sha`` when :func:`source_commit` resolved it already)."""
+def locate_source(spec: SourceSpec, token: str | None, log: Log) -> tuple[Path, SourceRef]:
+    """The source's checkpoint directory: a local one as is, a Hub repo downloaded at the
+    commit :func:`find_source` resolved."""
     from reranker_seqcls.hub.fetch import fetch
 
-    if commit_sha is None:
-        commit_sha = source_commit(source, revision, token)
-    if commit_sha is None:
-        path = Path(source)
-        return path, SourceRef.local(path)
-    fetched = fetch(source, revision, token=token, log=log, commit_sha=commit_sha)
-    ref = SourceRef(name=source, repo_id=source, revision=revision, commit_sha=fetched.commit_sha)
+    if spec.local is not None:
+        return spec.local, spec.ref
+    ref = spec.ref
+    assert ref.repo_id is not None and ref.commit_sha is not None  # find_source's Hub repo
+    fetched = fetch(ref.repo_id, ref.revision, token=token, log=log, commit_sha=ref.commit_sha)
     return fetched.path, ref
 
 

@@ -60,19 +60,20 @@ def check(
     from reranker_seqcls.names import CONFIG_FILE
     from reranker_seqcls.steps import (
         check_recipe,
+        find_source,
         load_check_pairs,
         locate_source,
         resolve_token_ids,
-        source_name,
     )
 
     options, checking = RecipeOptions.pop(kwargs), CheckOptions.pop(kwargs)
     if not (converted / CONFIG_FILE).is_file():
         raise BadInput(f"{converted} has no config.json: give a converted checkpoint directory")
     llama = prepare_gguf_check(gguf_files)  # the files and llama-server, before any scoring
-    source_dir, _ = locate_source(source, revision, None, log)
+    spec = find_source(source, revision, None)
+    source_dir, _ = locate_source(spec, None, log)
     recipe = check_recipe(
-        source_name(source), converted, options.preset, options.tokens, options.method,
+        spec.name, converted, options.preset, options.tokens, options.method,
         options.template, token_ids=options.token_ids, scale=options.scale, source_dir=source_dir,
     )  # fmt: skip
     token_ids = resolve_token_ids(source_dir, recipe)

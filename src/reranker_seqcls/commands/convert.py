@@ -64,7 +64,7 @@ def convert(
     from reranker_seqcls.convert.converter import convert as run_convert
     from reranker_seqcls.errors import BadInput
     from reranker_seqcls.gguf.plan import plan_gguf
-    from reranker_seqcls.steps import locate_source, source_commit, source_name
+    from reranker_seqcls.steps import find_source, locate_source
 
     options = RecipeOptions.pop(recipe_kwargs)
     source = _one_of(source, model_name, "SOURCE", "--model_name")
@@ -74,8 +74,8 @@ def convert(
     if source is None or output is None:
         raise BadInput("convert needs SOURCE and OUTPUT: reranker-seqcls convert SOURCE OUTPUT")
     gguf = plan_gguf(gguf_types, gguf_dir, output, force=force)  # before any download
-    commit_sha = source_commit(source, revision, None)  # a missing repo says so, first
-    name = source_name(source)
+    spec = find_source(source, revision, None)  # a missing repo says so, first
+    name = spec.name
     if options.explicit:  # options are validated before anything is downloaded
         recipe = options.resolve(name)
         gguf.refuse_recipe(recipe)
@@ -83,7 +83,7 @@ def convert(
         from reranker_seqcls.recipes.refusals import refuse_by_name
 
         refuse_by_name(name)
-    source_dir, source_ref = locate_source(source, revision, None, log, commit_sha)
+    source_dir, source_ref = locate_source(spec, None, log)
     if not options.explicit:  # the name, or the source's own sentence-transformers files
         recipe = options.resolve(name, source_dir, log)
     gguf.refuse_source(recipe, source_dir, name)  # before OUTPUT is written

@@ -14,11 +14,11 @@ from reranker_seqcls.provenance import Provenance, SourceRef
 from reranker_seqcls.recipes.recipe import Recipe
 from reranker_seqcls.run.outcome import RunOptions, RunOutcome, RunParityFailed, source_label
 from reranker_seqcls.steps import (
+    SourceSpec,
+    find_source,
     load_check_pairs,
     locate_source,
     output_dir,
-    source_commit,
-    source_name,
 )
 
 if TYPE_CHECKING:
@@ -33,12 +33,11 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
 
     require_repo_id(opts.hub.target, "target")
     memory, max_disk = opts.check.check_memory, opts.max_disk  # parsed with the command line
-    local = Path(opts.model).is_dir()
-    sha = source_commit(opts.model, opts.revision, opts.hub.token)
-    recipe = _run_recipe(opts, sha, log)
+    spec = find_source(opts.model, opts.revision, opts.hub.token)
+    recipe = _run_recipe(opts, spec, log)
     gguf = prepare_gguf_run(opts.gguf, opts.gguf_target, opts.hub.target, recipe)
     try:
-        return _run(opts, recipe, sha, local, memory, max_disk, gguf, log)
+        return _run(opts, recipe, spec, memory, max_disk, gguf, log)
     finally:
         if gguf is not None:
             gguf.cleanup()
@@ -47,8 +46,7 @@ def run_pipeline(opts: RunOptions, log: Log) -> RunOutcome:
 def _run(
     opts: RunOptions,
     recipe: Recipe,
-    sha: str | None,
-    local: bool,
+    spec: SourceSpec,
     memory: int,
     max_disk: int | None,
     gguf: GgufRun | None,
@@ -65,14 +63,15 @@ def _run(
         f"target {opts.hub.target}: "
         + (f"head {state.head[:12]}" if state.head else "does not exist yet")
     )
-    if local:
-        source_dir, ref = locate_source(opts.model, opts.revision, opts.hub.token, log)
+    sha = spec.ref.commit_sha
+    if spec.local is not None:
+        source_dir, ref = locate_source(spec, opts.hub.token, log)
     else:
         assert sha is not None
         outcome.source_sha = sha
         if _is_current(opts, sha, recipe, state, outcome, log):
             if gguf is None or gguf.is_current(
-                expected_identity(opts.model, sha, recipe), _stem(opts), opts.hub.token, log
+                expected_identity(opts.model, sha, recipe), _stem(spec.ref), opts.hub.token, log
             ):
                 return outcome
             # the seq-cls target is current, its GGUF target is not: convert for the GGUFs,
@@ -86,7 +85,7 @@ def _run(
                                     check_memory=memory, max_disk=max_disk)  # fmt: skip
             if streamed is not None:
                 return streamed
-        source_dir, ref = _fetch(opts, sha, log)
+        source_dir, ref = locate_source(spec, opts.hub.token, log)
     if gguf is not None:
         gguf.refuse_source(source_dir, opts.model)
     with output_dir(opts.output_dir) as out:
@@ -131,12 +130,12 @@ def _push_gguf(
         outcome.message += f" ({pushed.pr_url})"
 
 
-def _stem(opts: RunOptions) -> str:
+def _stem(ref: SourceRef) -> str:
     """The GGUF files' name stem: the source's name."""
-    return source_name(opts.model).rstrip("/").split("/")[-1]
+    return ref.name.rstrip("/").split("/")[-1]
 
 
-def _run_recipe(opts: RunOptions, sha: str | None, log: Log) -> Recipe:
+def _run_recipe(opts: RunOptions, spec: SourceSpec, log: Log) -> Recipe:
     """The recipe as ``convert`` resolves it: the options, else the source's name, else its
     sentence-transformers files (for a Hub source whose name tells no family, its small files
     are fetched first: no weights)."""
@@ -145,10 +144,12 @@ def _run_recipe(opts: RunOptions, sha: str | None, log: Log) -> Recipe:
 
     from reranker_seqcls.recipes.presets import detect_preset
 
-    name = source_name(opts.model)
+    name = spec.name
     resolve = partial(opts.recipe.resolve, name, log=log)
-    if sha is None:  # a local directory
-        return resolve(source_dir=Path(opts.model))
+    if spec.local is not None:
+        return resolve(source_dir=spec.local)
+    sha = spec.ref.commit_sha
+    assert sha is not None  # find_source's Hub repo
     if opts.recipe.explicit or detect_preset(name) is not None:
         return resolve()
     from reranker_seqcls.hub import stream_fetch
@@ -184,13 +185,6 @@ def _is_current(
     )
     log(outcome.message)
     return True
-
-
-def _fetch(opts: RunOptions, sha: str, log: Log) -> tuple[Path, SourceRef]:
-    from reranker_seqcls.hub.fetch import fetch
-
-    fetched = fetch(opts.model, opts.revision, token=opts.hub.token, log=log, commit_sha=sha)
-    return fetched.path, SourceRef(opts.model, opts.model, opts.revision, sha)
 
 
 def _convert_and_check(
@@ -235,7 +229,7 @@ def _convert_and_check(
         log=log,
     )
     if gguf is not None:  # a failed llama.cpp row fails the run: nothing is pushed
-        gguf.write_and_check(out, recipe, report, pairs, _stem(opts), log)
+        gguf.write_and_check(out, recipe, report, pairs, _stem(ref), log)
     outcome.parity = report
     write_verdict(report, out)
     for row in report.table_rows():
