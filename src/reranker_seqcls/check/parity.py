@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from reranker_seqcls.check.causes import template_mismatch
 from reranker_seqcls.check.head import HeadCheck, head_check
+from reranker_seqcls.check.judged import judged_report
 from reranker_seqcls.check.metrics import (
     PathMetrics,
     Scores,
@@ -45,14 +46,7 @@ from reranker_seqcls.check.scoring import (
     converted_scores,
     reference_scores,
 )
-from reranker_seqcls.check.verdict import (
-    TOLERANCES,
-    Evidence,
-    compute_dtype,
-    judge,
-    storage_note,
-    with_storage,
-)
+from reranker_seqcls.check.verdict import Evidence, compute_dtype
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.log import Log
 from reranker_seqcls.names import CONFIG_FILE
@@ -119,39 +113,36 @@ def check_parity(
             "that fit (the check measures over-length pairs by itself)"
         )
     scored = _score(source, converted, recipe, pairs, token_ids, dtype, log)
-    plain = TOLERANCES[dtype]
-    report = ParityReport(False, dtype, plain, recipe.name, len(pairs), len(set(scored.groups)), {})
+    notes: list[str] = []
     if cut:
-        report.notes.append(
+        notes.append(
             f"long inputs: {len(cut)} given pair(s) exceed the family's scoring length "
             f"(groups {sorted({p.group or p.query[:40] for p in cut})}); the family cuts them, "
             "so they are left to the long-input section"
         )
-    num_labels = len(scored.reference[0])
-    if any(len(row) != num_labels for row in scored.converted.batched):
-        report.fail(
-            f"the converted model has {len(scored.converted.batched[0])} label(s), the recipe "
-            f"gives {num_labels}: convert again with the right --method/--tokens"
-        )
-        return report
-    # Several labels, or an Identity activation: CrossEncoder returns logits, not probabilities.
-    probs = num_labels == 1 and not _serves_raw_logits(converted)
-    head = head_check(source, converted, token_ids, recipe.method, source_config, recipe)
-    report.tolerance = with_storage(report.tolerance, head.logit_shift(scored.converted.hidden))
-    if (note := storage_note(plain, report.tolerance, head.dtype)) is not None:
-        report.notes.append(note)
-    report.metrics = _path_table(scored, probs=probs)
-    report.tokenization_gap = _tokenization_gap(scored, probs=probs)
-    report.scores = _pair_scores(scored)
-    verdict = judge(
-        _evidence(report, scored, head, recipe, source_config, probs, allow_softcapping)
-    )
-    report.reasons, report.allowances = verdict.reasons, verdict.allowances
-    report.passed = not verdict.reasons
-    add_vllm_row(report, converted, pairs, scored.prompts, scored.reference, vllm, log)
-    budget = TOKEN_BUDGET if long_token_budget is None else long_token_budget
-    add_long_inputs(report, source, converted, recipe, token_ids, vllm, log, budget)
-    return report
+
+    def check_head() -> HeadCheck:
+        return head_check(source, converted, token_ids, recipe.method, source_config, recipe)
+
+    def measure(report: ParityReport, head: HeadCheck) -> Evidence:
+        # Several labels, or an Identity activation: CrossEncoder returns logits, not
+        # probabilities.
+        probs = len(scored.reference[0]) == 1 and not _serves_raw_logits(converted)
+        report.metrics = _path_table(scored, probs=probs)
+        report.tokenization_gap = _tokenization_gap(scored, probs=probs)
+        report.scores = _pair_scores(scored)
+        return _evidence(report, scored, head, recipe, source_config, probs, allow_softcapping)
+
+    def after(report: ParityReport) -> None:
+        add_vllm_row(report, converted, pairs, scored.prompts, scored.reference, vllm, log)
+        budget = TOKEN_BUDGET if long_token_budget is None else long_token_budget
+        add_long_inputs(report, source, converted, recipe, token_ids, vllm, log, budget)
+
+    return judged_report(
+        recipe, dtype, scored.groups, reference=scored.reference,
+        converted=scored.converted.batched, head=check_head, hidden=scored.converted.hidden,
+        measure=measure, notes=notes, after=after,
+    )  # fmt: skip
 
 
 def _score(

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from reranker_seqcls.check.consumers import combine, consumer_check
-from reranker_seqcls.check.head import head_check, head_rows_needed
+from reranker_seqcls.check.head import HeadCheck, head_check, head_rows_needed
+from reranker_seqcls.check.judged import judged_report
 from reranker_seqcls.check.kept_rows import RowStore, tensor_digests
 from reranker_seqcls.check.long_pairs import fitting_pairs, require_fitting
 from reranker_seqcls.check.metrics import CONVERTED_PATHS, ScoringPath, path_metrics
@@ -48,14 +49,7 @@ from reranker_seqcls.check.scoring import recipe_scores
 from reranker_seqcls.check.source_proof import prove_source as prove_source
 from reranker_seqcls.check.source_proof import source_shards as source_shards
 from reranker_seqcls.check.twin import DEFAULT_CHECK_MEMORY
-from reranker_seqcls.check.verdict import (
-    TOLERANCES,
-    Evidence,
-    checkpoint_dtype,
-    judge,
-    storage_note,
-    with_storage,
-)
+from reranker_seqcls.check.verdict import TOLERANCES, Evidence, checkpoint_dtype
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.log import Log
 from reranker_seqcls.names import CONFIG_FILE
@@ -195,77 +189,54 @@ class StreamedCheck:
         score = torch.tensor(score_rows, dtype=hidden.dtype)
         return reference, (hidden @ score.T).float().tolist()
 
-    # Over 60 lines: most of it is the keyword arguments of the Evidence record judge() reads.
     def report(self) -> ParityReport:
         """The verdict on the real weights: reference and converted heads on the same hidden
-        states, the structural head check, the backbone hashes."""
+        states, the structural head check, the backbone hashes; built by
+        :func:`.judged.judged_report`, as the full check's report is."""
         hidden = self.scorer.final_hidden()
         groups = [p.group or p.query for p in self.pairs]
-        tolerance = TOLERANCES[self.dtype]
         reference, converted = self._head_scores(hidden)
         converted_config = json.loads((self.converted / CONFIG_FILE).read_text())
         check = head_check(
             self.source, self.converted, self.token_ids, self.recipe.method, self.config,
             self.recipe, checkpoints=(self.source_rows, self.converted_rows),
         )  # fmt: skip
-        hidden_rows = hidden.float().tolist()
-        report = ParityReport(
-            passed=True,
-            dtype=self.dtype,
-            tolerance=with_storage(tolerance, check.logit_shift(hidden_rows)),
-            recipe=self.recipe.name,
-            num_pairs=len(self.pairs),
-            num_groups=len(set(groups)),
-            metrics={},
-        )
-        if len(converted[0]) != len(reference[0]):
-            report.fail(
-                check.problem
-                or f"the converted model has {len(converted[0])} label(s), the recipe gives "
-                f"{len(reference[0])}: convert again with the right --method/--tokens"
-            )
-            return report
-        metrics = path_metrics(groups, reference, converted, probs=False)
-        report.metrics = {ScoringPath.LAYERWISE: metrics}
-        structural = [r for r in (check.problem, self.backbone_problem()) if r is not None]
-        # The full check's verdict code, fed the one layerwise path as both converted paths
-        # and as the consumer path (the consumers are judged on the twin).
-        verdict = judge(
-            Evidence(
-                tolerance=report.tolerance,
-                dtype=self.dtype,
-                metrics=dict.fromkeys(CONVERTED_PATHS, metrics),
-                consumer_exact=metrics,
-                gap=None,
-                structural=structural,
-                loading_problems=[],
-                pad_token_id=converted_config.get("pad_token_id"),
-                prompts=[o.ids for o in self.official],
-                reference=reference,
-                batched=converted,
-                single=converted,
+
+        def measure(report: ParityReport, head: HeadCheck) -> Evidence:
+            metrics = path_metrics(groups, reference, converted, probs=False)
+            report.metrics = {ScoringPath.LAYERWISE: metrics}
+            backbone = self.backbone_problem()
+            report.backbone_hash = "identical" if backbone is None else "differs"
+            tokens = sum(len(o.ids) for o in self.official)
+            report.real_pass = RealPass(len(self.pairs), len(set(groups)), tokens,
+                                        len(self.pairs), full=True)  # fmt: skip
+            report.scores = [
+                PairScores(
+                    group=groups[i], query=p.query[:80], document=p.document[:80],
+                    instruction=p.instruction, reference=reference[i], converted_batched=None,
+                    converted_single=None, sentence_transformers=None,
+                    converted_layerwise=converted[i],
+                )
+                for i, p in enumerate(self.pairs)
+            ]  # fmt: skip
+            # The full check's verdict code, fed the one layerwise path as both converted paths
+            # and as the consumer path (the consumers are judged on the twin).
+            return Evidence(
+                tolerance=report.tolerance, dtype=self.dtype,
+                metrics=dict.fromkeys(CONVERTED_PATHS, metrics), consumer_exact=metrics,
+                gap=None, structural=[r for r in (head.problem, backbone) if r is not None],
+                loading_problems=[], pad_token_id=converted_config.get("pad_token_id"),
+                prompts=[o.ids for o in self.official], reference=reference,
+                batched=converted, single=converted,
                 softcap=self.config.get("final_logit_softcapping"),
                 allow_softcapping=self.allow_softcapping,
-            )
-        )
-        report.reasons, report.allowances = verdict.reasons, verdict.allowances
-        report.passed = not verdict.reasons
-        if (note := storage_note(tolerance, report.tolerance, check.dtype)) is not None:
-            report.notes.append(note)
-        report.backbone_hash = "identical" if self.backbone_problem() is None else "differs"
-        tokens = sum(len(o.ids) for o in self.official)
-        report.real_pass = RealPass(len(self.pairs), len(set(groups)), tokens, len(self.pairs),
-                                    full=True)  # fmt: skip
-        report.scores = [
-            PairScores(
-                group=groups[i], query=p.query[:80], document=p.document[:80],
-                instruction=p.instruction, reference=reference[i], converted_batched=None,
-                converted_single=None, sentence_transformers=None,
-                converted_layerwise=converted[i],
-            )
-            for i, p in enumerate(self.pairs)
-        ]  # fmt: skip
-        return report
+            )  # fmt: skip
+
+        return judged_report(
+            self.recipe, self.dtype, groups, reference=reference, converted=converted,
+            head=lambda: check, hidden=hidden.float().tolist(), measure=measure,
+            mismatch_reason=check.problem,
+        )  # fmt: skip
 
 
 def streamed_check(
