@@ -91,6 +91,8 @@ def exit_code(plans: list[EntryPlan]) -> int:
 
 def summary_markdown(plans: list[EntryPlan], endpoint: str) -> str:
     """A table of every entry: current, stale (and why) or error (and the message)."""
+    from reranker_seqcls.safe_text import md_link
+
     stale = sum(p.status == "stale" for p in plans)
     errors = sum(p.status == "error" for p in plans)
     headline = f"{stale} of {len(plans)} need a run" if stale else "every target is current"
@@ -110,9 +112,13 @@ def summary_markdown(plans: list[EntryPlan], endpoint: str) -> str:
         if entry.revision and not plan.source_sha:
             source += f"@{entry.revision}"
         why = plan.error if plan.status == "error" else "; ".join(plan.reasons) or "-"
+        # The link targets too are built from names (and the endpoint), never pasted raw:
+        # md_link percent-encodes what would end a link or a cell, and drops a non-http(s) one.
+        target_link = md_link(entry.target, f"{endpoint}/{entry.target}")
+        source_link = md_link(source, f"{endpoint}/{entry.model}")
         lines.append(
-            f"| {entry.index} | [{_cell(entry.target)}]({endpoint}/{entry.target}) "
-            f"| [{_cell(source)}]({endpoint}/{entry.model}) | {plan.status} | {_cell(why or '')} |"
+            f"| {entry.index} | {target_link} | {source_link} | {plan.status} "
+            f"| {_cell(why or '')} |"
         )
     return "\n".join(lines) + "\n"
 
