@@ -59,6 +59,27 @@ def files_at(repo_id: str, paths: list[str], revision: str, token: str | None) -
     return [RepoFile(**entry) for entry in response.json() if entry.get("type") == "file"]
 
 
+def read_file_bytes(url: str, headers: dict[str, str], *, limit: int, start: int = 0) -> bytes:
+    """At most ``limit`` bytes of a file URL from byte ``start``, into memory (never onto disk),
+    retried as the other reads: the one partial read, for a shard's header (a Range request in
+    ``headers``) and a target's small record alike. Reading stops at the bound whatever the
+    server sends; a server that ignores the Range header (200, the whole file) has its first
+    ``start`` bytes skipped. The client's HTTP errors raise."""
+    chunks: list[bytes] = []
+    got = 0
+    with retried_stream(url, headers) as response:
+        skip = start if response.status_code == 200 else 0
+        for chunk in response.iter_bytes():
+            if skip:
+                cut = min(skip, len(chunk))
+                chunk, skip = chunk[cut:], skip - cut
+            chunks.append(chunk)
+            got += len(chunk)
+            if got >= limit:
+                break
+    return b"".join(chunks)[:limit]
+
+
 @contextmanager
 def retried_stream(url: str, headers: dict[str, str]) -> Iterator[Response]:
     """One streamed GET of a file URL, retried like the run's other reads (redirects followed);

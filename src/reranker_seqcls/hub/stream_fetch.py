@@ -178,34 +178,18 @@ def read_header(listing: SourceListing, name: str, token: str | None) -> bytes:
 
 
 def _range(listing: SourceListing, name: str, start: int, end: int, token: str | None) -> bytes:
-    """Bytes ``start..end`` (inclusive) of a file at the listing's commit; at most that many
-    bytes are read even from a server that ignores the Range header."""
+    """Bytes ``start..end`` (inclusive) of a file at the listing's commit, by a Range request
+    (:func:`.reads.read_file_bytes`: at most that many bytes are read, even from a server that
+    ignores the Range header)."""
     from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import build_hf_headers
 
-    from reranker_seqcls.hub.reads import retried_stream
+    from reranker_seqcls.hub.reads import read_file_bytes
 
     url = hf_hub_url(listing.repo_id, name, revision=listing.commit_sha)
     headers = {**build_hf_headers(token=token), "range": f"bytes={start}-{end}"}
-    wanted = end - start + 1
-
-    def get() -> bytes:
-        chunks: list[bytes] = []
-        got = 0
-        with retried_stream(url, headers) as response:
-            skip = start if response.status_code == 200 else 0  # Range ignored: whole file
-            for chunk in response.iter_bytes():
-                if skip:
-                    cut = min(skip, len(chunk))
-                    chunk, skip = chunk[cut:], skip - cut
-                chunks.append(chunk)
-                got += len(chunk)
-                if got >= wanted:
-                    break
-        return b"".join(chunks)[:wanted]
-
     with hub_errors(f"source {listing.repo_id}@{listing.commit_sha[:12]}: {name}"):
-        return get()
+        return read_file_bytes(url, headers, limit=end - start + 1, start=start)
 
 
 def fetch_shard(
@@ -277,7 +261,7 @@ def download_verified(
     error goes on: never read, fetched anew by a retry. ``local_dir``: the streamed road's own
     directory (never ``HF_HOME``); None: the whole-snapshot road's ``HF_HOME`` cache, which
     transformers and a rerun reuse. Partial reads (a shard's header, a target's record) are
-    bounded reads into memory instead (:func:`read_header`, :func:`.target.read_bounded`)."""
+    bounded reads into memory instead (:func:`.reads.read_file_bytes`)."""
     from huggingface_hub import hf_hub_download
 
     if local_dir is not None:

@@ -62,18 +62,11 @@ def read_bounded(
     from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import build_hf_headers
 
-    from reranker_seqcls.hub.reads import retried_stream
+    from reranker_seqcls.hub.reads import read_file_bytes
 
     url = hf_hub_url(repo_id, name, revision=revision)
-    chunks: list[bytes] = []
-    got = 0
-    with retried_stream(url, build_hf_headers(token=token)) as response:
-        for chunk in response.iter_bytes():
-            got += len(chunk)
-            if got > limit:
-                return None
-            chunks.append(chunk)
-    return b"".join(chunks)
+    data = read_file_bytes(url, build_hf_headers(token=token), limit=limit + 1)
+    return None if len(data) > limit else data
 
 
 def create_target(api: HfApi, repo_id: str, private: bool) -> bool:
