@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from reranker_seqcls.gguf.types import GGUF_TYPES
-from reranker_seqcls.safe_text import one_line
+from reranker_seqcls.safe_text import md_link, one_line
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.report import ParityReport
@@ -80,10 +80,12 @@ def gguf_card(
             "",
             f"# {md_inline(gguf_repo.split('/')[-1])}",
             "",
-            f"GGUF files of the reranker [{md_inline(source)}](https://huggingface.co/{source}) "
+            # the link targets carry source-given names: escaped (safe_text.md_url), not pasted
+            f"GGUF files of the reranker {md_link(source, f'https://huggingface.co/{source}')} "
             f"for llama.cpp's `llama-server --reranking`, written by reranker-seqcls from its "
-            f"sequence-classification conversion [{md_inline(seqcls_repo)}]"
-            f"(https://huggingface.co/{seqcls_repo}) (recipe `{md_inline(recipe.name)}`).",
+            f"sequence-classification conversion "
+            f"{md_link(seqcls_repo, f'https://huggingface.co/{seqcls_repo}')} "
+            f"(recipe `{md_inline(recipe.name)}`).",
             "",
             "## Serve",
             "",
