@@ -30,7 +30,6 @@ from reranker_seqcls.check.metrics import PathMetrics, ScoringPath, path_metrics
 from reranker_seqcls.gguf.metadata import DOCUMENT, QUERY, template_strips
 from reranker_seqcls.gguf.reader import GgufHeader, read_header
 from reranker_seqcls.gguf.server import LlamaServerError, llama_server
-from reranker_seqcls.gguf.tensors import SCORE_TENSOR
 from reranker_seqcls.gguf.types import GGUF_TYPES, GgufType
 from reranker_seqcls.gguf.writer import CLS_OUT
 
@@ -77,7 +76,7 @@ def inspect_gguf(header: GgufHeader, converted: Path) -> list[str]:
     import gguf
     import numpy as np
 
-    from reranker_seqcls.gguf.tensors import _read_tensor, _weight_files
+    from reranker_seqcls.gguf.writer import _score_tensor
 
     fields = header.fields
     arch = fields.get("general.architecture")
@@ -103,7 +102,7 @@ def inspect_gguf(header: GgufHeader, converted: Path) -> list[str]:
             "(softmax gives sigmoid(score))"
         )
         return problems
-    head = _read_tensor(_weight_files(converted), SCORE_TENSOR)[0]
+    head = _score_tensor(converted)[0]
     scale = max(float(np.abs(head).max()), 1e-12)
 
     def near(a: Any, b: Any) -> bool:
