@@ -159,6 +159,13 @@ def add_llama_rows(
 
     from reranker_seqcls.names import TOKENIZER_FILE
 
+    scored = _scored_pairs(report, pairs)
+    if len(scored) < len(pairs):
+        report.notes.append(
+            f"llama.cpp: the {len(scored)} pairs the real model scored (quick check) of "
+            f"{len(pairs)}: the rows compare llama-server with the real model's scores"
+        )
+    pairs = scored
     kept = [
         i
         for i, p in enumerate(pairs)
@@ -186,6 +193,19 @@ def add_llama_rows(
                          max(lengths, default=16), log)  # fmt: skip
         rows.append(row)
     return rows
+
+
+def _scored_pairs(report: ParityReport, pairs: list[Pair]) -> list[Pair]:
+    """The pairs of ``report.scores``, in its order: every pair, or after a quick check
+    (:mod:`reranker_seqcls.check.scope`) the few the real model scored (the report keeps the
+    first 80 characters of each text)."""
+    if len(report.scores) == len(pairs):
+        return pairs
+    by_text = {(p.query[:80], p.document[:80], p.instruction): p for p in pairs}
+    found = [by_text.get((s.query, s.document, s.instruction)) for s in report.scores]
+    if any(p is None for p in found):
+        raise AssertionError("the report's score rows do not match the check's pairs")
+    return [p for p in found if p is not None]
 
 
 def _prompt(template: str, pair: Pair) -> str:

@@ -1,0 +1,310 @@
+"""``run --gguf`` on the streamed road (:mod:`reranker_seqcls.run.streamed`): split GGUFs
+written from each converted shard while it is on disk, so no shard is read twice and the model
+is never on disk whole.
+
+For each type the GGUF is split as llama.cpp's ``gguf-split --no-tensor-first-split`` writes
+one: split 1 holds every key (hyperparameters, vocabulary, ``rerank`` template, split keys) and
+the two-row ``cls_out`` head, written at the end from the converted checkpoint's small files and
+``score.safetensors``; splits 2..N hold the backbone tensors of one converted shard each, in
+shard order, written right after that shard's output and pre-uploaded to the GGUF target at
+once (:class:`hub.preupload.Preuploader`, as the seq-cls shards are). The tensor table of every
+split is known before any bulk byte moves: it is planned from the shard headers (the sparse
+placeholders), so the split count and the tensor count are written into the first files.
+
+The llama.cpp rows need every split on disk (llama-server loads the first and finds the others
+by name): the data splits stay in the run directory until the rows are measured, and the disk
+forecast adds all of them (``--max-disk`` refuses before any shard moves when the sum does not
+fit). The rows are measured after the seq-cls check, on the pairs its report scored on the real
+model (every pair for a small model; the quick check's short pairs otherwise). Nothing is
+committed to either target until the seq-cls check and every llama.cpp row passed; a failure
+removes a GGUF target the run created, as it does the seq-cls one.
+
+The streamed run itself (:mod:`reranker_seqcls.run.streamed`) knows nothing of GGUFs: this
+module's subclass adds to four of its steps (the forecast, the upload of each output shard,
+the scorer's report, the publication) and :func:`run_streamed_gguf` removes a GGUF target the
+run created when it fails.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reranker_seqcls.gguf.writer import (
+    Split,
+    WrittenGguf,
+    data_split_plans,
+    split_file_name,
+    write_data_split,
+    write_gguf,
+)
+from reranker_seqcls.log import Log
+from reranker_seqcls.names import CONFIG_FILE, PROVENANCE_FILE, TOKENIZER_FILE
+from reranker_seqcls.run.streamed import _StreamedRun, run_streamed
+from reranker_seqcls.sizes import human_size
+from reranker_seqcls.steps import source_name
+
+if TYPE_CHECKING:
+    from reranker_seqcls.check.release_schedule import FeedStep
+    from reranker_seqcls.check.report import ParityReport
+    from reranker_seqcls.gguf.run import GgufRun
+    from reranker_seqcls.hub.preupload import Preuploader
+    from reranker_seqcls.provenance import Provenance
+    from reranker_seqcls.recipes.recipe import Recipe
+    from reranker_seqcls.run.outcome import RunOptions, RunOutcome
+    from reranker_seqcls.stream.disk import DiskForecast
+    from reranker_seqcls.stream.scorers import StreamScorer
+
+# The first split's keys beyond the vocabulary (hyperparameters, template, labels): a bound.
+_KEYS_BYTES = 1 << 20
+
+
+@dataclass
+class GgufStream:
+    """One streamed run's GGUFs: planned from the shard headers, a split per shard written and
+    pre-uploaded as the shards pass, the first split and the llama.cpp rows at the end."""
+
+    run: GgufRun
+    opts: RunOptions
+    work: Path  # inside the run directory: its disk measurement counts the splits
+    log: Log
+    stem: str
+    blocks: int = 0
+    shards: dict[str, int] = field(default_factory=dict)  # shard name -> split number (from 2)
+    count: int = 0  # splits per type
+    tensors: dict[str, int] = field(default_factory=dict)  # type -> tensors in all splits
+    planned: int | None = None  # bytes of all splits
+    _uploader: Preuploader | None = None
+
+    @property
+    def files(self) -> Path:
+        return self.work / "files"
+
+    def planned_bytes(self, source_dir: Path, order: list[str]) -> int:
+        """The disk all splits take, to add to the run's forecast. The first call refuses an
+        architecture llama.cpp gives no head and plans the splits from the shard headers
+        (placeholders in ``source_dir``)."""
+        if self.planned is None:
+            self.planned = self._plan(source_dir, order)
+        return self.planned
+
+    def _plan(self, source_dir: Path, order: list[str]) -> int:
+        from reranker_seqcls.gguf.metadata import _read_json
+
+        self.run.refuse_source(source_dir, self.opts.model)
+        self.blocks = int(_read_json(source_dir / CONFIG_FILE).get("num_hidden_layers") or 0)
+        self.files.mkdir(parents=True)
+        total = 0
+        vocabulary = (source_dir / TOKENIZER_FILE).stat().st_size
+        planned: dict[str, int] = {}
+        for gguf_type in self.run.types:
+            count = 1  # the head
+            for name in order:
+                plans = data_split_plans(source_dir / name, self.blocks, gguf_type)
+                if plans:
+                    planned.setdefault(name, len(planned) + 2)
+                    count += len(plans)
+                    total += sum(_nbytes(p.shape, p.ggml_type) for p in plans)
+            self.tensors[gguf_type.name] = count
+            total += vocabulary + _KEYS_BYTES
+        self.shards, self.count = planned, len(planned) + 1
+        self.log(
+            f"gguf: {', '.join(t.name for t in self.run.types)} in {self.count} splits each "
+            f"(one per shard and the keys), {human_size(total)} kept until llama-server scores "
+            "them"
+        )
+        return total
+
+    def shard_written(self, name: str, output: Path) -> None:
+        """The splits of one converted shard, from ``output`` while it is on disk; each is
+        pre-uploaded to the GGUF target at once."""
+        number = self.shards.get(name)
+        if number is None:
+            return  # no backbone tensor in this shard (only lm_head)
+        uploader = self.uploader()
+        for gguf_type in self.run.types:
+            path = self.files / split_file_name(self.stem, gguf_type, number, self.count)
+            split = Split(number, self.count, self.tensors[gguf_type.name])
+            size = write_data_split(output, path, gguf_type, blocks=self.blocks, split=split)
+            uploader.upload(path.name, path)  # kept: llama-server needs every split
+            self.log(f"gguf: {path.name} written ({human_size(size)}), pre-upload done")
+
+    def check(self, converted: Path, recipe: Recipe, report: ParityReport) -> None:
+        """Write each type's first split (keys and head) and add its llama.cpp row to
+        ``report``: before the run's verdict is written and judged."""
+        from reranker_seqcls.gguf.row import add_llama_rows
+        from reranker_seqcls.steps import load_check_pairs
+
+        pairs = load_check_pairs(recipe, self.opts.check.pairs_file)
+        written = []
+        for gguf_type in self.run.types:
+            first = self.files / split_file_name(self.stem, gguf_type, 1, self.count)
+            split = Split(1, self.count, self.tensors[gguf_type.name])
+            w = write_gguf(converted, first, gguf_type, recipe, name=self.stem, split=split)
+            total = sum(
+                (self.files / split_file_name(self.stem, gguf_type, n, self.count)).stat().st_size
+                for n in range(1, self.count + 1)
+            )
+            written.append(WrittenGguf(first, gguf_type.name, total, w.seconds, w.rerank_template))
+        shutil.copyfile(converted / PROVENANCE_FILE, self.files / PROVENANCE_FILE)
+        self.run.written = written
+        self.run.rows = add_llama_rows(
+            report, [w.path for w in written], converted, pairs, recipe.default_instruction,
+            self.run.binary, self.log,
+        )  # fmt: skip
+
+    def publish(
+        self,
+        recipe: Recipe,
+        report: ParityReport,
+        provenance: Provenance,
+        outcome: RunOutcome,
+    ) -> None:
+        """One commit to the GGUF target: the pre-uploaded splits, the first splits, the
+        provenance record and the card (after the seq-cls commit, as the whole road does)."""
+        from reranker_seqcls.gguf.card import gguf_card
+        from reranker_seqcls.hub.preupload import commit_preuploaded
+        from reranker_seqcls.names import README_FILE
+        from reranker_seqcls.publish.card import commit_message
+
+        hub = self.opts.hub
+        card = gguf_card(
+            gguf_repo=self.run.target, seqcls_repo=hub.target, source=self.opts.model,
+            recipe=recipe, written=self.run.written, rows=self.run.rows, report=report,
+        )  # fmt: skip
+        (self.files / README_FILE).write_text(card, "utf-8")
+        types = ", ".join(t.name for t in self.run.types)
+        pushed = commit_preuploaded(
+            self.files, self.uploader(),
+            commit_message=f"{commit_message(provenance)} (GGUF: {types})",
+            commit_description=report.markdown(), log=self.log,
+        )  # fmt: skip
+        outcome.gguf_target_repo = self.run.target
+        outcome.gguf_commit_sha = pushed.commit_sha
+        verb = "would commit" if hub.dry_run else "pushed"
+        outcome.message += f"; GGUF: {verb} {len(pushed.added)} file(s) to {self.run.target}"
+        if pushed.pr_url:
+            outcome.message += f" ({pushed.pr_url})"
+
+    def abandon(self) -> None:
+        """The run failed before its commits: remove a GGUF target this run created."""
+        if self._uploader is not None:
+            self._uploader.abandon()
+
+    def uploader(self) -> Preuploader:
+        """The GGUF target's pre-uploads (its head read at the first call)."""
+        if self._uploader is None:
+            from reranker_seqcls.hub.preupload import Preuploader
+            from reranker_seqcls.hub.target import target_state
+
+            hub = self.opts.hub
+            head = target_state(self.run.target, hub.token).head
+            self._uploader = Preuploader(
+                self.run.target, token=hub.token, private=hub.private, create_pr=hub.create_pr,
+                head=head, dry_run=hub.dry_run, log=self.log,
+            )  # fmt: skip
+        return self._uploader
+
+
+def _nbytes(shape: tuple[int, ...], ggml_type: str) -> int:
+    values = 1
+    for n in shape:
+        values *= n
+    per_block = {"F32": (1, 4), "F16": (1, 2), "Q8_0": (32, 34)}[ggml_type]
+    return values // per_block[0] * per_block[1]
+
+
+def run_streamed_gguf(
+    opts: RunOptions,
+    recipe: Recipe,
+    commit_sha: str,
+    head: str | None,
+    outcome: RunOutcome,
+    log: Log,
+    *,
+    check_memory: int,
+    max_disk: int | None,
+    gguf: GgufRun | None,
+) -> RunOutcome | None:
+    """:func:`run.streamed.run_streamed`, with the split GGUFs of ``gguf`` when given; a
+    failure removes a GGUF target the run created."""
+    if gguf is None:
+        return run_streamed(opts, recipe, commit_sha, head, outcome, log,
+                            check_memory=check_memory, max_disk=max_disk)  # fmt: skip
+    made: list[_GgufStreamedRun] = []
+
+    def make(*args: Any) -> _GgufStreamedRun:
+        run = _GgufStreamedRun(*args)
+        stem = source_name(opts.model).rstrip("/").split("/")[-1]  # as the whole road's
+        run.gguf = GgufStream(gguf, opts, run.work / "gguf", log, stem)
+        made.append(run)
+        return run
+
+    try:
+        return run_streamed(opts, recipe, commit_sha, head, outcome, log,
+                            check_memory=check_memory, max_disk=max_disk,
+                            make=make)  # type: ignore[arg-type]  # fmt: skip
+    except BaseException:
+        for run in made:
+            run.gguf.abandon()
+        raise
+
+
+class _GgufStreamedRun(_StreamedRun):
+    """The streamed run with its GGUF splits (see the module docstring)."""
+
+    gguf: GgufStream
+
+    def _forecast(self, *, keep_all: bool) -> DiskForecast:
+        """The run's forecast plus every split: they stay until llama-server scored them."""
+        forecast = super()._forecast(keep_all=keep_all)
+        extra = self.gguf.planned_bytes(self.source_dir, self.order)
+        return replace(forecast, transfer=forecast.transfer + extra, twin=forecast.twin + extra)
+
+    def prepare(self, *, check_memory: int, max_disk: int | None) -> None:
+        super().prepare(check_memory=check_memory, max_disk=max_disk)
+        self.scorer = _WithLlamaRows(self.scorer, self.gguf, self.out, self.recipe)
+
+    def transfer(self, head: str | None) -> None:
+        if not self.opts.hub.dry_run:  # here, on the main thread: abandon() knows of it
+            self.gguf.uploader().ensure_target()
+        super().transfer(head)
+
+    def _upload(self, name: str, output: Path) -> None:
+        """On the upload thread: the output shard's splits first, then its own upload."""
+        self.gguf.shard_written(name, output)
+        super()._upload(name, output)
+
+    def publish(self, provenance: Provenance, report: ParityReport, outcome: RunOutcome) -> None:
+        super().publish(provenance, report, outcome)
+        self.gguf.publish(self.recipe, report, provenance, outcome)
+
+
+class _WithLlamaRows:
+    """The run's scorer, whose report gains the llama.cpp rows before the run judges it."""
+
+    def __init__(
+        self, inner: StreamScorer, gguf: GgufStream, converted: Path, recipe: Recipe
+    ) -> None:
+        self.inner, self.gguf, self.converted, self.recipe = inner, gguf, converted, recipe
+        self.keeps_outputs = inner.keeps_outputs
+        self.twin_disk = inner.twin_disk
+
+    def schedule(self, shards: Sequence[Sequence[str]]) -> list[FeedStep]:
+        steps: list[FeedStep] = self.inner.schedule(shards)
+        return steps
+
+    def feed_source(self, shard: Path) -> list[Path]:
+        done: list[Path] = self.inner.feed_source(shard)
+        return done
+
+    def feed_converted(self, shard: Path) -> None:
+        self.inner.feed_converted(shard)
+
+    def finish(self, work: Path) -> ParityReport:
+        report: ParityReport = self.inner.finish(work)
+        self.gguf.check(self.converted, self.recipe, report)
+        return report
