@@ -118,15 +118,17 @@ def test_streamed_run_pushes_split_ggufs_in_one_commit_within_its_forecast(
     tmp.mkdir()
     env = {**hub_env, **llama_env, "TMPDIR": str(tmp)}
     result_path = tmp_path / "result.json"
+    # --check-memory: checked layer by layer, so the shards go and the splits are written
     args = ["run", "--model", UPSTREAM, "--target", TARGET, "--gguf", "f16,q8_0",
-            "--pairs", few_pairs, "--result-json", result_path]  # fmt: skip
+            "--pairs", few_pairs, "--result-json", result_path,
+            "--check-memory", "1KB"]  # fmt: skip
     with _Poller(tmp) as disk:
         result = run_cli(*args, env=env, timeout=900)
     assert result.returncode == 0, result.stderr
     err = result.stderr
     assert "shard 3/3" in err and "pre-upload started" in err  # the streamed road
     need = _size(re.search(r"disk needed at most ([\d.]+ [KMG]?B) one shard", err)[1])  # type: ignore[index]
-    splits = _size(re.search(r"splits each .*?, ([\d.]+ [KMG]?B) kept", err)[1])  # type: ignore[index]
+    splits = _size(re.search(r"gguf: .*?: ([\d.]+ [KMG]?B) kept on disk", err)[1])  # type: ignore[index]
     assert disk.peak > splits  # the poller saw the splits on disk
     assert disk.peak <= need, (disk.peak, need)
     assert list(tmp.iterdir()) == []
@@ -194,6 +196,8 @@ def test_streamed_run_with_a_wrong_gguf_head_commits_nothing(
     last = result.stderr.strip().splitlines()[-1]
     assert "llama.cpp f16" in last and "one row" in last and "nothing was pushed" in last, last
     assert "pre-upload" in result.stderr and "Traceback" not in result.stderr
+    # a tiny model's shards stay for the whole check: one file per type, written at the end
+    assert "gguf: writing Qwen3-Reranker-split-f16.gguf" in result.stderr
     assert not hub_server.repo_exists(TARGET) and not hub_server.repo_exists(GGUF_TARGET)
     assert hub_server.request_count(path_contains="/commit/", method="POST") == 0
     assert list(tmp.iterdir()) == []

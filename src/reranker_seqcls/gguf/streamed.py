@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reranker_seqcls.gguf.produce import write_ggufs
 from reranker_seqcls.gguf.writer import (
     Split,
     WrittenGguf,
@@ -77,6 +78,7 @@ class GgufStream:
     count: int = 0  # splits per type
     tensors: dict[str, int] = field(default_factory=dict)  # type -> tensors in all splits
     planned: int | None = None  # bytes of all splits
+    whole: bool = False  # the scorer keeps every output shard: one file per type at the end
     _uploader: Preuploader | None = None
 
     @property
@@ -112,9 +114,9 @@ class GgufStream:
             total += vocabulary + _KEYS_BYTES
         self.shards, self.count = planned, len(planned) + 1
         self.log(
-            f"gguf: {', '.join(t.name for t in self.run.types)} in {self.count} splits each "
-            f"(one per shard and the keys), {human_size(total)} kept until llama-server scores "
-            "them"
+            f"gguf: {', '.join(t.name for t in self.run.types)}: {human_size(total)} kept on "
+            f"disk until llama-server scores them ({self.count} splits per type, one per shard "
+            "and the keys, unless the shards stay for the check: then one file per type)"
         )
         return total
 
@@ -122,8 +124,8 @@ class GgufStream:
         """The splits of one converted shard, from ``output`` while it is on disk; each is
         pre-uploaded to the GGUF target at once."""
         number = self.shards.get(name)
-        if number is None:
-            return  # no backbone tensor in this shard (only lm_head)
+        if number is None or self.whole:
+            return  # no backbone tensor in this shard (only lm_head), or written at the end
         uploader = self.uploader()
         for gguf_type in self.run.types:
             path = self.files / split_file_name(self.stem, gguf_type, number, self.count)
@@ -139,6 +141,18 @@ class GgufStream:
         from reranker_seqcls.steps import load_check_pairs
 
         pairs = load_check_pairs(recipe, self.opts.check.pairs_file)
+        if self.whole:  # every output shard is on disk: the whole road's files
+            self.run.written = write_ggufs(converted, self.files, self.run.types, recipe,
+                                           stem=self.stem, log=self.log)  # fmt: skip
+        else:
+            self.run.written = self._first_splits(converted, recipe)
+        shutil.copyfile(converted / PROVENANCE_FILE, self.files / PROVENANCE_FILE)
+        self.run.rows = add_llama_rows(
+            report, [w.path for w in self.run.written], converted, pairs,
+            recipe.default_instruction, self.run.binary, self.log,
+        )  # fmt: skip
+
+    def _first_splits(self, converted: Path, recipe: Recipe) -> list[WrittenGguf]:
         written = []
         for gguf_type in self.run.types:
             first = self.files / split_file_name(self.stem, gguf_type, 1, self.count)
@@ -149,12 +163,7 @@ class GgufStream:
                 for n in range(1, self.count + 1)
             )
             written.append(WrittenGguf(first, gguf_type.name, total, w.seconds, w.rerank_template))
-        shutil.copyfile(converted / PROVENANCE_FILE, self.files / PROVENANCE_FILE)
-        self.run.written = written
-        self.run.rows = add_llama_rows(
-            report, [w.path for w in written], converted, pairs, recipe.default_instruction,
-            self.run.binary, self.log,
-        )  # fmt: skip
+        return written
 
     def publish(
         self,
@@ -266,6 +275,7 @@ class _GgufStreamedRun(_StreamedRun):
 
     def prepare(self, *, check_memory: int, max_disk: int | None) -> None:
         super().prepare(check_memory=check_memory, max_disk=max_disk)
+        self.gguf.whole = self.scorer.keeps_outputs
         self.scorer = _WithLlamaRows(self.scorer, self.gguf, self.out, self.recipe)
 
     def transfer(self, head: str | None) -> None:
