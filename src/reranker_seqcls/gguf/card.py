@@ -3,6 +3,7 @@ the score means, and the parity table llama.cpp itself measured for each file.""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from reranker_seqcls.gguf.types import GGUF_TYPES
@@ -96,6 +97,7 @@ def gguf_card(
             "",
             "The whole prompt of a pair must fit one micro-batch (`-ub`): pooled scores are not "
             "computed across micro-batches.",
+            *_split_note(first),
             "",
             "```bash",
             "curl -s http://127.0.0.1:8080/v1/rerank -H 'Content-Type: application/json' -d '{",
@@ -125,3 +127,17 @@ def gguf_card(
             "",
         ]
     )
+
+
+def _split_note(first: str) -> list[str]:
+    """For a split GGUF (``...-00001-of-0000N.gguf``): which file to give llama-server."""
+    match = re.search(r"-00001-of-(\d{5})\.gguf$", first)
+    if match is None:
+        return []
+    return [
+        "",
+        f"Each type is split in {int(match[1])} files as llama.cpp's `gguf-split` writes them "
+        "(the first holds the keys and the head, each other one shard's tensors): download "
+        "all of a type's files into one directory and give llama-server the first; it loads "
+        "the others by name.",
+    ]

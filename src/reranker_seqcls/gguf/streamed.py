@@ -19,19 +19,19 @@ model (every pair for a small model; the quick check's short pairs otherwise). N
 committed to either target until the seq-cls check and every llama.cpp row passed; a failure
 removes a GGUF target the run created, as it does the seq-cls one.
 
-The streamed run itself (:mod:`reranker_seqcls.run.streamed`) knows nothing of GGUFs: this
-module's subclass adds to four of its steps (the forecast, the upload of each output shard,
-the scorer's report, the publication) and :func:`run_streamed_gguf` removes a GGUF target the
-run created when it fails.
+When the scorer keeps every output shard to the end (a small model checked whole on the real
+weights), nothing is split: one file per type is written at the end from the converted
+directory, as the whole-snapshot road writes it.
+
+:mod:`.streamed_run` adds this to the streamed run's steps.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reranker_seqcls.gguf.produce import write_ggufs
 from reranker_seqcls.gguf.writer import (
@@ -44,20 +44,15 @@ from reranker_seqcls.gguf.writer import (
 )
 from reranker_seqcls.log import Log
 from reranker_seqcls.names import CONFIG_FILE, PROVENANCE_FILE, TOKENIZER_FILE
-from reranker_seqcls.run.streamed import _StreamedRun, run_streamed
 from reranker_seqcls.sizes import human_size
-from reranker_seqcls.steps import source_name
 
 if TYPE_CHECKING:
-    from reranker_seqcls.check.release_schedule import FeedStep
     from reranker_seqcls.check.report import ParityReport
     from reranker_seqcls.gguf.run import GgufRun
     from reranker_seqcls.hub.preupload import Preuploader
     from reranker_seqcls.provenance import Provenance
     from reranker_seqcls.recipes.recipe import Recipe
     from reranker_seqcls.run.outcome import RunOptions, RunOutcome
-    from reranker_seqcls.stream.disk import DiskForecast
-    from reranker_seqcls.stream.scorers import StreamScorer
 
 # The first split's keys beyond the vocabulary (hyperparameters, template, labels): a bound.
 _KEYS_BYTES = 1 << 20
@@ -224,97 +219,3 @@ def _nbytes(shape: tuple[int, ...], ggml_type: str) -> int:
         values *= n
     per_block = {"F32": (1, 4), "F16": (1, 2), "Q8_0": (32, 34)}[ggml_type]
     return values // per_block[0] * per_block[1]
-
-
-def run_streamed_gguf(
-    opts: RunOptions,
-    recipe: Recipe,
-    commit_sha: str,
-    head: str | None,
-    outcome: RunOutcome,
-    log: Log,
-    *,
-    check_memory: int,
-    max_disk: int | None,
-    gguf: GgufRun | None,
-) -> RunOutcome | None:
-    """:func:`run.streamed.run_streamed`, with the split GGUFs of ``gguf`` when given; a
-    failure removes a GGUF target the run created."""
-    if gguf is None:
-        return run_streamed(opts, recipe, commit_sha, head, outcome, log,
-                            check_memory=check_memory, max_disk=max_disk)  # fmt: skip
-    made: list[_GgufStreamedRun] = []
-
-    def make(*args: Any) -> _GgufStreamedRun:
-        run = _GgufStreamedRun(*args)
-        stem = source_name(opts.model).rstrip("/").split("/")[-1]  # as the whole road's
-        run.gguf = GgufStream(gguf, opts, run.work / "gguf", log, stem)
-        made.append(run)
-        return run
-
-    try:
-        return run_streamed(opts, recipe, commit_sha, head, outcome, log,
-                            check_memory=check_memory, max_disk=max_disk,
-                            make=make)  # type: ignore[arg-type]  # fmt: skip
-    except BaseException:
-        for run in made:
-            run.gguf.abandon()
-        raise
-
-
-class _GgufStreamedRun(_StreamedRun):
-    """The streamed run with its GGUF splits (see the module docstring)."""
-
-    gguf: GgufStream
-
-    def _forecast(self, *, keep_all: bool) -> DiskForecast:
-        """The run's forecast plus every split: they stay until llama-server scored them."""
-        forecast = super()._forecast(keep_all=keep_all)
-        extra = self.gguf.planned_bytes(self.source_dir, self.order)
-        return replace(forecast, transfer=forecast.transfer + extra, twin=forecast.twin + extra)
-
-    def prepare(self, *, check_memory: int, max_disk: int | None) -> None:
-        super().prepare(check_memory=check_memory, max_disk=max_disk)
-        self.gguf.whole = self.scorer.keeps_outputs
-        self.scorer = _WithLlamaRows(self.scorer, self.gguf, self.out, self.recipe)
-
-    def transfer(self, head: str | None) -> None:
-        if not self.opts.hub.dry_run:  # here, on the main thread: abandon() knows of it
-            self.gguf.uploader().ensure_target()
-        super().transfer(head)
-
-    def _upload(self, name: str, output: Path) -> None:
-        """On the upload thread: the output shard's splits first, then its own upload."""
-        self.gguf.shard_written(name, output)
-        super()._upload(name, output)
-
-    def publish(self, provenance: Provenance, report: ParityReport, outcome: RunOutcome) -> None:
-        super().publish(provenance, report, outcome)
-        self.gguf.publish(self.recipe, report, provenance, outcome)
-
-
-class _WithLlamaRows:
-    """The run's scorer, whose report gains the llama.cpp rows before the run judges it."""
-
-    def __init__(
-        self, inner: StreamScorer, gguf: GgufStream, converted: Path, recipe: Recipe
-    ) -> None:
-        self.inner, self.gguf, self.converted, self.recipe = inner, gguf, converted, recipe
-        self.keeps_outputs = inner.keeps_outputs
-        self.twin_disk = inner.twin_disk
-
-    def schedule(self, shards: Sequence[Sequence[str]]) -> list[FeedStep]:
-        steps: list[FeedStep] = self.inner.schedule(shards)
-        return steps
-
-    def feed_source(self, shard: Path) -> list[Path]:
-        done: list[Path] = self.inner.feed_source(shard)
-        return done
-
-    def feed_converted(self, shard: Path) -> None:
-        self.inner.feed_converted(shard)
-
-    def finish(self, work: Path) -> ParityReport:
-        report: ParityReport = self.inner.finish(work)
-        self.gguf.check(self.converted, self.recipe, report)
-        return report

@@ -80,7 +80,7 @@ def _run(
             seqcls_current, outcome.status = True, "failed"
         # nothing to keep: stream the source shard by shard (GGUFs as splits, gguf/streamed)
         if opts.output_dir is None and not seqcls_current:
-            from reranker_seqcls.gguf.streamed import run_streamed_gguf
+            from reranker_seqcls.gguf.streamed_run import run_streamed_gguf
 
             streamed = run_streamed_gguf(opts, recipe, sha, state.head, outcome, log, gguf=gguf,
                                          check_memory=memory, max_disk=max_disk)  # fmt: skip
