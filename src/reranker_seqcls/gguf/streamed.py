@@ -73,6 +73,7 @@ class GgufStream:
     count: int = 0  # splits per type
     tensors: dict[str, int] = field(default_factory=dict)  # type -> tensors in all splits
     planned: int | None = None  # bytes of all splits
+    shard_bytes: dict[str, int] = field(default_factory=dict)  # source shard -> its splits'
     whole: bool = False  # the scorer keeps every output shard: one file per type at the end
     _uploader: Preuploader | None = None
 
@@ -104,7 +105,9 @@ class GgufStream:
                 if plans:
                     planned.setdefault(name, len(planned) + 2)
                     count += len(plans)
-                    total += sum(_nbytes(p.shape, p.ggml_type) for p in plans)
+                    size = sum(_nbytes(p.shape, p.ggml_type) for p in plans)
+                    self.shard_bytes[name] = self.shard_bytes.get(name, 0) + size
+                    total += size
             self.tensors[gguf_type.name] = count
             total += vocabulary + _KEYS_BYTES
         self.shards, self.count = planned, len(planned) + 1

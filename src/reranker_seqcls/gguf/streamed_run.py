@@ -70,14 +70,29 @@ class _GgufStreamedRun(_StreamedRun):
     gguf: GgufStream
 
     def _forecast(self, *, keep_all: bool) -> DiskForecast:
-        """The run's forecast plus every split: they stay until llama-server scored them."""
+        """The run's forecast with the GGUF files, which stay until llama-server scored them.
+        A scorer that keeps every shard: the files are written at the end, beside them all.
+        Else the release schedule is replayed with the splits of the shards fed so far on disk
+        (shard k's split is written while its output is there), and at the end all of them,
+        the keys split and the twin."""
         forecast = super()._forecast(keep_all=keep_all)
-        extra = self.gguf.planned_bytes(self.source_dir, self.order)
-        return replace(forecast, transfer=forecast.transfer + extra, twin=forecast.twin + extra)
+        total = self.gguf.planned_bytes(self.source_dir, self.order)
+        if keep_all or not self.steps:
+            return replace(forecast, transfer=forecast.transfer + total, twin=forecast.twin + total)
+        splits = [self.gguf.shard_bytes.get(name, 0) for name in self.order]
+        slack = forecast.transfer - _replay(
+            self.steps, self.sizes, self.rewritten, [0] * len(splits)
+        )
+        transfer = _replay(self.steps, self.sizes, self.rewritten, splits) + slack
+        return replace(forecast, transfer=transfer, twin=forecast.twin + total)
 
     def prepare(self, *, check_memory: int, max_disk: int | None) -> None:
+        self.steps: list[FeedStep] = []  # the scorer's schedule, once it is made
         super().prepare(check_memory=check_memory, max_disk=max_disk)
         self.gguf.whole = self.scorer.keeps_outputs
+        # a split is written on the upload thread while the next shard may be fetched: the
+        # fetch ahead leaves room for the largest
+        self.budget -= max(self.gguf.shard_bytes.values(), default=0)
         self.scorer = _WithLlamaRows(self.scorer, self.gguf, self.out, self.recipe)
 
     def transfer(self, head: str | None) -> None:
@@ -87,7 +102,8 @@ class _GgufStreamedRun(_StreamedRun):
 
     def _upload(self, name: str, output: Path) -> None:
         """On the upload thread: the output shard's splits first, then its own upload."""
-        self.gguf.shard_written(name, output)
+        shards = self.plan.planned_weights.shards
+        self.gguf.shard_written(next(s.source_name for s in shards if s.name == name), output)
         super()._upload(name, output)
 
     def publish(self, provenance: Provenance, report: ParityReport, outcome: RunOutcome) -> None:
@@ -120,3 +136,17 @@ class _WithLlamaRows:
         report: ParityReport = self.inner.finish(work)
         self.gguf.check(self.converted, self.recipe, report)
         return report
+
+
+def _replay(
+    steps: Sequence[FeedStep], sizes: Sequence[int], rewritten: Sequence[int], splits: list[int]
+) -> int:
+    """:func:`stream.disk.forecast`'s peak for a scorer that lets its outputs go, with
+    ``splits[k]`` added from the moment shard ``k``'s output is written."""
+    peak = 0
+    for step in steps:
+        k = step.position
+        during_feed = sum(sizes[i] for i in step.on_disk) + sum(splits[:k])
+        after = sum(sizes[i] for i in {*step.held_after, k}) + rewritten[k] + sum(splits[: k + 1])
+        peak = max(peak, during_feed, after)
+    return peak
