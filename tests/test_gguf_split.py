@@ -157,6 +157,7 @@ def test_streamed_run_pushes_split_ggufs_in_one_commit_within_its_forecast(
     assert f"llama-server -m Qwen3-Reranker-split-f16-00001-of-{count:05d}.gguf" in card
     assert card.count("| PASS |") == 2 and TEST_TOKEN not in card
     assert f"Each type is split in {count} files" in card
+    assert "the 3 short pairs the real model scored in the quick check" in card
 
     # without the splits the run needs need - splits: a limit between the two is refused
     limit = need - splits // 2

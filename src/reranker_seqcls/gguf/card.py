@@ -121,7 +121,8 @@ def gguf_card(
             f"Each file was served by the real `llama-server --reranking` and scored {pairs} "
             "(query, document) pairs through `/v1/rerank`, compared with the original causal LM "
             "scored with the family's own prompt and formula "
-            f"(check verdict: **{report.verdict}**, computed in `{report.dtype}`).",
+            f"(check verdict: **{report.verdict}**, computed in `{report.dtype}`)."
+            + _quick_note(report),
             "",
             *table,
             "",
@@ -141,3 +142,15 @@ def _split_note(first: str) -> list[str]:
         "all of a type's files into one directory and give llama-server the first; it loads "
         "the others by name.",
     ]
+
+
+def _quick_note(report: ParityReport) -> str:
+    """After a quick check the llama.cpp rows score the pairs the real model scored: the
+    others ran on the structural twin, a model llama-server is not given."""
+    real = report.real_pass
+    if real is None or real.full:
+        return ""
+    return (
+        f" These are the {real.pairs} short pairs the real model scored in the quick check "
+        f"(of {real.of_pairs}; the others ran on a structural twin, not through llama.cpp)."
+    )
