@@ -48,7 +48,7 @@ from reranker_seqcls.interrupt import Interrupted
     metavar="TYPES",
     help="Also write a GGUF per type (f16, q8_0, f32), check each with llama-server "
     "--reranking (a failed row fails the run) and push them to --gguf-target. Qwen3 "
-    "architecture only; takes the whole-snapshot road.",
+    "architecture only; a streamed run writes one split per shard (kept until checked).",
 )
 @click.option("--gguf-target", help="Hub repo for the GGUFs (default: TARGET-GGUF).")
 @click.option(

@@ -3,10 +3,11 @@ the score means, and the parity table llama.cpp itself measured for each file.""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from reranker_seqcls.gguf.types import GGUF_TYPES
-from reranker_seqcls.safe_text import one_line
+from reranker_seqcls.safe_text import md_link, one_line
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.report import ParityReport
@@ -80,10 +81,12 @@ def gguf_card(
             "",
             f"# {md_inline(gguf_repo.split('/')[-1])}",
             "",
-            f"GGUF files of the reranker [{md_inline(source)}](https://huggingface.co/{source}) "
+            # the link targets carry source-given names: escaped (safe_text.md_url), not pasted
+            f"GGUF files of the reranker {md_link(source, f'https://huggingface.co/{source}')} "
             f"for llama.cpp's `llama-server --reranking`, written by reranker-seqcls from its "
-            f"sequence-classification conversion [{md_inline(seqcls_repo)}]"
-            f"(https://huggingface.co/{seqcls_repo}) (recipe `{md_inline(recipe.name)}`).",
+            f"sequence-classification conversion "
+            f"{md_link(seqcls_repo, f'https://huggingface.co/{seqcls_repo}')} "
+            f"(recipe `{md_inline(recipe.name)}`).",
             "",
             "## Serve",
             "",
@@ -94,6 +97,7 @@ def gguf_card(
             "",
             "The whole prompt of a pair must fit one micro-batch (`-ub`): pooled scores are not "
             "computed across micro-batches.",
+            *_split_note(first),
             "",
             "```bash",
             "curl -s http://127.0.0.1:8080/v1/rerank -H 'Content-Type: application/json' -d '{",
@@ -117,9 +121,36 @@ def gguf_card(
             f"Each file was served by the real `llama-server --reranking` and scored {pairs} "
             "(query, document) pairs through `/v1/rerank`, compared with the original causal LM "
             "scored with the family's own prompt and formula "
-            f"(check verdict: **{report.verdict}**, computed in `{report.dtype}`).",
+            f"(check verdict: **{report.verdict}**, computed in `{report.dtype}`)."
+            + _quick_note(report),
             "",
             *table,
             "",
         ]
+    )
+
+
+def _split_note(first: str) -> list[str]:
+    """For a split GGUF (``...-00001-of-0000N.gguf``): which file to give llama-server."""
+    match = re.search(r"-00001-of-(\d{5})\.gguf$", first)
+    if match is None:
+        return []
+    return [
+        "",
+        f"Each type is split in {int(match[1])} files as llama.cpp's `gguf-split` writes them "
+        "(the first holds the keys and the head, each other one shard's tensors): download "
+        "all of a type's files into one directory and give llama-server the first; it loads "
+        "the others by name.",
+    ]
+
+
+def _quick_note(report: ParityReport) -> str:
+    """After a quick check the llama.cpp rows score the pairs the real model scored: the
+    others ran on the structural twin, a model llama-server is not given."""
+    real = report.real_pass
+    if real is None or real.full:
+        return ""
+    return (
+        f" These are the {real.pairs} short pairs the real model scored in the quick check "
+        f"(of {real.of_pairs}; the others ran on a structural twin, not through llama.cpp)."
     )

@@ -30,7 +30,6 @@ from reranker_seqcls.check.metrics import PathMetrics, ScoringPath, path_metrics
 from reranker_seqcls.gguf.metadata import DOCUMENT, QUERY, template_strips
 from reranker_seqcls.gguf.reader import GgufHeader, read_header
 from reranker_seqcls.gguf.server import LlamaServerError, llama_server
-from reranker_seqcls.gguf.tensors import SCORE_TENSOR
 from reranker_seqcls.gguf.types import GGUF_TYPES, GgufType
 from reranker_seqcls.gguf.writer import CLS_OUT
 
@@ -77,7 +76,7 @@ def inspect_gguf(header: GgufHeader, converted: Path) -> list[str]:
     import gguf
     import numpy as np
 
-    from reranker_seqcls.gguf.tensors import _read_tensor, _weight_files
+    from reranker_seqcls.gguf.writer import _score_tensor
 
     fields = header.fields
     arch = fields.get("general.architecture")
@@ -103,7 +102,7 @@ def inspect_gguf(header: GgufHeader, converted: Path) -> list[str]:
             "(softmax gives sigmoid(score))"
         )
         return problems
-    head = _read_tensor(_weight_files(converted), SCORE_TENSOR)[0]
+    head = _score_tensor(converted)[0]
     scale = max(float(np.abs(head).max()), 1e-12)
 
     def near(a: Any, b: Any) -> bool:
@@ -160,6 +159,13 @@ def add_llama_rows(
 
     from reranker_seqcls.names import TOKENIZER_FILE
 
+    scored = _scored_pairs(report, pairs)
+    if len(scored) < len(pairs):
+        report.notes.append(
+            f"llama.cpp: the {len(scored)} pairs the real model scored (quick check) of "
+            f"{len(pairs)}: the rows compare llama-server with the real model's scores"
+        )
+    pairs = scored
     kept = [
         i
         for i, p in enumerate(pairs)
@@ -187,6 +193,19 @@ def add_llama_rows(
                          max(lengths, default=16), log)  # fmt: skip
         rows.append(row)
     return rows
+
+
+def _scored_pairs(report: ParityReport, pairs: list[Pair]) -> list[Pair]:
+    """The pairs of ``report.scores``, in its order: every pair, or after a quick check
+    (:mod:`reranker_seqcls.check.scope`) the few the real model scored (the report keeps the
+    first 80 characters of each text)."""
+    if len(report.scores) == len(pairs):
+        return pairs
+    by_text = {(p.query[:80], p.document[:80], p.instruction): p for p in pairs}
+    found = [by_text.get((s.query, s.document, s.instruction)) for s in report.scores]
+    if any(p is None for p in found):
+        raise AssertionError("the report's score rows do not match the check's pairs")
+    return [p for p in found if p is not None]
 
 
 def _prompt(template: str, pair: Pair) -> str:

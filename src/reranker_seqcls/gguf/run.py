@@ -3,8 +3,9 @@ in the same parity report (a failed llama.cpp row fails the run: nothing is push
 after the seq-cls checkpoint to a second target (``--gguf-target``, default ``TARGET-GGUF``) in
 one commit with their card.
 
-The run takes the whole-snapshot road when ``--gguf`` is given (the streamed run does not write
-GGUFs yet): disk is about twice the model plus the GGUFs.
+A Hub source with safetensors and no ``--output-dir`` takes the streamed road with GGUF splits
+(:mod:`.streamed`); the whole-snapshot road (disk about twice the model plus the GGUFs) is for
+a local source, ``--output-dir``, or a seq-cls target already current.
 """
 
 from __future__ import annotations
@@ -74,7 +75,6 @@ class GgufRun:
         """Whether the GGUF target records ``expected`` (source, recipe, tool version) and
         holds a GGUF of every type asked for: a run whose seq-cls target is current still
         writes and pushes the GGUFs when not."""
-        from reranker_seqcls.gguf.writer import gguf_file_name
         from reranker_seqcls.hub.errors import hub_errors
         from reranker_seqcls.hub.reads import hub_api
         from reranker_seqcls.hub.target import target_state
@@ -85,7 +85,7 @@ class GgufRun:
         if not stale:
             with hub_errors(f"GGUF target {self.target}"):
                 files = set(hub_api(token).list_repo_files(self.target, revision=state.head))
-            missing = [t.name for t in self.types if gguf_file_name(stem, t) not in files]
+            missing = [t.name for t in self.types if not _holds(files, stem, t)]
             if missing:
                 stale = [f"it has no {', '.join(missing)} GGUF"]
         if stale:
@@ -122,6 +122,15 @@ class GgufRun:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _holds(files: set[str], stem: str, gguf_type: GgufType) -> bool:
+    """Whether ``files`` hold a GGUF of ``gguf_type``: one file, or the first of its splits
+    (a streamed run's, :mod:`.streamed`)."""
+    from reranker_seqcls.gguf.writer import gguf_file_name
+
+    first = f"{stem}-{gguf_type.name}-00001-of-"
+    return gguf_file_name(stem, gguf_type) in files or any(f.startswith(first) for f in files)
 
 
 def prepare_gguf_run(

@@ -88,7 +88,9 @@ def _shapes(shards: list[Path]) -> Iterator[tuple[Path, str, tuple[int, ...]]]:
                 yield shard, key, tuple(f.get_slice(key).get_shape())
 
 
-def _plan(shards: list[Path], blocks: int, gguf_type: GgufType) -> Iterator[_Plan]:
+def _plan(
+    shards: list[Path], blocks: int, gguf_type: GgufType, *, require_score: bool = True
+) -> Iterator[_Plan]:
     import gguf
 
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN3, blocks)
@@ -111,7 +113,7 @@ def _plan(shards: list[Path], blocks: int, gguf_type: GgufType) -> Iterator[_Pla
             if ggml_type not in ("F32", "F16") and shape[-1] % BLOCK:
                 ggml_type = "F16"
         yield _Plan(key, name, shape, ggml_type)
-    if not seen_score:
+    if require_score and not seen_score:
         raise BadInput("--gguf: the converted checkpoint has no score.weight: convert it first")
 
 

@@ -42,13 +42,14 @@ from reranker_seqcls.gguf.tensors import (
     _add_tensor_info,
     _chunks,
     _head_rows,
+    _Plan,
     _plan,
     _read_tensor,
     _weight_files,
     _write_blocks,
 )
 from reranker_seqcls.gguf.types import GgufType
-from reranker_seqcls.names import CONFIG_FILE
+from reranker_seqcls.names import CONFIG_FILE, SCORE_SHARD_FILE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -73,6 +74,31 @@ def gguf_file_name(stem: str, gguf_type: GgufType) -> str:
     return f"{stem}-{gguf_type.name}.gguf"
 
 
+def split_file_name(stem: str, gguf_type: GgufType, number: int, count: int) -> str:
+    """``STEM-TYPE-0000i-of-0000N.gguf`` (``number`` from 1): the names llama.cpp derives the
+    other splits' paths from, given the first (``llama_split_path``)."""
+    return f"{stem}-{gguf_type.name}-{number:05d}-of-{count:05d}.gguf"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which split of how many a file is, and the tensors of all splits together: llama.cpp
+    reads ``split.count`` and ``split.tensors.count`` from the first split, ``split.no`` from
+    each (0-based), and finds every tensor by name in whichever split holds it."""
+
+    number: int  # from 1
+    count: int
+    tensors: int
+
+    def add_keys(self, writer: Any) -> None:
+        import gguf
+
+        keys = gguf.Keys.Split
+        writer.add_uint16(keys.LLM_KV_SPLIT_NO, self.number - 1)
+        writer.add_uint16(keys.LLM_KV_SPLIT_COUNT, self.count)
+        writer.add_int32(keys.LLM_KV_SPLIT_TENSORS_COUNT, self.tensors)
+
+
 def write_gguf(
     converted: Path,
     out: Path,
@@ -82,8 +108,14 @@ def write_gguf(
     name: str,
     head_rows: Callable[[np.ndarray], np.ndarray] | None = None,
     log: Callable[[str], None] = lambda _: None,
+    split: Split | None = None,
 ) -> WrittenGguf:
     """Write ``out`` (atomically: a temporary name, then renamed) from the converted checkpoint.
+
+    With ``split``, ``out`` is the first split of a split GGUF: every key and ``cls_out`` but no
+    backbone tensor (those are in the other splits, :func:`write_data_split`, written from each
+    shard while it is on disk), as ``gguf-split --no-tensor-first-split`` writes it; the
+    converted directory then needs only its small files and ``score.safetensors``.
 
     ``head_rows`` replaces the ``cls_out`` rows built from ``score.weight`` (tests use it to
     write deliberately wrong heads the check must name)."""
@@ -96,17 +128,15 @@ def write_gguf(
     hp = _hyperparameters(config)
     template = rerank_template(converted, recipe)
     tokens, toktypes, merges, special_ids = _vocabulary(converted, hp["vocab_size"])
-    shards = _weight_files(converted)
-    rows = _head_rows(_read_tensor(shards, SCORE_TENSOR), hp["embedding_length"])
+    rows = _head_rows(_score_tensor(converted), hp["embedding_length"])
     if head_rows is not None:
         rows = np.ascontiguousarray(head_rows(rows), dtype=np.float32)
     # llama.cpp reads the head's row count from the number of labels
     labels = [*LABELS, *(f"label_{i}" for i in range(len(LABELS), rows.shape[0]))]
-    plans = list(_plan(shards, hp["block_count"], gguf_type))
+    shards = [] if split is not None else _weight_files(converted)
+    plans = [] if split is not None else list(_plan(shards, hp["block_count"], gguf_type))
 
-    tmp = out.with_name(out.name + ".partial")
-    writer = gguf.GGUFWriter(tmp, "qwen3")
-    try:
+    def add_keys(writer: Any) -> None:
         writer.add_name(name)
         writer.add_file_type(_file_type(gguf, gguf_type))
         writer.add_context_length(hp["context_length"])
@@ -130,10 +160,56 @@ def write_gguf(
             getattr(writer, f"add_{kind}_token_id")(token_id)
         writer.add_add_bos_token(False)
         writer.add_chat_template([{"name": "rerank", "template": template}])
+        if split is not None:
+            split.add_keys(writer)
 
+    _write_file(out, add_keys, shards, plans, rows, log)
+    return WrittenGguf(out, gguf_type.name, out.stat().st_size, time.monotonic() - start, template)
+
+
+def data_split_plans(shard: Path, blocks: int, gguf_type: GgufType) -> list[_Plan]:
+    """The GGUF tensors one (converted or source) shard holds: none for a shard of only
+    ``lm_head``/``score.weight``. Reads the header only (a placeholder will do)."""
+    return list(_plan([shard], blocks, gguf_type, require_score=False))
+
+
+def write_data_split(
+    shard: Path,
+    out: Path,
+    gguf_type: GgufType,
+    *,
+    blocks: int,
+    split: Split,
+    log: Callable[[str], None] = lambda _: None,
+) -> int:
+    """Write ``out`` (atomically), a split holding the backbone tensors of one shard and only
+    the split keys (llama.cpp reads every other key from the first split); its bytes."""
+    plans = data_split_plans(shard, blocks, gguf_type)
+    _write_file(out, split.add_keys, [shard], plans, None, log)
+    return out.stat().st_size
+
+
+def _write_file(
+    out: Path,
+    add_keys: Callable[[Any], None],
+    shards: list[Path],
+    plans: list[_Plan],
+    rows: np.ndarray | None,
+    log: Callable[[str], None],
+) -> None:
+    """One GGUF file: the keys, then the planned tensors from ``shards`` block by block, then
+    ``cls_out`` (``rows``, when given); written under a temporary name and renamed."""
+    import gguf
+    import numpy as np
+
+    tmp = out.with_name(out.name + ".partial")
+    writer = gguf.GGUFWriter(tmp, "qwen3")
+    try:
+        add_keys(writer)
         for plan in plans:
             _add_tensor_info(writer, gguf, np, plan.name, plan.shape, plan.ggml_type)
-        _add_tensor_info(writer, gguf, np, CLS_OUT, tuple(rows.shape), "F32")
+        if rows is not None:
+            _add_tensor_info(writer, gguf, np, CLS_OUT, tuple(rows.shape), "F32")
 
         writer.write_header_to_file(tmp)
         writer.write_kv_data_to_file()
@@ -142,14 +218,22 @@ def write_gguf(
             ptype = getattr(gguf.GGMLQuantizationType, plan.ggml_type)
             _write_blocks(writer, blocks, ptype)
             log(f"gguf: {plan.name} {list(plan.shape)} {plan.ggml_type}")
-        writer.write_tensor_data(rows)
+        if rows is not None:
+            writer.write_tensor_data(rows)
         writer.close()
         os.replace(tmp, out)
     except BaseException:
         writer.close()
         tmp.unlink(missing_ok=True)
         raise
-    return WrittenGguf(out, gguf_type.name, out.stat().st_size, time.monotonic() - start, template)
+
+
+def _score_tensor(converted: Path) -> np.ndarray:
+    """``score.weight``: from ``score.safetensors`` when it is there (a streamed run's shards
+    are gone by then), else from whichever shard holds it."""
+    score_shard = converted / SCORE_SHARD_FILE
+    return _read_tensor([score_shard] if score_shard.is_file() else _weight_files(converted),
+                        SCORE_TENSOR)  # fmt: skip
 
 
 def _file_type(gguf: Any, gguf_type: GgufType) -> int:

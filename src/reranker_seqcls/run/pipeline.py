@@ -77,12 +77,12 @@ def _run(
             # the seq-cls target is current, its GGUF target is not: convert for the GGUFs,
             # push only them
             seqcls_current, outcome.status = True, "failed"
-        # nothing to keep: stream the source shard by shard (GGUFs take the whole snapshot)
-        if opts.output_dir is None and gguf is None:
-            from reranker_seqcls.run.streamed import run_streamed
+        # nothing to keep: stream the source shard by shard (GGUFs as splits, gguf/streamed)
+        if opts.output_dir is None and not seqcls_current:
+            from reranker_seqcls.gguf.streamed_run import run_streamed_gguf
 
-            streamed = run_streamed(opts, recipe, sha, state.head, outcome, log,
-                                    check_memory=memory, max_disk=max_disk)  # fmt: skip
+            streamed = run_streamed_gguf(opts, recipe, sha, state.head, outcome, log, gguf=gguf,
+                                         check_memory=memory, max_disk=max_disk)  # fmt: skip
             if streamed is not None:
                 return streamed
         source_dir, ref = locate_source(spec, opts.hub.token, log)

@@ -57,6 +57,7 @@ def run_streamed(
     *,
     check_memory: int,
     max_disk: int | None,
+    make: type[_StreamedRun] | None = None,  # a subclass that adds to the run (gguf/streamed)
 ) -> RunOutcome | None:
     """The streamed run of a Hub source; None when the source has no safetensors weights
     (a pickle-only source takes the whole-snapshot path). A failed check raises
@@ -67,7 +68,7 @@ def run_streamed(
     if not listing.has_safetensors:
         return None
     with tempfile.TemporaryDirectory(prefix="reranker-seqcls-run-") as tmp:
-        stream = _StreamedRun(opts, recipe, listing, Path(tmp), log)
+        stream = (make or _StreamedRun)(opts, recipe, listing, Path(tmp), log)
         stream.prepare(check_memory=check_memory, max_disk=max_disk)
         stream.transfer(head)
         provenance, report = stream.finish(outcome)

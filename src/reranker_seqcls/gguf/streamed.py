@@ -1,0 +1,224 @@
+"""``run --gguf`` on the streamed road (:mod:`reranker_seqcls.run.streamed`): split GGUFs
+written from each converted shard while it is on disk, so no shard is read twice and the model
+is never on disk whole.
+
+For each type the GGUF is split as llama.cpp's ``gguf-split --no-tensor-first-split`` writes
+one: split 1 holds every key (hyperparameters, vocabulary, ``rerank`` template, split keys) and
+the two-row ``cls_out`` head, written at the end from the converted checkpoint's small files and
+``score.safetensors``; splits 2..N hold the backbone tensors of one converted shard each, in
+shard order, written right after that shard's output and pre-uploaded to the GGUF target at
+once (:class:`hub.preupload.Preuploader`, as the seq-cls shards are). The tensor table of every
+split is known before any bulk byte moves: it is planned from the shard headers (the sparse
+placeholders), so the split count and the tensor count are written into the first files.
+
+The llama.cpp rows need every split on disk (llama-server loads the first and finds the others
+by name): the data splits stay in the run directory until the rows are measured, and the disk
+forecast adds all of them (``--max-disk`` refuses before any shard moves when the sum does not
+fit). The rows are measured after the seq-cls check, on the pairs its report scored on the real
+model (every pair for a small model; the quick check's short pairs otherwise). Nothing is
+committed to either target until the seq-cls check and every llama.cpp row passed; a failure
+removes a GGUF target the run created, as it does the seq-cls one.
+
+When the scorer keeps every output shard to the end (a small model checked whole on the real
+weights), nothing is split: one file per type is written at the end from the converted
+directory, as the whole-snapshot road writes it.
+
+:mod:`.streamed_run` adds this to the streamed run's steps.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from reranker_seqcls.gguf.produce import write_ggufs
+from reranker_seqcls.gguf.writer import (
+    Split,
+    WrittenGguf,
+    data_split_plans,
+    split_file_name,
+    write_data_split,
+    write_gguf,
+)
+from reranker_seqcls.log import Log
+from reranker_seqcls.names import CONFIG_FILE, PROVENANCE_FILE, TOKENIZER_FILE
+from reranker_seqcls.sizes import human_size
+
+if TYPE_CHECKING:
+    from reranker_seqcls.check.report import ParityReport
+    from reranker_seqcls.gguf.run import GgufRun
+    from reranker_seqcls.hub.preupload import Preuploader
+    from reranker_seqcls.provenance import Provenance
+    from reranker_seqcls.recipes.recipe import Recipe
+    from reranker_seqcls.run.outcome import RunOptions, RunOutcome
+
+# The first split's keys beyond the vocabulary (hyperparameters, template, labels): a bound.
+_KEYS_BYTES = 1 << 20
+
+
+@dataclass
+class GgufStream:
+    """One streamed run's GGUFs: planned from the shard headers, a split per shard written and
+    pre-uploaded as the shards pass, the first split and the llama.cpp rows at the end."""
+
+    run: GgufRun
+    opts: RunOptions
+    work: Path  # inside the run directory: its disk measurement counts the splits
+    log: Log
+    stem: str
+    blocks: int = 0
+    shards: dict[str, int] = field(default_factory=dict)  # shard name -> split number (from 2)
+    count: int = 0  # splits per type
+    tensors: dict[str, int] = field(default_factory=dict)  # type -> tensors in all splits
+    planned: int | None = None  # bytes of all splits
+    shard_bytes: dict[str, int] = field(default_factory=dict)  # source shard -> its splits'
+    whole: bool = False  # the scorer keeps every output shard: one file per type at the end
+    _uploader: Preuploader | None = None
+
+    @property
+    def files(self) -> Path:
+        return self.work / "files"
+
+    def planned_bytes(self, source_dir: Path, order: list[str]) -> int:
+        """The disk all splits take, to add to the run's forecast. The first call refuses an
+        architecture llama.cpp gives no head and plans the splits from the shard headers
+        (placeholders in ``source_dir``)."""
+        if self.planned is None:
+            self.planned = self._plan(source_dir, order)
+        return self.planned
+
+    def _plan(self, source_dir: Path, order: list[str]) -> int:
+        from reranker_seqcls.gguf.metadata import _read_json
+
+        self.run.refuse_source(source_dir, self.opts.model)
+        self.blocks = int(_read_json(source_dir / CONFIG_FILE).get("num_hidden_layers") or 0)
+        self.files.mkdir(parents=True)
+        total = 0
+        vocabulary = (source_dir / TOKENIZER_FILE).stat().st_size
+        planned: dict[str, int] = {}
+        for gguf_type in self.run.types:
+            count = 1  # the head
+            for name in order:
+                plans = data_split_plans(source_dir / name, self.blocks, gguf_type)
+                if plans:
+                    planned.setdefault(name, len(planned) + 2)
+                    count += len(plans)
+                    size = sum(_nbytes(p.shape, p.ggml_type) for p in plans)
+                    self.shard_bytes[name] = self.shard_bytes.get(name, 0) + size
+                    total += size
+            self.tensors[gguf_type.name] = count
+            total += vocabulary + _KEYS_BYTES
+        self.shards, self.count = planned, len(planned) + 1
+        self.log(
+            f"gguf: {', '.join(t.name for t in self.run.types)}: {human_size(total)} kept on "
+            f"disk until llama-server scores them ({self.count} splits per type, one per shard "
+            "and the keys, unless the shards stay for the check: then one file per type)"
+        )
+        return total
+
+    def shard_written(self, name: str, output: Path) -> None:
+        """The splits of one converted shard, from ``output`` while it is on disk; each is
+        pre-uploaded to the GGUF target at once."""
+        number = self.shards.get(name)
+        if number is None or self.whole:
+            return  # no backbone tensor in this shard (only lm_head), or written at the end
+        uploader = self.uploader()
+        for gguf_type in self.run.types:
+            path = self.files / split_file_name(self.stem, gguf_type, number, self.count)
+            split = Split(number, self.count, self.tensors[gguf_type.name])
+            size = write_data_split(output, path, gguf_type, blocks=self.blocks, split=split)
+            uploader.upload(path.name, path)  # kept: llama-server needs every split
+            self.log(f"gguf: {path.name} written ({human_size(size)}), pre-upload done")
+
+    def check(self, converted: Path, recipe: Recipe, report: ParityReport) -> None:
+        """Write each type's first split (keys and head) and add its llama.cpp row to
+        ``report``: before the run's verdict is written and judged."""
+        from reranker_seqcls.gguf.row import add_llama_rows
+        from reranker_seqcls.steps import load_check_pairs
+
+        pairs = load_check_pairs(recipe, self.opts.check.pairs_file)
+        if self.whole:  # every output shard is on disk: the whole road's files
+            self.run.written = write_ggufs(converted, self.files, self.run.types, recipe,
+                                           stem=self.stem, log=self.log)  # fmt: skip
+        else:
+            self.run.written = self._first_splits(converted, recipe)
+        shutil.copyfile(converted / PROVENANCE_FILE, self.files / PROVENANCE_FILE)
+        self.run.rows = add_llama_rows(
+            report, [w.path for w in self.run.written], converted, pairs,
+            recipe.default_instruction, self.run.binary, self.log,
+        )  # fmt: skip
+
+    def _first_splits(self, converted: Path, recipe: Recipe) -> list[WrittenGguf]:
+        written = []
+        for gguf_type in self.run.types:
+            first = self.files / split_file_name(self.stem, gguf_type, 1, self.count)
+            split = Split(1, self.count, self.tensors[gguf_type.name])
+            w = write_gguf(converted, first, gguf_type, recipe, name=self.stem, split=split)
+            total = sum(
+                (self.files / split_file_name(self.stem, gguf_type, n, self.count)).stat().st_size
+                for n in range(1, self.count + 1)
+            )
+            written.append(WrittenGguf(first, gguf_type.name, total, w.seconds, w.rerank_template))
+        return written
+
+    def publish(
+        self,
+        recipe: Recipe,
+        report: ParityReport,
+        provenance: Provenance,
+        outcome: RunOutcome,
+    ) -> None:
+        """One commit to the GGUF target: the pre-uploaded splits, the first splits, the
+        provenance record and the card (after the seq-cls commit, as the whole road does)."""
+        from reranker_seqcls.gguf.card import gguf_card
+        from reranker_seqcls.hub.preupload import commit_preuploaded
+        from reranker_seqcls.names import README_FILE
+        from reranker_seqcls.publish.card import commit_message
+
+        hub = self.opts.hub
+        card = gguf_card(
+            gguf_repo=self.run.target, seqcls_repo=hub.target, source=self.opts.model,
+            recipe=recipe, written=self.run.written, rows=self.run.rows, report=report,
+        )  # fmt: skip
+        (self.files / README_FILE).write_text(card, "utf-8")
+        types = ", ".join(t.name for t in self.run.types)
+        pushed = commit_preuploaded(
+            self.files, self.uploader(),
+            commit_message=f"{commit_message(provenance)} (GGUF: {types})",
+            commit_description=report.markdown(), log=self.log,
+        )  # fmt: skip
+        outcome.gguf_target_repo = self.run.target
+        outcome.gguf_commit_sha = pushed.commit_sha
+        verb = "would commit" if hub.dry_run else "pushed"
+        outcome.message += f"; GGUF: {verb} {len(pushed.added)} file(s) to {self.run.target}"
+        if pushed.pr_url:
+            outcome.message += f" ({pushed.pr_url})"
+
+    def abandon(self) -> None:
+        """The run failed before its commits: remove a GGUF target this run created."""
+        if self._uploader is not None:
+            self._uploader.abandon()
+
+    def uploader(self) -> Preuploader:
+        """The GGUF target's pre-uploads (its head read at the first call)."""
+        if self._uploader is None:
+            from reranker_seqcls.hub.preupload import Preuploader
+            from reranker_seqcls.hub.target import target_state
+
+            hub = self.opts.hub
+            head = target_state(self.run.target, hub.token).head
+            self._uploader = Preuploader(
+                self.run.target, token=hub.token, private=hub.private, create_pr=hub.create_pr,
+                head=head, dry_run=hub.dry_run, log=self.log,
+            )  # fmt: skip
+        return self._uploader
+
+
+def _nbytes(shape: tuple[int, ...], ggml_type: str) -> int:
+    values = 1
+    for n in shape:
+        values *= n
+    per_block = {"F32": (1, 4), "F16": (1, 2), "Q8_0": (32, 34)}[ggml_type]
+    return values // per_block[0] * per_block[1]

@@ -1,0 +1,152 @@
+"""``run --gguf`` on the streamed road: the streamed run (:mod:`reranker_seqcls.run.streamed`,
+which knows nothing of GGUFs) with :class:`.streamed.GgufStream` added to four of its steps:
+the disk forecast, the upload of each output shard (its splits first), the scorer's report (the
+llama.cpp rows, before the run judges it) and the publication (the GGUF target's commit, after
+the seq-cls one). A failure removes a GGUF target the run created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reranker_seqcls.gguf.streamed import GgufStream
+from reranker_seqcls.log import Log
+from reranker_seqcls.run.streamed import _StreamedRun, run_streamed
+from reranker_seqcls.steps import source_name
+
+if TYPE_CHECKING:
+    from reranker_seqcls.check.release_schedule import FeedStep
+    from reranker_seqcls.check.report import ParityReport
+    from reranker_seqcls.gguf.run import GgufRun
+    from reranker_seqcls.provenance import Provenance
+    from reranker_seqcls.recipes.recipe import Recipe
+    from reranker_seqcls.run.outcome import RunOptions, RunOutcome
+    from reranker_seqcls.stream.disk import DiskForecast
+    from reranker_seqcls.stream.scorers import StreamScorer
+
+
+def run_streamed_gguf(
+    opts: RunOptions,
+    recipe: Recipe,
+    commit_sha: str,
+    head: str | None,
+    outcome: RunOutcome,
+    log: Log,
+    *,
+    check_memory: int,
+    max_disk: int | None,
+    gguf: GgufRun | None,
+) -> RunOutcome | None:
+    """:func:`run.streamed.run_streamed`, with the split GGUFs of ``gguf`` when given; a
+    failure removes a GGUF target the run created."""
+    if gguf is None:
+        return run_streamed(opts, recipe, commit_sha, head, outcome, log,
+                            check_memory=check_memory, max_disk=max_disk)  # fmt: skip
+    made: list[_GgufStreamedRun] = []
+
+    def make(*args: Any) -> _GgufStreamedRun:
+        run = _GgufStreamedRun(*args)
+        stem = source_name(opts.model).rstrip("/").split("/")[-1]  # as the whole road's
+        run.gguf = GgufStream(gguf, opts, run.work / "gguf", log, stem)
+        made.append(run)
+        return run
+
+    try:
+        return run_streamed(opts, recipe, commit_sha, head, outcome, log,
+                            check_memory=check_memory, max_disk=max_disk,
+                            make=make)  # type: ignore[arg-type]  # fmt: skip
+    except BaseException:
+        for run in made:
+            run.gguf.abandon()
+        raise
+
+
+class _GgufStreamedRun(_StreamedRun):
+    """The streamed run with its GGUF splits (see the module docstring)."""
+
+    gguf: GgufStream
+
+    def _forecast(self, *, keep_all: bool) -> DiskForecast:
+        """The run's forecast with the GGUF files, which stay until llama-server scored them.
+        A scorer that keeps every shard: the files are written at the end, beside them all.
+        Else the release schedule is replayed with the splits of the shards fed so far on disk
+        (shard k's split is written while its output is there), and at the end all of them,
+        the keys split and the twin."""
+        forecast = super()._forecast(keep_all=keep_all)
+        total = self.gguf.planned_bytes(self.source_dir, self.order)
+        if keep_all or not self.steps:
+            return replace(forecast, transfer=forecast.transfer + total, twin=forecast.twin + total)
+        splits = [self.gguf.shard_bytes.get(name, 0) for name in self.order]
+        slack = forecast.transfer - _replay(
+            self.steps, self.sizes, self.rewritten, [0] * len(splits)
+        )
+        transfer = _replay(self.steps, self.sizes, self.rewritten, splits) + slack
+        return replace(forecast, transfer=transfer, twin=forecast.twin + total)
+
+    def prepare(self, *, check_memory: int, max_disk: int | None) -> None:
+        self.steps: list[FeedStep] = []  # the scorer's schedule, once it is made
+        super().prepare(check_memory=check_memory, max_disk=max_disk)
+        self.gguf.whole = self.scorer.keeps_outputs
+        # a split is written on the upload thread while the next shard may be fetched: the
+        # fetch ahead leaves room for the largest
+        self.budget -= max(self.gguf.shard_bytes.values(), default=0)
+        self.scorer = _WithLlamaRows(self.scorer, self.gguf, self.out, self.recipe)
+
+    def transfer(self, head: str | None) -> None:
+        if not self.opts.hub.dry_run:  # here, on the main thread: abandon() knows of it
+            self.gguf.uploader().ensure_target()
+        super().transfer(head)
+
+    def _upload(self, name: str, output: Path) -> None:
+        """On the upload thread: the output shard's splits first, then its own upload."""
+        shards = self.plan.planned_weights.shards
+        self.gguf.shard_written(next(s.source_name for s in shards if s.name == name), output)
+        super()._upload(name, output)
+
+    def publish(self, provenance: Provenance, report: ParityReport, outcome: RunOutcome) -> None:
+        super().publish(provenance, report, outcome)
+        self.gguf.publish(self.recipe, report, provenance, outcome)
+
+
+class _WithLlamaRows:
+    """The run's scorer, whose report gains the llama.cpp rows before the run judges it."""
+
+    def __init__(
+        self, inner: StreamScorer, gguf: GgufStream, converted: Path, recipe: Recipe
+    ) -> None:
+        self.inner, self.gguf, self.converted, self.recipe = inner, gguf, converted, recipe
+        self.keeps_outputs = inner.keeps_outputs
+        self.twin_disk = inner.twin_disk
+
+    def schedule(self, shards: Sequence[Sequence[str]]) -> list[FeedStep]:
+        steps: list[FeedStep] = self.inner.schedule(shards)
+        return steps
+
+    def feed_source(self, shard: Path) -> list[Path]:
+        done: list[Path] = self.inner.feed_source(shard)
+        return done
+
+    def feed_converted(self, shard: Path) -> None:
+        self.inner.feed_converted(shard)
+
+    def finish(self, work: Path) -> ParityReport:
+        report: ParityReport = self.inner.finish(work)
+        self.gguf.check(self.converted, self.recipe, report)
+        return report
+
+
+def _replay(
+    steps: Sequence[FeedStep], sizes: Sequence[int], rewritten: Sequence[int], splits: list[int]
+) -> int:
+    """:func:`stream.disk.forecast`'s peak for a scorer that lets its outputs go, with
+    ``splits[k]`` added from the moment shard ``k``'s output is written."""
+    peak = 0
+    for step in steps:
+        k = step.position
+        during_feed = sum(sizes[i] for i in step.on_disk) + sum(splits[:k])
+        after = sum(sizes[i] for i in {*step.held_after, k}) + rewritten[k] + sum(splits[: k + 1])
+        peak = max(peak, during_feed, after)
+    return peak
