@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from reranker_seqcls.gguf.streamed import GgufStream
 from reranker_seqcls.log import Log
 from reranker_seqcls.run.streamed import _StreamedRun, run_streamed
-from reranker_seqcls.steps import source_name
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.release_schedule import FeedStep
@@ -39,9 +38,11 @@ def run_streamed_gguf(
     check_memory: int,
     max_disk: int | None,
     gguf: GgufRun | None,
+    stem: str,
 ) -> RunOutcome | None:
-    """:func:`run.streamed.run_streamed`, with the split GGUFs of ``gguf`` when given; a
-    failure removes a GGUF target the run created."""
+    """:func:`run.streamed.run_streamed`, with the split GGUFs of ``gguf`` when given (files
+    named after ``stem``, the source's name, as on the whole road); a failure removes a GGUF
+    target the run created."""
     if gguf is None:
         return run_streamed(opts, recipe, commit_sha, head, outcome, log,
                             check_memory=check_memory, max_disk=max_disk)  # fmt: skip
@@ -49,7 +50,6 @@ def run_streamed_gguf(
 
     def make(*args: Any) -> _GgufStreamedRun:
         run = _GgufStreamedRun(*args)
-        stem = source_name(opts.model).rstrip("/").split("/")[-1]  # as the whole road's
         run.gguf = GgufStream(gguf, opts, run.work / "gguf", log, stem)
         made.append(run)
         return run

@@ -82,7 +82,8 @@ def _run(
             from reranker_seqcls.gguf.streamed_run import run_streamed_gguf
 
             streamed = run_streamed_gguf(opts, recipe, sha, state.head, outcome, log, gguf=gguf,
-                                         check_memory=memory, max_disk=max_disk)  # fmt: skip
+                                         stem=_stem(spec.ref), check_memory=memory,
+                                         max_disk=max_disk)  # fmt: skip
             if streamed is not None:
                 return streamed
         source_dir, ref = locate_source(spec, opts.hub.token, log)
