@@ -14,7 +14,7 @@
 #   LLAMA_SERVER   a llama-server built with the Makefile's flags (default: `make llama-server`'s
 #                  .cache/llama-build/bin/llama-server when it exists): the image takes it from the
 #                  build context (LLAMA_SOURCE=context) instead of compiling llama.cpp again; none:
-#                  the image's llama stage compiles it (about 13 minutes on two busy cores;
+#                  the image's llama stage compiles it (12 to 30 minutes on two cores, by load;
 #                  bench/IMAGE_RESULTS.md). A handed-in binary with AVX-512 instructions is
 #                  refused (scripts/docker-llama-stage.sh check)
 set -euo pipefail
