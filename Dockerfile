@@ -24,36 +24,15 @@ ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE} AS llama
 ARG LLAMA_SOURCE=build
 ARG LLAMA_CPP_PYTHON_VERSION=0.3.36
+ARG LLAMA_CPP_PYTHON_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 ARG LLAMA_CMAKE_FLAGS="-G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DBUILD_SHARED_LIBS=OFF"
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
-# The glob copies the folder's contents when it exists and nothing otherwise. Debian packages
-# are not pinned (DL3008): bookworm's point releases replace the versions a pin would name.
-COPY .docker-llam[a] /tmp/llama/
-# hadolint ignore=DL3008
-RUN set -eu; \
-    mkdir -p /opt/llama/bin; \
-    case "$LLAMA_SOURCE" in \
-        context) \
-            if [ ! -x /tmp/llama/llama-server ]; then \
-                echo "LLAMA_SOURCE=context needs .docker-llama/llama-server in the build context" >&2; \
-                exit 2; \
-            fi; \
-            install -m 0755 /tmp/llama/llama-server /opt/llama/bin/llama-server ;; \
-        build) \
-            apt-get update; \
-            apt-get install -y --no-install-recommends build-essential cmake ninja-build libssl-dev; \
-            python3 -m venv /tmp/fetch; \
-            /tmp/fetch/bin/python -m pip download --quiet --no-deps --no-binary :all: \
-                -d /tmp/llama "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"; \
-            tar -C /tmp/llama -xzf "/tmp/llama/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz"; \
-            src="/tmp/llama/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION/vendor/llama.cpp"; \
-            cmake -S "$src" -B /tmp/llama/build $LLAMA_CMAKE_FLAGS >/dev/null; \
-            cmake --build /tmp/llama/build --target llama-server -j"$(nproc)"; \
-            install -m 0755 /tmp/llama/build/bin/llama-server /opt/llama/bin/llama-server ;; \
-        *) echo "LLAMA_SOURCE must be build or context, not $LLAMA_SOURCE" >&2; exit 2 ;; \
-    esac
+# scripts/docker-llama-stage.sh installs or compiles llama-server (see there). The glob copies
+# .docker-llama/'s contents when it exists and nothing otherwise.
+COPY scripts/docker-llama-stage.sh .docker-llam[a] /tmp/llama/
+RUN sh /tmp/llama/docker-llama-stage.sh
 
 FROM ${BASE} AS build
 ARG TORCH_VERSION=2.13.0+cpu

@@ -52,9 +52,12 @@ $(VLLM_STAMP): constraints-vllm.txt
 
 llama-src: $(LLAMA_SRC_STAMP)
 
+# The sdist only (its build backend, scikit-build-core, comes as a wheel to read its metadata;
+# `--no-binary :all:` made pip compile that backend's whole build chain from source).
 $(LLAMA_SDIST):
 	mkdir -p .cache
-	$(PYTHON) -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+	$(PYTHON) -m pip download --quiet --disable-pip-version-check --no-deps \
+		--no-binary llama-cpp-python \
 		-d .cache llama-cpp-python==$(LLAMA_CPP_PYTHON_VERSION)
 
 $(LLAMA_SRC_STAMP): $(LLAMA_SDIST)

@@ -14,7 +14,9 @@
 #   LLAMA_SERVER   a llama-server built with the Makefile's flags (default: `make llama-server`'s
 #                  .cache/llama-build/bin/llama-server when it exists): the image takes it from the
 #                  build context (LLAMA_SOURCE=context) instead of compiling llama.cpp again; none:
-#                  the image's llama stage compiles it (about 12 minutes on two cores)
+#                  the image's llama stage compiles it (12 to 30 minutes on two cores, by load;
+#                  bench/IMAGE_RESULTS.md). A handed-in binary with AVX-512 instructions is
+#                  refused (scripts/docker-llama-stage.sh check)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -76,6 +78,8 @@ ln "$wheel" "$wheel_dir/" 2>/dev/null || cp "$wheel" "$wheel_dir/"
 llama_server="${LLAMA_SERVER:-$root/.cache/llama-build/bin/llama-server}"
 if [[ -x "$llama_server" ]]; then
     log "llama-server: $llama_server (LLAMA_SOURCE=context)"
+    # The image runs on other CPUs: the same check as the stage's own build (no AVX-512).
+    sh "$root/scripts/docker-llama-stage.sh" check "$llama_server" >/dev/null
     mkdir -p "$llama_dir"
     cp "$llama_server" "$llama_dir/llama-server"
     llama_source=context

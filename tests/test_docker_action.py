@@ -312,3 +312,28 @@ def test_action_gguf_input_scores_with_the_images_llama_server(
     assert "llama.cpp q8_0" in outputs["parity_table"]
     assert "Qwen3-Reranker-tiny-q8_0.gguf" in hub_server.list_files(gguf_target)
     assert "GGUF target" in dirs.summary.read_text("utf-8")
+
+
+def test_build_refuses_a_llama_server_with_avx512_code(docker_image: str, tmp_path: Path) -> None:
+    """scripts/docker-build.sh checks the llama-server it hands to the image (LLAMA_SOURCE=context)
+    as the llama stage checks the one it compiles: code with AVX-512 instructions, which dies
+    with SIGILL on other CPUs, is refused before anything is built."""
+    source = tmp_path / "native.c"
+    source.write_text('int main(void) { __asm__ volatile("vpxord %zmm0, %zmm0, %zmm0"); }\n')
+    binary = tmp_path / "llama-server"
+    subprocess.run(["gcc", "-o", str(binary), str(source)], check=True)
+    tag = "reranker-seqcls:refused-native"
+    proc = subprocess.run(
+        [str(BUILD), tag],
+        env={**os.environ, "LLAMA_SERVER": str(binary)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert f"{binary} holds 1 AVX-512 instructions" in proc.stderr
+    assert "Step 1/" not in proc.stdout  # refused before the build
+    inspect = subprocess.run(["docker", "image", "inspect", tag], capture_output=True, check=False)
+    assert inspect.returncode != 0
+    assert not (ROOT / ".docker-llama").exists() and not (ROOT / ".docker-wheels").exists()
