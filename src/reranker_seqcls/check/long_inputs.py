@@ -47,9 +47,11 @@ from reranker_seqcls.check.long_consumers import (
     _sentence_transformers,
     _sigmoid,
     _vllm_rows,
+    client_cuts,
     template_cut_cause,
 )
 from reranker_seqcls.check.long_pairs import long_pairs, template_tail
+from reranker_seqcls.check.long_served import served_rows
 from reranker_seqcls.names import CONFIG_FILE
 from reranker_seqcls.recipes.length_rules import LENGTH_RULES, scoring_length
 from reranker_seqcls.recipes.prompts import official_prompt
@@ -63,6 +65,21 @@ TOKEN_BUDGET = 6144  # uncut prompt tokens of the longest long pair: beyond it, 
 # The structural twin (2 layers, hidden at most 128 for every real size) scores even a
 # 24k-token prompt in about a second: the long pairs of an 8192-token family run there.
 TWIN_TOKEN_BUDGET = 32768
+
+
+@dataclass(frozen=True)
+class LongBudget:
+    """How many uncut prompt tokens the longest long pair may take, and, when it takes more,
+    what would measure it (said in the report's ``why_not``)."""
+
+    tokens: int = TOKEN_BUDGET
+    beyond: str | None = None
+
+
+SMALL = LongBudget()  # a whole check on the model itself: small models only
+# the quick check on a twin: the twin could take the pairs, the quick check leaves them out
+QUICK_TWIN = LongBudget(TOKEN_BUDGET, "--full-check measures them on the twin")
+FULL_TWIN = LongBudget(TWIN_TOKEN_BUDGET)
 
 
 @dataclass
@@ -101,11 +118,12 @@ def add_long_inputs(
     token_ids: list[int],
     vllm: VllmPython | None,
     log: Callable[[str], None],
-    token_budget: int = TOKEN_BUDGET,
+    budget: LongBudget = SMALL,
 ) -> None:
     """Score the long pairs on every consumer and record what each did (``report
     .long_inputs``); fail the report only for the checkpoint's own defects. Pairs whose
-    uncut prompts exceed ``token_budget`` tokens are not measured."""
+    uncut prompts exceed ``budget.tokens`` are not measured (the report says why, and
+    ``budget.beyond``)."""
     from transformers import AutoTokenizer
 
     from reranker_seqcls.convert.lengths import position_limit
@@ -129,8 +147,11 @@ def add_long_inputs(
     )  # fmt: skip
     try:
         _measure(report, section, (source, converted), recipe, token_ids, (tokenizer, limit),
-                 vllm, log, token_budget)  # fmt: skip
+                 vllm, log, budget.tokens)  # fmt: skip
     finally:
+        if section.why_not is not None and budget.beyond is not None:
+            section.why_not = f"{section.why_not}; {budget.beyond}"
+
         report.long_inputs = section.to_json()
 
 
@@ -224,14 +245,15 @@ def _measure(
                 report.fail(cause)
                 break
     if vllm is not None and vllm.python is not None:
-        section.consumers += _vllm_rows(
-            vllm.python, converted, recipe, pairs, length, report.dtype, ref_prob, tolerance.prob,
-            log,
-        )  # fmt: skip
+        cut = client_cuts(converted, recipe, pairs, length)
+        judged = (report.dtype, ref_prob, tolerance.prob, log)
+        section.consumers += _vllm_rows(vllm.python, converted, pairs, cut, *judged)
+        section.consumers += served_rows(vllm.python, converted, pairs, cut, *judged)
     elif vllm is not None:
-        section.consumers.append(
-            ConsumerResult("vLLM offline", "all", "not run", str(vllm.skipped))
-        )
+        section.consumers += [
+            ConsumerResult(name, "all", "not run", str(vllm.skipped))
+            for name in ("vLLM offline", "vLLM served")
+        ]
 
 
 def _softcap_allowed(report: ParityReport) -> bool:
