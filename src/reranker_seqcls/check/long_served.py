@@ -166,8 +166,11 @@ def served_rows(
         scores = [score for (score, _), _ in part]
         errors = [error for (_, error), _ in part]
         judged = _judge(name, pairs, scores, errors, reference, tolerance, "probability")
-        for row, (_, (ranked, refused)) in zip(judged, part, strict=True):
-            words = refused or _rerank_words(ranked, row.score)
+        for row, error, (_, (ranked, refused)) in zip(judged, errors, part, strict=True):
+            if refused is not None:
+                words = "the same refusal" if refused == error else refused
+            else:
+                words = _rerank_words(ranked, row.score)
             row.detail += f"; /rerank: {words}"
         rows += judged
     return rows
