@@ -15,6 +15,8 @@ The original scores them as its own code cuts them (:data:`~reranker_seqcls.reci
 * **vLLM offline** -- ``LLM(converted).score`` with the saved template and the length vLLM reads
   from the checkpoint; then with the document cut on the client side
   (:func:`.long_pairs.cut_document`, the card's recipe).
+* **vLLM served** -- ``vllm serve CONVERTED`` as the card starts it, ``POST /score`` (and
+  ``/rerank`` beside it) with the same raw and cut pairs (:mod:`.long_served`).
 
 A consumer that matches within the check's tolerance "matches the official truncated score", one
 that raises "refuses" (its first error line), any other "scores another text" (by how much).
@@ -22,11 +24,12 @@ Those two are findings for the card, not failures: only the checkpoint's own fil
 
 The pairs are long by design, so they run only where that is cheap: when the longest of their
 uncut prompts stays within :data:`TOKEN_BUDGET` tokens (the tiny test models, the twin of a
-streamed run); otherwise the report says they were not measured, and why.
+streamed run); otherwise the report says they were not measured, why, and what would measure
+them (:class:`LongBudget`).
 
 This module runs the measurement and holds its report section; the pairs and the client-side
-cut are in :mod:`.long_pairs`, each consumer's scoring in :mod:`.long_consumers`, the card's
-section in :mod:`.long_inputs_card`.
+cut are in :mod:`.long_pairs`, each consumer's scoring in :mod:`.long_consumers` and
+:mod:`.long_served`, the card's section in :mod:`.long_inputs_card`.
 """
 
 from __future__ import annotations
