@@ -3,8 +3,10 @@
 ``make test`` builds that environment first (``make vllm-venv``); these tests fail, never skip,
 when it is missing. vLLM start-ups are few and expensive (tens of seconds each on a small CPU):
 one offline process scores all three families, ``run`` (its check) runs vLLM once, ``check``
-within a memory budget runs it once on a structural twin for a good and for a broken
-conversion, and ``vllm serve`` processes answer ``/score`` and ``/rerank``.
+within a memory budget runs it once on a structural twin for a broken conversion and, with
+``--full-check``, three times for a good one (the short pairs; the over-length pairs offline and
+served, their two start-ups overlapping), and ``vllm serve`` processes answer ``/score`` and
+``/rerank``.
 
 The models are tiny but real enough for vLLM: the real Qwen vocabulary for Qwen3 and Qwen2, and
 head_dim 64 everywhere (vLLM's CPU attention refuses 16). "Official" is the family's own prompt

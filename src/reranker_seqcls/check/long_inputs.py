@@ -54,7 +54,7 @@ from reranker_seqcls.check.long_consumers import (
     template_cut_cause,
 )
 from reranker_seqcls.check.long_pairs import long_pairs, template_tail
-from reranker_seqcls.check.long_served import served_rows
+from reranker_seqcls.check.long_served import served, served_rows
 from reranker_seqcls.names import CONFIG_FILE
 from reranker_seqcls.recipes.length_rules import LENGTH_RULES, scoring_length
 from reranker_seqcls.recipes.prompts import official_prompt
@@ -249,9 +249,11 @@ def _measure(
                 break
     if vllm is not None and vllm.python is not None:
         cut = client_cuts(converted, recipe, pairs, length)
-        judged = (report.dtype, ref_prob, tolerance.prob, log)
-        section.consumers += _vllm_rows(vllm.python, converted, pairs, cut, *judged)
-        section.consumers += served_rows(vllm.python, converted, pairs, cut, *judged)
+        judged = (ref_prob, tolerance.prob, log)
+        # the server starts first: its start-up overlaps the offline run
+        with served(vllm.python, converted, report.dtype) as server:
+            offline = _vllm_rows(vllm.python, converted, pairs, cut, report.dtype, *judged)
+            section.consumers += offline + served_rows(server, converted, pairs, cut, *judged)
     elif vllm is not None:
         section.consumers += [
             ConsumerResult(name, "all", "not run", str(vllm.skipped))

@@ -4,8 +4,9 @@ directory as the card starts it, then ``POST /score`` and ``POST /rerank``.
 Served vLLM is not offline vLLM with a socket in front: the server validates a request before
 the engine sees it (an over-length prompt is an HTTP 400, not an exception), reads the template
 from ``--chat-template`` instead of a ``score()`` argument, and ``/rerank`` is a request shape of
-its own. So the check starts one server (one start per check, about a minute on a small CPU),
-sends each long pair raw and cut on the client side, and judges ``/score`` against the
+its own. So the check starts one server (one start per check, about a minute on a small CPU;
+started before the offline run, so the two start-ups overlap), sends each long pair raw and cut
+on the client side, and judges ``/score`` against the
 original's truncated score; ``/rerank`` of the same text is reported beside it (its score, or
 its refusal).
 
@@ -26,6 +27,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +57,40 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+@dataclass
+class Server:
+    """A ``vllm serve`` process being started (:func:`served`)."""
+
+    process: subprocess.Popen[bytes] | None
+    url: str
+    log: Path
+    failed: str = ""  # why it could not be started at all
+
+    def ready(self) -> tuple[str | None, str]:
+        """Wait until it answers ``/health``: (its URL, ""), or (None, why not)."""
+        from reranker_seqcls.check.vllm import first_error_line
+
+        if self.process is None:
+            return None, self.failed
+        started = time.monotonic()
+        while (code := self.process.poll()) is None:
+            try:
+                with _LOCAL.open(f"{self.url}/health", timeout=5):
+                    return self.url, ""
+            except OSError:
+                if time.monotonic() - started > START_TIMEOUT_S:
+                    return None, f"vllm serve did not answer within {START_TIMEOUT_S} s"
+                time.sleep(1)
+        why = first_error_line(self.log.read_text("utf-8", errors="replace")) or "no error message"
+        return None, f"vllm serve exited with code {code}: {why}"
+
+
 @contextmanager
-def served(
-    python: str, converted: Path, dtype: str, template: Path | None
-) -> Iterator[tuple[str | None, str]]:
-    """``vllm serve CONVERTED`` until the block ends: yields (its URL, or None when it did not
-    come up; why not, or "")."""
-    from reranker_seqcls.check.vllm import KV_CACHE_BYTES, LAUNCHER, first_error_line
+def served(python: str, converted: Path, dtype: str) -> Iterator[Server]:
+    """``vllm serve CONVERTED``, started at once (its start-up overlaps whatever the block does
+    before :meth:`Server.ready`) and stopped when the block ends."""
+    from reranker_seqcls.check.vllm import KV_CACHE_BYTES, LAUNCHER
+    from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
     from reranker_seqcls.torch_cache import environment_for_subprocess
 
     env = environment_for_subprocess()
@@ -70,40 +99,24 @@ def served(
     argv = [python, str(LAUNCHER), "serve", str(converted.resolve()), "--runner", "pooling",
             "--dtype", dtype, "--host", "127.0.0.1", "--port", str(port),
             "--enforce-eager"]  # fmt: skip
-    if template is not None:
+    if (template := converted / TEMPLATE_FILE_NAME).is_file():
         argv += ["--chat-template", str(template.resolve())]
     if not env.get("VLLM_CPU_KVCACHE_SPACE"):
         argv += ["--kv-cache-memory-bytes", str(KV_CACHE_BYTES)]
-    url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="reranker-seqcls-serve-") as tmp:
-        log_path = Path(tmp) / "serve.log"
-        with log_path.open("wb") as log:
+        server = Server(None, f"http://127.0.0.1:{port}", Path(tmp) / "serve.log")
+        with server.log.open("wb") as log:
             try:
-                process = subprocess.Popen(
+                server.process = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
                 )
             except OSError as exc:
-                yield None, f"{python} could not be started ({exc.strerror or exc})"
-                return
+                server.failed = f"{python} could not be started ({exc.strerror or exc})"
         try:
-            started = time.monotonic()
-            while True:
-                if (code := process.poll()) is not None:
-                    text = log_path.read_text("utf-8", errors="replace")
-                    why = first_error_line(text) or "no error message"
-                    yield None, f"vllm serve exited with code {code}: {why}"
-                    return
-                try:
-                    with _LOCAL.open(f"{url}/health", timeout=5):
-                        break
-                except OSError:
-                    if time.monotonic() - started > START_TIMEOUT_S:
-                        yield None, f"vllm serve did not answer within {START_TIMEOUT_S} s"
-                        return
-                    time.sleep(1)
-            yield url, ""
+            yield server
         finally:
-            _stop(process)
+            if server.process is not None:
+                _stop(server.process)
 
 
 def _ask(url: str, body: dict[str, Any]) -> tuple[float | None, str | None]:
@@ -131,35 +144,32 @@ def _ask(url: str, body: dict[str, Any]) -> tuple[float | None, str | None]:
 
 
 def served_rows(
-    python: str,
+    server: Server,
     converted: Path,
     pairs: list[Pair],
     cut: list[tuple[str, str]],
-    dtype: str,
     reference: list[float],
     tolerance: float,
     log: Callable[[str], None],
 ) -> list[ConsumerResult]:
-    """The served rows: each pair raw and as ``cut`` on the client side, ``/score`` judged
-    against ``reference`` (probabilities), ``/rerank`` of the same text in the detail."""
-    from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
-
-    template = converted / TEMPLATE_FILE_NAME
+    """The served rows (``server`` started by :func:`served`): each pair raw and as ``cut`` on
+    the client side, ``/score`` judged against ``reference`` (probabilities), ``/rerank`` of
+    the same text in the detail."""
     model = str(converted.resolve())
     names = (SCORE, SCORE_CUT)
     log("parity: scoring the over-length pairs through vllm serve (/score and /rerank)")
-    with served(python, converted, dtype, template if template.is_file() else None) as (url, why):
-        if url is None:
-            return [ConsumerResult(n, p.group, REFUSES, why) for n in names for p in pairs]
-        asked = []  # per (raw or cut, pair): /score's answer, /rerank's answer
-        for texts in ([(p.query, p.document) for p in pairs], cut):
-            for pair, (query, document) in zip(pairs, texts, strict=True):
-                extra = {"instruction": pair.instruction} if pair.instruction is not None else {}
-                body = {"model": model, "documents": [document], **extra}
-                asked.append((
-                    _ask(f"{url}/score", {**body, "queries": query}),
-                    _ask(f"{url}/rerank", {**body, "query": query}),
-                ))  # fmt: skip
+    url, why = server.ready()
+    if url is None:
+        return [ConsumerResult(n, p.group, REFUSES, why) for n in names for p in pairs]
+    asked = []  # per (raw or cut, pair): /score's answer, /rerank's answer
+    for texts in ([(p.query, p.document) for p in pairs], cut):
+        for pair, (query, document) in zip(pairs, texts, strict=True):
+            extra = {"instruction": pair.instruction} if pair.instruction is not None else {}
+            body = {"model": model, "documents": [document], **extra}
+            asked.append((
+                _ask(f"{url}/score", {**body, "queries": query}),
+                _ask(f"{url}/rerank", {**body, "query": query}),
+            ))  # fmt: skip
     rows: list[ConsumerResult] = []
     for k, name in enumerate(names):
         part = asked[k * len(pairs) : (k + 1) * len(pairs)]
