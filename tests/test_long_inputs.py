@@ -511,3 +511,29 @@ def test_files_that_cut_the_template_fail_even_unmeasured(tmp_path):
     broken = report()
     _check_files(broken, tmp_path, 8192)
     assert not broken.passed and "restore_suffix is false" in broken.reasons[0]
+
+
+def test_a_server_that_cannot_start_is_a_refusal_row(tmp_path):
+    """``vllm serve`` by a Python without vLLM: every served row is "refuses" with the server's
+    first error line, never a crash (seconds: the launcher dies importing vLLM)."""
+    import sys
+
+    from reranker_seqcls.check.long_served import SCORE, SCORE_CUT, served, served_rows
+    from reranker_seqcls.check.pairs import Pair
+
+    pairs = [Pair("q", "d", group="long-document"), Pair("q q", "d", group="long-query")]
+    logged: list[str] = []
+    with served(sys.executable, tmp_path, "float32") as server:
+        rows = served_rows(
+            server, tmp_path, pairs, [("q", "d")] * 2, [0.5, 0.5], 1e-3, logged.append
+        )
+    assert [(r.consumer, r.pair) for r in rows] == [
+        (name, p.group) for name in (SCORE, SCORE_CUT) for p in pairs
+    ]
+    for row in rows:
+        assert row.behaviour == "refuses" and row.score is None, row
+        assert row.detail == (
+            "vllm serve exited with code 1: ModuleNotFoundError: No module named 'vllm'"
+        ), row.detail
+    assert server.process is not None and server.process.returncode is not None
+    assert logged and "vllm serve" in logged[0]
