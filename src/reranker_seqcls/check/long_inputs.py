@@ -154,7 +154,6 @@ def add_long_inputs(
     finally:
         if section.why_not is not None and budget.beyond is not None:
             section.why_not = f"{section.why_not}; {budget.beyond}"
-
         report.long_inputs = section.to_json()
 
 
