@@ -9,12 +9,10 @@ slicing. Models are tiny with ``max_position_embeddings`` 512, which scales each
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -236,13 +234,21 @@ def _source(family: str, preset: str, real_vocab_model) -> Path:
     )
 
 
-def _convert_and_check(source: Path, tmp_path: Path, preset: str, *args: str):
+def _convert_and_check(source: Path, tmp_path: Path, preset: str, *args: str, timeout: int = 300):
     out = tmp_path / f"{preset}-seq-cls"
     converted = run_cli("convert", source, out, "--preset", preset)
     assert converted.returncode == 0, converted.stderr
     report_path = tmp_path / "report.json"
     result = run_cli(
-        "check", source, out, "--pairs", _pairs_file(tmp_path), "--report", report_path, *args
+        "check",
+        source,
+        out,
+        "--pairs",
+        _pairs_file(tmp_path),
+        "--report",
+        report_path,
+        *args,
+        timeout=timeout,
     )
     report = json.loads(report_path.read_text()) if report_path.is_file() else None
     return out, result, report
@@ -368,27 +374,9 @@ def test_each_family_reports_what_sentence_transformers_does(
         assert "leaving the original's" in detail
 
 
-@pytest.mark.vllm
-@pytest.mark.slow
-def test_vllm_refuses_over_length_and_the_client_side_cut_matches(real_vocab_model, tmp_path):
-    source = _source("qwen3", "qwen3-reranker", real_vocab_model)
-    _, result, report = _convert_and_check(
-        source, tmp_path, "qwen3-reranker", "--vllm-python", str(_vllm_python())
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    rows = _rows(report)
-    for group in LONG_ROWS:
-        raw = rows[("vLLM offline", group)]
-        # vLLM reads max_seq_length from sentence_bert_config.json as max_model_len
-        assert raw["behaviour"] == "refuses", raw
-        assert f"maximum context length is {POSITIONS} tokens" in raw["detail"]
-    cut = rows[("vLLM offline, cut on the client side", "long-document")]
-    assert cut["behaviour"] == "matches the official truncated score", cut
-    # the recipe cuts documents only: a query longer than the scoring length is still refused
-    assert (
-        rows[("vLLM offline, cut on the client side", "long-query-and-document")]["behaviour"]
-        == "refuses"
-    )
+SERVED = "vLLM served /score"
+OFFLINE = "vLLM offline"
+CUT = ", cut on the client side"
 
 
 def _vllm_python() -> Path:
@@ -397,54 +385,98 @@ def _vllm_python() -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _served(out: Path, log_path: Path) -> Iterator[str]:
-    """``vllm serve`` on the converted directory, as the card starts it; yields its URL."""
-    import subprocess
-    import time
-
-    from tests.test_vllm import _LOCAL, VLLM_ENV, _free_port
-
-    port = _free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(_vllm_python()), str(ROOT / "src/reranker_seqcls/check/vllm_launch.py"), "serve",
-             str(out), "--runner", "pooling", "--chat-template", str(out / "chat_template.jinja"),
-             "--dtype", "float32", "--host", "127.0.0.1", "--port", str(port),
-             "--enforce-eager"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **VLLM_ENV},
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        started = time.monotonic()
-        while True:
-            assert process.poll() is None, log_path.read_text()[-3000:]
-            try:
-                with _LOCAL.open(f"{url}/health", timeout=5):
-                    break
-            except OSError:
-                assert time.monotonic() - started < 900, log_path.read_text()[-3000:]
-                time.sleep(2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def assert_vllm_rows(report: dict, length: int) -> dict[str, float]:
+    """What every family's check with vLLM shows (offline and served): the raw over-length
+    pairs are refused at the checkpoint's own length (offline: vLLM's error; served: HTTP
+    400), the card's client-side cut is scored, served equals offline, ``/rerank`` equals
+    ``/score``, and a query longer than the scoring length is still refused (the recipe cuts
+    documents only). Returns the long-document pair's cut scores: offline, served."""
+    rows = _rows(report)
+    for consumer in (OFFLINE, SERVED):
+        for group in LONG_ROWS:
+            raw = rows[(consumer, group)]
+            assert raw["behaviour"] == "refuses", raw
+            assert f"maximum context length is {length} tokens" in raw["detail"], raw
+        long_query = rows[(consumer + CUT, "long-query-and-document")]
+        assert long_query["behaviour"] == "refuses", long_query
+    for group in LONG_ROWS:  # /rerank refuses what /score refuses, with the same message
+        detail = rows[(SERVED, group)]["detail"]
+        assert detail.startswith("HTTP 400: ") and detail.endswith("; /rerank: the same refusal")
+    offline = rows[(OFFLINE + CUT, "long-document")]
+    served = rows[(SERVED + CUT, "long-document")]
+    assert offline["score"] is not None and served["score"] is not None, (offline, served)
+    assert served["behaviour"] == offline["behaviour"], (offline, served)
+    assert abs(served["score"] - offline["score"]) < 1e-4, (offline, served)
+    assert served["detail"].endswith("; /rerank: the same score"), served
+    return {"offline": offline["score"], "served": served["score"]}
 
 
-def _refused(url: str, body: dict) -> str:
-    """The message of the HTTP 400 a served vLLM answers ``body`` with."""
-    import urllib.error
+def _template_fed(out: Path, recipe_name: str, report: dict) -> tuple[float, int, int, float]:
+    """The check's long-document pair cut as the card says and rendered as vLLM renders it:
+    (the converted classifier's probability on that prompt, its length, the original's prompt
+    length, the original's probability)."""
+    from transformers import AutoTokenizer
 
-    from tests.test_vllm import _post
+    from reranker_seqcls.check.long_pairs import client_side, long_pairs
+    from reranker_seqcls.recipes.render import render_scoring_prompt
 
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        _post(url, body)
-    assert refused.value.code == 400
-    return refused.value.read().decode()
+    long = report["long_inputs"]
+    length = long["scoring_length"]
+    tok = AutoTokenizer.from_pretrained(out)
+    recipe = PRESETS[recipe_name]
+    pair = long_pairs(recipe, lambda t: len(_encode(tok, t)), length)[0]
+    query, cut = client_side(tok, recipe, pair, length)
+    template = (out / "chat_template.jinja").read_text()
+    vllm_ids = tok(render_scoring_prompt(template, query, cut, None, tokenizer=tok))["input_ids"]
+    official = prompts.official_prompt(
+        tok, recipe, pair.query, pair.document, position_limit=POSITIONS
+    ).ids
+    assert len(vllm_ids) <= length
+    original = 1 / (1 + math.exp(-long["pairs"][0]["reference"][-1]))
+    if vllm_ids == official:
+        return original, len(vllm_ids), len(official), original
+    return _classifier_probability(out, vllm_ids), len(vllm_ids), len(official), original
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("family", "preset"),
+    [("qwen3", "qwen3-reranker"), ("qwen2", "mxbai-rerank-v2"), ("gemma", "bge-reranker-v2-gemma")],
+)
+def test_vllm_offline_and_served_on_the_long_pairs(family, preset, real_vocab_model, tmp_path):
+    """``check --vllm-python`` on each family with a token bound, on its real vocabulary (Gemma 4
+    SentencePiece for bge, head_dim 64, which vLLM's CPU attention takes): vLLM offline and
+    ``vllm serve`` (``/score``, ``/rerank``) refuse the raw over-length pairs with the
+    checkpoint's own length, and score the card's client-side cut. For Qwen3-Reranker that cut
+    is the model card's own: the original's truncated score. For mxbai and bge it keeps the
+    prompt within the bound but is not the library's per-piece cut: the score is the converted
+    classifier's on the rendered cut prompt, another text than the original's."""
+    source = _source(family, preset, real_vocab_model)
+    out, result, report = _convert_and_check(  # three vLLM starts: minutes on a busy machine
+        source, tmp_path, preset, "--vllm-python", str(_vllm_python()), timeout=1500
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    length = report["long_inputs"]["scoring_length"]
+    assert length == POSITIONS
+    scored = assert_vllm_rows(report, length)
+    expected, vllm_tokens, official_tokens, original = _template_fed(out, preset, report)
+    rows = _rows(report)
+    for consumer, key in ((OFFLINE, "offline"), (SERVED, "served")):
+        assert abs(scored[key] - expected) < 1e-4, (consumer, scored, expected)
+        row = rows[(consumer + CUT, "long-document")]
+        if preset == "qwen3-reranker":  # the model card's cut: the original's ids
+            assert vllm_tokens == official_tokens
+            assert row["behaviour"] == "matches the official truncated score", row
+        else:  # measured: the cut fills the scoring length where the library's cut differs
+            assert row["behaviour"] == "scores another text", row
+            assert abs(row["score"] - original) > report["tolerance"]["prob"]
+    print(
+        f"\n{preset}, scoring length {length}: vLLM's prompt of the cut document {vllm_tokens} "
+        f"tokens, the original's {official_tokens}; offline {scored['offline']:.6f}, served "
+        f"{scored['served']:.6f}, original {original:.6f} (|Δ probability| "
+        f"{abs(scored['served'] - original):.3g})"
+    )
 
 
 def _classifier_probability(out: Path, ids: list[int]) -> float:
@@ -454,102 +486,6 @@ def _classifier_probability(out: Path, ids: list[int]) -> float:
     model = AutoModelForSequenceClassification.from_pretrained(out, dtype=torch.float32).eval()
     with torch.no_grad():
         return float(torch.sigmoid(model(input_ids=torch.tensor([ids])).logits[0, 0]))
-
-
-@pytest.mark.vllm
-@pytest.mark.slow
-def test_served_vllm_refuses_over_length_and_scores_the_client_side_cut(qwen3_long, tmp_path):
-    """``vllm serve`` on the converted directory (as the card starts it): POST /score with an
-    over-length document is a clear 400; with the document cut by the card's recipe it gives the
-    model card's truncated score."""
-    from transformers import AutoTokenizer
-
-    from reranker_seqcls.check.long_pairs import cut_document
-    from tests.test_vllm import _post
-
-    _, out, _, _ = qwen3_long
-    tok = AutoTokenizer.from_pretrained(out)
-    cut = cut_document(tok, SHORT_QUERY, LONG_DOC, None, POSITIONS)
-    official = prompts.official_prompt(
-        tok, PRESETS["qwen3-reranker"], SHORT_QUERY, LONG_DOC, position_limit=POSITIONS
-    )
-    expected = _classifier_probability(out, official.ids)
-    with _served(out, tmp_path / "serve.log") as url:
-        body = {"model": str(out), "queries": SHORT_QUERY, "documents": [LONG_DOC]}
-        message = _refused(f"{url}/score", body)
-        assert f"maximum context length is {POSITIONS} tokens" in message, message
-        served = _post(f"{url}/score", {**body, "documents": [cut]})["data"][0]["score"]
-        assert abs(served - expected) < 1e-4, (served, expected)
-        print(f"\nserved, cut on the client side: |Δ probability| {abs(served - expected):.1e}")
-
-
-@pytest.mark.vllm
-@pytest.mark.slow
-def test_bge_gemma4_on_vllm_offline_and_served(real_vocab_model, tmp_path):
-    """bge-reranker-v2-gemma on the Gemma 4 SentencePiece vocabulary (head_dim 64, which
-    vLLM's CPU attention takes), through vLLM offline (the check's rows) and served: the raw
-    over-length pairs are refused with the checkpoint's own length; the card's client-side cut
-    is scored, and served /score and /rerank give the offline score. That cut keeps the prompt
-    within the scoring length but is not FlagEmbedding's per-piece cut, so its score is the
-    converted classifier's on the rendered cut prompt, another text than the original's."""
-    from transformers import AutoTokenizer
-
-    from reranker_seqcls.check.long_pairs import client_side, long_pairs
-    from reranker_seqcls.recipes.render import render_scoring_prompt
-    from tests.test_vllm import _post
-
-    preset = "bge-reranker-v2-gemma"
-    source = _source("gemma", preset, real_vocab_model)
-    out, result, report = _convert_and_check(
-        source, tmp_path, preset, "--vllm-python", str(_vllm_python())
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    long, rows = report["long_inputs"], _rows(report)
-    length = long["scoring_length"]
-    assert length == POSITIONS
-    for group in LONG_ROWS:
-        raw = rows[("vLLM offline", group)]
-        assert raw["behaviour"] == "refuses", raw
-        assert f"maximum context length is {length} tokens" in raw["detail"]
-    offline = rows[("vLLM offline, cut on the client side", "long-document")]
-    # the recipe cuts documents only: a query longer than the scoring length is still refused
-    assert (
-        rows[("vLLM offline, cut on the client side", "long-query-and-document")]["behaviour"]
-        == "refuses"
-    )
-
-    # the check's long-document pair, cut as the card says, rendered as vLLM renders it
-    tok = AutoTokenizer.from_pretrained(out)
-    recipe = PRESETS[preset]
-    pair = long_pairs(recipe, lambda t: len(_encode(tok, t)), length)[0]
-    query, cut = client_side(tok, recipe, pair, length)
-    template = (out / "chat_template.jinja").read_text()
-    vllm_ids = tok(render_scoring_prompt(template, query, cut, None, tokenizer=tok))["input_ids"]
-    official = prompts.official_prompt(
-        tok, recipe, pair.query, pair.document, position_limit=POSITIONS
-    ).ids
-    assert len(vllm_ids) <= length and vllm_ids != official
-    expected = _classifier_probability(out, vllm_ids)
-    original = 1 / (1 + math.exp(-long["pairs"][0]["reference"][-1]))
-    assert abs(offline["score"] - expected) < 1e-4, (offline, expected)
-    # measured: the cut fills the scoring length where FlagEmbedding's passage cut ends earlier
-    assert offline["behaviour"] == "scores another text", offline
-    assert abs(offline["score"] - original) > report["tolerance"]["prob"]
-
-    with _served(out, tmp_path / "serve.log") as url:
-        body = {"model": str(out), "queries": pair.query, "documents": [pair.document]}
-        message = _refused(f"{url}/score", body)
-        assert f"maximum context length is {length} tokens" in message, message
-        served = _post(f"{url}/score", {**body, "documents": [cut]})["data"][0]["score"]
-        reranked = _post(f"{url}/rerank", {"model": str(out), "query": query, "documents": [cut]})
-        ranked = reranked["results"][0]["relevance_score"]
-    assert abs(served - offline["score"]) < 1e-4 and abs(ranked - served) < 1e-5, (served, ranked)
-    print(
-        f"\nbge, Gemma 4 vocabulary, scoring length {length}: vLLM's prompt of the cut document "
-        f"{len(vllm_ids)} tokens, FlagEmbedding's {len(official)}; served {served:.6f}, offline "
-        f"{offline['score']:.6f}, original {original:.6f} (|Δ probability| "
-        f"{abs(served - original):.3g})"
-    )
 
 
 def test_files_that_cut_the_template_fail_even_unmeasured(tmp_path):
@@ -575,3 +511,29 @@ def test_files_that_cut_the_template_fail_even_unmeasured(tmp_path):
     broken = report()
     _check_files(broken, tmp_path, 8192)
     assert not broken.passed and "restore_suffix is false" in broken.reasons[0]
+
+
+def test_a_server_that_cannot_start_is_a_refusal_row(tmp_path):
+    """``vllm serve`` by a Python without vLLM: every served row is "refuses" with the server's
+    first error line, never a crash (seconds: the launcher dies importing vLLM)."""
+    import sys
+
+    from reranker_seqcls.check.long_served import SCORE, SCORE_CUT, served, served_rows
+    from reranker_seqcls.check.pairs import Pair
+
+    pairs = [Pair("q", "d", group="long-document"), Pair("q q", "d", group="long-query")]
+    logged: list[str] = []
+    with served(sys.executable, tmp_path, "float32") as server:
+        rows = served_rows(
+            server, tmp_path, pairs, [("q", "d")] * 2, [0.5, 0.5], 1e-3, logged.append
+        )
+    assert [(r.consumer, r.pair) for r in rows] == [
+        (name, p.group) for name in (SCORE, SCORE_CUT) for p in pairs
+    ]
+    for row in rows:
+        assert row.behaviour == "refuses" and row.score is None, row
+        assert row.detail == (
+            "vllm serve exited with code 1: ModuleNotFoundError: No module named 'vllm'"
+        ), row.detail
+    assert server.process is not None and server.process.returncode is not None
+    assert logged and "vllm serve" in logged[0]

@@ -3,8 +3,10 @@
 ``make test`` builds that environment first (``make vllm-venv``); these tests fail, never skip,
 when it is missing. vLLM start-ups are few and expensive (tens of seconds each on a small CPU):
 one offline process scores all three families, ``run`` (its check) runs vLLM once, ``check``
-within a memory budget runs it once on a structural twin for a good and for a broken
-conversion, and ``vllm serve`` processes answer ``/score`` and ``/rerank``.
+within a memory budget runs it once on a structural twin for a broken conversion and, with
+``--full-check``, three times for a good one (the short pairs; the over-length pairs offline and
+served, their two start-ups overlapping), and ``vllm serve`` processes answer ``/score`` and
+``/rerank``.
 
 The models are tiny but real enough for vLLM: the real Qwen vocabulary for Qwen3 and Qwen2, and
 head_dim 64 everywhere (vLLM's CPU attention refuses 16). "Official" is the family's own prompt
@@ -296,14 +298,15 @@ def wide_qwen3(
 
 
 def _twin_check(
-    source: Path, converted: Path, vllm_python: Path, report_file: Path
+    source: Path, converted: Path, vllm_python: Path, report_file: Path, *args: str
 ) -> tuple[subprocess.CompletedProcess[str], dict]:
     started = time.monotonic()
     result = run_cli(
         "check", source, converted, "--check-memory", TWIN_BUDGET, "--vllm-python", vllm_python,
-        "--report", report_file, env=VLLM_ENV, timeout=900,
+        "--report", report_file, *args, env=VLLM_ENV, timeout=1500,
     )  # fmt: skip
-    print(f"\ncheck --check-memory {TWIN_BUDGET} (twin + vLLM): {time.monotonic() - started:.0f} s")
+    took = time.monotonic() - started
+    print(f"\ncheck --check-memory {TWIN_BUDGET} {' '.join(args)} (twin + vLLM): {took:.0f} s")
     assert report_file.is_file(), result.stderr
     return result, json.loads(report_file.read_text())
 
@@ -311,9 +314,11 @@ def _twin_check(
 def test_check_within_a_memory_budget_runs_vllm_on_the_shrunk_twin(
     wide_qwen3: tuple[Path, Path], vllm_python: Path, tmp_path: Path
 ) -> None:
-    """``check --check-memory --vllm-python`` on a model over the budget: the real weights are
-    scored layer by layer, and vLLM scores the twin (2 layers, hidden 128, head_dim 64) within
-    tolerance of the twin's original, a ``twin: vllm`` row in the report."""
+    """``check --check-memory --vllm-python --full-check`` on a model over the budget: the real
+    weights are scored layer by layer, and vLLM scores the twin (2 layers, hidden 128, head_dim
+    64) within tolerance of the twin's original, a ``twin: vllm`` row in the report. With
+    ``--full-check`` the over-length pairs of the real positions (4096: too long for a small
+    model's budget) run on the twin through every consumer, vLLM offline and served included."""
     from reranker_seqcls.check.metrics import sigmoid
     from reranker_seqcls.check.twin import (
         INTERPRETER_BYTES,
@@ -332,7 +337,9 @@ def test_check_within_a_memory_budget_runs_vllm_on_the_shrunk_twin(
     assert float32_load_bytes({**config, "num_hidden_layers": 2}) + INTERPRETER_BYTES > budget
     assert float32_load_bytes(twin_config(config, plan.overrides)) + INTERPRETER_BYTES <= budget
 
-    result, report = _twin_check(source, converted, vllm_python, tmp_path / "report.json")
+    result, report = _twin_check(
+        source, converted, vllm_python, tmp_path / "report.json", "--full-check"
+    )
     assert result.returncode == 0, result.stderr
     assert report["consumers_proven_on"].startswith("twin (2 of 4 layers, hidden 128, vocab 151669")
     assert "  twin: vllm " in result.stdout and "twin: vllm: vLLM 0.32.0+cpu" in result.stdout
@@ -349,6 +356,26 @@ def test_check_within_a_memory_budget_runs_vllm_on_the_shrunk_twin(
         assert abs(twin["vllm"][0] - twin["sentence_transformers"][0]) <= 5e-4
         real_gap = max(real_gap, abs(twin["vllm"][0] - sigmoid(row["reference"][0])))
     assert real_gap > 1e-2  # vLLM scored the twin's random weights, not the real model's
+
+    # the long pairs, at the real positions' scoring length, on the twin
+    from reranker_seqcls.check.long_inputs import TOKEN_BUDGET
+    from tests.test_long_inputs import LONG_ROWS, assert_vllm_rows
+
+    long = report["long_inputs"]
+    length = json.loads((converted / "sentence_bert_config.json").read_text())["max_seq_length"]
+    assert long["measured"] and long["why_not"] is None, long
+    assert long["scoring_length"] == length == config["max_position_embeddings"]
+    assert all(p["uncut_prompt_tokens"] > TOKEN_BUDGET for p in long["pairs"])
+    assert [p["official_prompt_tokens"] for p in long["pairs"]] == [length, length]
+    rows = {(r["consumer"], r["pair"]): r for r in long["consumers"]}
+    consumers = ("transformers, the original's cut ids", "sentence-transformers")
+    for consumer in consumers:
+        for group in LONG_ROWS:
+            assert rows[(consumer, group)]["behaviour"] == "matches the official truncated score"
+    assert_vllm_rows(report, length)
+    for consumer in ("vLLM offline", "vLLM served /score"):  # Qwen3's cut is the client's
+        cut = rows[(f"{consumer}, cut on the client side", "long-document")]
+        assert cut["behaviour"] == "matches the official truncated score", cut
 
 
 def test_check_on_the_twin_catches_a_template_broken_for_vllm(

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reranker_seqcls.check.long_inputs import TWIN_TOKEN_BUDGET
+from reranker_seqcls.check.long_inputs import FULL_TWIN, QUICK_TWIN
 from reranker_seqcls.check.pairs import Pair
 from reranker_seqcls.check.parity import check_parity
 from reranker_seqcls.check.report import ParityReport
@@ -104,9 +104,6 @@ def consumer_check(
     report = check_parity(
         twin_source, twin_converted, recipe, pairs, token_ids=token_ids,
         allow_softcapping=allow_softcapping, vllm_python=vllm_python,
-        long_token_budget=TWIN_TOKEN_BUDGET if long_pairs else None, log=log,
+        long_budget=FULL_TWIN if long_pairs else QUICK_TWIN, log=log,
     )  # fmt: skip
-    long = report.long_inputs
-    if not long_pairs and long is not None and not long.get("measured") and long.get("why_not"):
-        long["why_not"] = f"{long['why_not']}; --full-check measures them on the twin"
     return report, described

@@ -170,32 +170,38 @@ def _sentence_transformers(
         features = model.preprocess([(pair.query, pair.document)], **kwargs)
         row, mask = features["input_ids"][0].tolist(), features["attention_mask"][0].tolist()
         ids.append([int(t) for t, m in zip(row, mask, strict=True) if m])
-    max_length = int(model.max_length)
+    max_length = int(model.max_seq_length)
     del model
     gc.collect()
     return scores, ids, max_length
 
 
+def client_cuts(
+    converted: Path, recipe: Recipe, pairs: list[Pair], length: int | None
+) -> list[tuple[str, str]]:
+    """The (query, document) the card's recipe sends for each pair, with the converted
+    tokenizer (what a user of the checkpoint has)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(converted))
+    return [client_side(tokenizer, recipe, p, length) for p in pairs]
+
+
 def _vllm_rows(
     python: str,
     converted: Path,
-    recipe: Recipe,
     pairs: list[Pair],
-    length: int | None,
+    cut: list[tuple[str, str]],
     dtype: str,
     reference: list[float],
     tolerance: float,
     log: Callable[[str], None],
 ) -> list[ConsumerResult]:
     """vLLM offline with the checkpoint's own length (``max_model_len`` unset), on the raw
-    pairs and with the document cut on the client side."""
-    from transformers import AutoTokenizer
-
+    pairs and as ``cut`` on the client side (:func:`client_cuts`)."""
     from reranker_seqcls.check.vllm import model_error, run_job
     from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
 
-    tokenizer = AutoTokenizer.from_pretrained(str(converted))
-    cut = [client_side(tokenizer, recipe, p, length) for p in pairs]
     template_path = converted / TEMPLATE_FILE_NAME
     sent = [(p.query, p.document) for p in pairs] + cut
     groups = [

@@ -15,6 +15,8 @@ The original scores them as its own code cuts them (:data:`~reranker_seqcls.reci
 * **vLLM offline** -- ``LLM(converted).score`` with the saved template and the length vLLM reads
   from the checkpoint; then with the document cut on the client side
   (:func:`.long_pairs.cut_document`, the card's recipe).
+* **vLLM served** -- ``vllm serve CONVERTED`` as the card starts it, ``POST /score`` (and
+  ``/rerank`` beside it) with the same raw and cut pairs (:mod:`.long_served`).
 
 A consumer that matches within the check's tolerance "matches the official truncated score", one
 that raises "refuses" (its first error line), any other "scores another text" (by how much).
@@ -22,11 +24,12 @@ Those two are findings for the card, not failures: only the checkpoint's own fil
 
 The pairs are long by design, so they run only where that is cheap: when the longest of their
 uncut prompts stays within :data:`TOKEN_BUDGET` tokens (the tiny test models, the twin of a
-streamed run); otherwise the report says they were not measured, and why.
+streamed run); otherwise the report says they were not measured, why, and what would measure
+them (:class:`LongBudget`).
 
 This module runs the measurement and holds its report section; the pairs and the client-side
-cut are in :mod:`.long_pairs`, each consumer's scoring in :mod:`.long_consumers`, the card's
-section in :mod:`.long_inputs_card`.
+cut are in :mod:`.long_pairs`, each consumer's scoring in :mod:`.long_consumers` and
+:mod:`.long_served`, the card's section in :mod:`.long_inputs_card`.
 """
 
 from __future__ import annotations
@@ -47,9 +50,11 @@ from reranker_seqcls.check.long_consumers import (
     _sentence_transformers,
     _sigmoid,
     _vllm_rows,
+    client_cuts,
     template_cut_cause,
 )
 from reranker_seqcls.check.long_pairs import long_pairs, template_tail
+from reranker_seqcls.check.long_served import served, served_rows
 from reranker_seqcls.names import CONFIG_FILE
 from reranker_seqcls.recipes.length_rules import LENGTH_RULES, scoring_length
 from reranker_seqcls.recipes.prompts import official_prompt
@@ -63,6 +68,21 @@ TOKEN_BUDGET = 6144  # uncut prompt tokens of the longest long pair: beyond it, 
 # The structural twin (2 layers, hidden at most 128 for every real size) scores even a
 # 24k-token prompt in about a second: the long pairs of an 8192-token family run there.
 TWIN_TOKEN_BUDGET = 32768
+
+
+@dataclass(frozen=True)
+class LongBudget:
+    """How many uncut prompt tokens the longest long pair may take, and, when it takes more,
+    what would measure it (said in the report's ``why_not``)."""
+
+    tokens: int = TOKEN_BUDGET
+    beyond: str | None = None
+
+
+SMALL = LongBudget()  # a whole check on the model itself: small models only
+# the quick check on a twin: the twin could take the pairs, the quick check leaves them out
+QUICK_TWIN = LongBudget(TOKEN_BUDGET, "--full-check measures them on the twin")
+FULL_TWIN = LongBudget(TWIN_TOKEN_BUDGET)
 
 
 @dataclass
@@ -101,11 +121,12 @@ def add_long_inputs(
     token_ids: list[int],
     vllm: VllmPython | None,
     log: Callable[[str], None],
-    token_budget: int = TOKEN_BUDGET,
+    budget: LongBudget = SMALL,
 ) -> None:
     """Score the long pairs on every consumer and record what each did (``report
     .long_inputs``); fail the report only for the checkpoint's own defects. Pairs whose
-    uncut prompts exceed ``token_budget`` tokens are not measured."""
+    uncut prompts exceed ``budget.tokens`` are not measured (the report says why, and
+    ``budget.beyond``)."""
     from transformers import AutoTokenizer
 
     from reranker_seqcls.convert.lengths import position_limit
@@ -129,8 +150,10 @@ def add_long_inputs(
     )  # fmt: skip
     try:
         _measure(report, section, (source, converted), recipe, token_ids, (tokenizer, limit),
-                 vllm, log, token_budget)  # fmt: skip
+                 vllm, log, budget.tokens)  # fmt: skip
     finally:
+        if section.why_not is not None and budget.beyond is not None:
+            section.why_not = f"{section.why_not}; {budget.beyond}"
         report.long_inputs = section.to_json()
 
 
@@ -224,14 +247,17 @@ def _measure(
                 report.fail(cause)
                 break
     if vllm is not None and vllm.python is not None:
-        section.consumers += _vllm_rows(
-            vllm.python, converted, recipe, pairs, length, report.dtype, ref_prob, tolerance.prob,
-            log,
-        )  # fmt: skip
+        cut = client_cuts(converted, recipe, pairs, length)
+        judged = (ref_prob, tolerance.prob, log)
+        # the server starts first: its start-up overlaps the offline run
+        with served(vllm.python, converted, report.dtype) as server:
+            offline = _vllm_rows(vllm.python, converted, pairs, cut, report.dtype, *judged)
+            section.consumers += offline + served_rows(server, converted, pairs, cut, *judged)
     elif vllm is not None:
-        section.consumers.append(
-            ConsumerResult("vLLM offline", "all", "not run", str(vllm.skipped))
-        )
+        section.consumers += [
+            ConsumerResult(name, "all", "not run", str(vllm.skipped))
+            for name in ("vLLM offline", "vLLM served")
+        ]
 
 
 def _softcap_allowed(report: ParityReport) -> bool:

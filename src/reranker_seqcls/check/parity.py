@@ -53,6 +53,7 @@ from reranker_seqcls.names import CONFIG_FILE
 from reranker_seqcls.recipes.recipe import Recipe
 
 if TYPE_CHECKING:
+    from reranker_seqcls.check.long_inputs import LongBudget
     from reranker_seqcls.check.prompt_gap import PromptComparison
     from reranker_seqcls.recipes.prompt_pieces import OfficialPrompt
 
@@ -93,13 +94,13 @@ def check_parity(
     dtype: str | None = None,
     allow_softcapping: bool = False,
     vllm_python: str | Path | None = None,
-    long_token_budget: int | None = None,
+    long_budget: LongBudget | None = None,
     log: Log,
 ) -> ParityReport:
     """Score ``pairs`` three ways (four with vLLM) and judge the converted checkpoint against
-    the original; the over-length pairs up to ``long_token_budget`` prompt tokens (default
-    :data:`.long_inputs.TOKEN_BUDGET`)."""
-    from reranker_seqcls.check.long_inputs import TOKEN_BUDGET, add_long_inputs
+    the original; the over-length pairs within ``long_budget`` (default
+    :data:`.long_inputs.SMALL`)."""
+    from reranker_seqcls.check.long_inputs import SMALL, add_long_inputs
     from reranker_seqcls.check.long_pairs import fitting_pairs
     from reranker_seqcls.check.vllm import add_vllm_row, locate_vllm_python
 
@@ -135,7 +136,7 @@ def check_parity(
 
     def after(report: ParityReport) -> None:
         add_vllm_row(report, converted, pairs, scored.prompts, scored.reference, vllm, log)
-        budget = TOKEN_BUDGET if long_token_budget is None else long_token_budget
+        budget = long_budget or SMALL
         add_long_inputs(report, source, converted, recipe, token_ids, vllm, log, budget)
 
     return judged_report(
