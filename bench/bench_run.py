@@ -29,7 +29,7 @@ the local shards, without hashing, fetching or the twin). The quick ``run`` is j
 pair). Results go to ``bench/RUN_RESULTS.md`` (``--results``).
 
 ``make bench-large`` runs the 4B and 8B shapes too. The loopback Hub keeps LFS objects on disk
-(``blob_dir``, hard links of the cached shards): the 8B needs ~50 GB of disk (the cached source,
+(``blob_dir`` under ``--work``, hard links of the cached shards: keep both on one filesystem): the 8B needs ~50 GB of disk (the cached source,
 the pushed output and the run's own peak), not memory.
 """
 
@@ -138,7 +138,8 @@ pairs = real_pairs(pairs, full={full!r}).of(pairs)
 prompts = [official_prompt(tok, recipe, p.query, p.document, p.instruction).ids for p in pairs]
 print("prompt tokens:", sum(len(p) for p in prompts), "pairs:", len(prompts))
 scorer = LayerwiseScorer(json.loads((src / "config.json").read_text()), prompts,
-                         pad_id=tok.pad_token_id or 0)
+                         pad_id=tok.pad_token_id or 0, pack=not {full!r})
+print("positions computed:", scorer.positions)
 for shard in source_shards(src):
     scorer.feed(shard)
 print(scorer.final_hidden().shape)
@@ -176,7 +177,7 @@ def bench_shape(
         f"({'built' if built else 'cached'})"
     )
     repo = f"bench-org/Qwen3-Reranker-{name}"
-    blobs = cache / "hub-blobs"
+    blobs = work / "hub-blobs"  # this bench's own (a --cache shared by several benches)
     shutil.rmtree(blobs, ignore_errors=True)
     server = make_server(blob_dir=blobs)
     server.add_org("bench-org", [TEST_USER])
