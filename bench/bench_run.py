@@ -29,8 +29,9 @@ the local shards, without hashing, fetching or the twin). The quick ``run`` is j
 pair). Results go to ``bench/RUN_RESULTS.md`` (``--results``).
 
 ``make bench-large`` runs the 4B and 8B shapes too. The loopback Hub keeps LFS objects on disk
-(``blob_dir`` under ``--work``, hard links of the cached shards: keep both on one filesystem): the 8B needs ~50 GB of disk (the cached source,
-the pushed output and the run's own peak), not memory.
+(``blob_dir`` under ``--work``, hard links of the cached shards: keep both on one filesystem):
+the 8B needs ~50 GB of disk (the cached source, the pushed output and the run's own peak), not
+memory.
 """
 
 from __future__ import annotations
