@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -69,6 +70,7 @@ class Measured:
     returncode: int
     log_tail: str = ""
     run_said: list[str] = field(default_factory=list)  # the run's own "streamed run:" lines
+    load: str = ""  # the 1-minute load average before and after: other jobs share the cores
 
 
 @dataclass
@@ -80,6 +82,7 @@ class ShapeRun:
     largest_shard: int
     designs: dict[str, Measured] = field(default_factory=dict)
     parts: dict[str, float] = field(default_factory=dict)
+    parts_load: dict[str, str] = field(default_factory=dict)  # as Measured.load
 
 
 def _log(message: str) -> None:
@@ -101,6 +104,7 @@ def timed(argv: list[str], env: dict[str, str], poll: list[Path]) -> Measured:
         report, output = Path(tmp) / "time.txt", Path(tmp) / "out.txt"
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
+        before = os.getloadavg()[0]
         start = time.perf_counter()
         with output.open("w") as out:
             code = subprocess.call(
@@ -115,8 +119,13 @@ def timed(argv: list[str], env: dict[str, str], poll: list[Path]) -> Measured:
             if "Maximum resident set size" in line
         )
         lines = output.read_text(errors="replace").splitlines()
-    said = [line for line in lines if line.startswith(("streamed run:", "  real model scored"))]
-    return Measured(wall, rss_kb * 1024, peak, code, "\n".join(lines[-8:]), said)
+    said = [
+        line
+        for line in lines
+        if line.startswith(("streamed run:", "  real model scored", "layerwise: embedded"))
+    ]
+    load = f"{before:.1f} -> {os.getloadavg()[0]:.1f}"
+    return Measured(wall, rss_kb * 1024, peak, code, "\n".join(lines[-8:]), said, load)
 
 
 # One layer-by-layer float32 pass of the family's parity prompts (the quick ones, or every one)
@@ -149,10 +158,13 @@ QUICK_PASS = "float32 forward pass of the quick pairs"
 FULL_PASS = "float32 forward pass of every pair"
 
 
-def _python(code: str, env: dict[str, str]) -> float:
+def _python(code: str, env: dict[str, str], loads: dict[str, str], part: str) -> float:
+    before = os.getloadavg()[0]
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    loads[part] = f"{before:.1f} -> {os.getloadavg()[0]:.1f}"
+    return wall
 
 
 def bench_shape(
@@ -243,6 +255,8 @@ def bench_shape(
             "from huggingface_hub import snapshot_download\n"
             f"snapshot_download({repo!r}, local_dir={str(fetch_dir)!r})\n",
             env,
+            result.parts_load,
+            "fetch once",
         )
         scratch = f"{TEST_USER}/upload-once"
         result.parts["upload once"] = _python(
@@ -251,11 +265,16 @@ def bench_shape(
             f"api.create_repo({scratch!r})\n"
             f"api.upload_folder(repo_id={scratch!r}, folder_path={str(source)!r})\n",
             env,
+            result.parts_load,
+            "upload once",
         )
         server.delete_repo(scratch)
         for part, full in ((QUICK_PASS, False), (FULL_PASS, True))[: 2 if full_pass else 1]:
             result.parts[part] = _python(
-                FORWARD_PASS.format(source=str(source), repo=repo, full=full), env
+                FORWARD_PASS.format(source=str(source), repo=repo, full=full),
+                env,
+                result.parts_load,
+                part,
             )
         shutil.rmtree(env_root, ignore_errors=True)
     return result
@@ -283,8 +302,9 @@ def render(results: list[ShapeRun], facts: dict[str, str], versions: dict[str, s
         f"| {k} | {v} |" for k, v in versions.items()
     ]
     lines += ["", "| shape | model | shards (largest) | design | exit | peak disk | disk target "
-              "(2 x largest + 0.5 GB) | peak RSS (target 1.5 GB) | wall | wall target |",
-              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "(2 x largest + 0.5 GB) | peak RSS (target 1.5 GB) | wall | wall target "
+              "| load before -> after |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
         target = 2 * r.largest_shard + 0.5 * GB
         for design, m in r.designs.items():
@@ -302,7 +322,8 @@ def render(results: list[ShapeRun], facts: dict[str, str], versions: dict[str, s
                 f"| {r.shards} ({r.largest_shard / GB:.2f} GB) "
                 f"| {design} | {m.returncode} | {m.peak_disk / GB:.2f} GB | {disk} "
                 f"| {m.rss_bytes / GB:.2f} GB "
-                f"{'met' if m.rss_bytes <= 1.5 * GB else 'missed'} | {m.wall_s:.0f} s | {wall} |"
+                f"{'met' if m.rss_bytes <= 1.5 * GB else 'missed'} | {m.wall_s:.0f} s | {wall} "
+                f"| {m.load or '-'} |"
             )
     said = [
         (r.label, d, line) for r in results for d, m in r.designs.items() for line in m.run_said
@@ -310,10 +331,10 @@ def render(results: list[ShapeRun], facts: dict[str, str], versions: dict[str, s
     if said:
         lines += ["", "What the runs logged about themselves:", ""]
         lines += [f"- {label} ({design}): `{line}`" for label, design, line in said]
-    lines += ["", "| shape | part | seconds |", "|---|---|---|"]
+    lines += ["", "| shape | part | seconds | load before -> after |", "|---|---|---|---|"]
     for r in results:
         for part, secs in r.parts.items():
-            lines.append(f"| {r.label} | {part} | {secs:.1f} |")
+            lines.append(f"| {r.label} | {part} | {secs:.1f} | {r.parts_load.get(part, '-')} |")
     return "\n".join(lines) + "\n"
 
 
