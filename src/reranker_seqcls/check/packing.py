@@ -12,8 +12,8 @@ prompt's own tail, with
   that lets each tail see the prefix and itself, causally, and nothing of the other tails;
 
 so the hidden state at each tail's last position is the one prompt *j* gets alone (the same
-math; float rounding of other matrix shapes). The 3 quick Qwen3 pairs: 373 positions become
-about 200. Both heads are scored on these hidden states, so packing cannot make a broken head
+math; float rounding of other matrix shapes). The 3 quick Qwen3 pairs share 99 tokens: 373
+positions become 175. Both heads are scored on these hidden states, so packing cannot make a broken head
 pass; the tests compare packed and separate hidden states for every family packing serves.
 
 Packing serves only the families whose positions are rotary and whose masks the model takes as
