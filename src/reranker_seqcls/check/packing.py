@@ -13,8 +13,9 @@ prompt's own tail, with
 
 so the hidden state at each tail's last position is the one prompt *j* gets alone (the same
 math; float rounding of other matrix shapes). The 3 quick Qwen3 pairs share 99 tokens: 373
-positions become 175. Both heads are scored on these hidden states, so packing cannot make a broken head
-pass; the tests compare packed and separate hidden states for every family packing serves.
+positions become 175. Both heads are scored on these hidden states, so packing cannot make a
+broken head pass; the tests compare packed and separate hidden states for every family packing
+serves.
 
 Packing serves only the families whose positions are rotary and whose masks the model takes as
 given (transformers returns a 4D mask as is): :data:`PACKABLE`, prompts within any sliding
