@@ -29,14 +29,17 @@ the local shards, without hashing, fetching or the twin). The quick ``run`` is j
 pair). Results go to ``bench/RUN_RESULTS.md`` (``--results``).
 
 ``make bench-large`` runs the 4B and 8B shapes too. The loopback Hub keeps LFS objects on disk
-(``blob_dir``, hard links of the cached shards): the 8B needs ~50 GB of disk (the cached source,
-the pushed output and the run's own peak), not memory.
+(``blob_dir`` under ``--work``, hard links of the cached shards: keep both on one filesystem):
+the 8B needs ~50 GB of disk (the cached source, the pushed output and the run's own peak), not
+memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -68,6 +71,8 @@ class Measured:
     returncode: int
     log_tail: str = ""
     run_said: list[str] = field(default_factory=list)  # the run's own "streamed run:" lines
+    load: str = ""  # the 1-minute load average before and after: other jobs share the cores
+    cpu_s: float = 0.0  # user + system seconds of the run's process (less sensitive to load)
 
 
 @dataclass
@@ -79,6 +84,8 @@ class ShapeRun:
     largest_shard: int
     designs: dict[str, Measured] = field(default_factory=dict)
     parts: dict[str, float] = field(default_factory=dict)
+    parts_load: dict[str, str] = field(default_factory=dict)  # as Measured.load
+    parts_cpu: dict[str, float] = field(default_factory=dict)  # as Measured.cpu_s
 
 
 def _log(message: str) -> None:
@@ -100,6 +107,7 @@ def timed(argv: list[str], env: dict[str, str], poll: list[Path]) -> Measured:
         report, output = Path(tmp) / "time.txt", Path(tmp) / "out.txt"
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
+        before = os.getloadavg()[0]
         start = time.perf_counter()
         with output.open("w") as out:
             code = subprocess.call(
@@ -108,14 +116,23 @@ def timed(argv: list[str], env: dict[str, str], poll: list[Path]) -> Measured:
         wall = time.perf_counter() - start
         stop.set()
         watcher.join()
+        timings = report.read_text().splitlines()
         rss_kb = next(
-            int(line.rsplit(":", 1)[1])
-            for line in report.read_text().splitlines()
-            if "Maximum resident set size" in line
+            int(line.rsplit(":", 1)[1]) for line in timings if "Maximum resident set size" in line
+        )
+        cpu = sum(
+            float(line.rsplit(":", 1)[1])
+            for line in timings
+            if "User time (seconds)" in line or "System time (seconds)" in line
         )
         lines = output.read_text(errors="replace").splitlines()
-    said = [line for line in lines if line.startswith(("streamed run:", "  real model scored"))]
-    return Measured(wall, rss_kb * 1024, peak, code, "\n".join(lines[-8:]), said)
+    said = [
+        line
+        for line in lines
+        if line.startswith(("streamed run:", "  real model scored", "layerwise: embedded"))
+    ]
+    load = f"{before:.1f} -> {os.getloadavg()[0]:.1f}"
+    return Measured(wall, rss_kb * 1024, peak, code, "\n".join(lines[-8:]), said, load, cpu)
 
 
 # One layer-by-layer float32 pass of the family's parity prompts (the quick ones, or every one)
@@ -138,7 +155,8 @@ pairs = real_pairs(pairs, full={full!r}).of(pairs)
 prompts = [official_prompt(tok, recipe, p.query, p.document, p.instruction).ids for p in pairs]
 print("prompt tokens:", sum(len(p) for p in prompts), "pairs:", len(prompts))
 scorer = LayerwiseScorer(json.loads((src / "config.json").read_text()), prompts,
-                         pad_id=tok.pad_token_id or 0)
+                         pad_id=tok.pad_token_id or 0, pack=not {full!r})
+print("positions computed:", scorer.positions)
 for shard in source_shards(src):
     scorer.feed(shard)
 print(scorer.final_hidden().shape)
@@ -147,10 +165,16 @@ QUICK_PASS = "float32 forward pass of the quick pairs"
 FULL_PASS = "float32 forward pass of every pair"
 
 
-def _python(code: str, env: dict[str, str]) -> float:
+def _python(code: str, env: dict[str, str], result: ShapeRun, part: str) -> float:
+    before = os.getloadavg()[0]
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result.parts_load[part] = f"{before:.1f} -> {os.getloadavg()[0]:.1f}"
+    result.parts_cpu[part] = (after.ru_utime - used.ru_utime) + (after.ru_stime - used.ru_stime)
+    return wall
 
 
 def bench_shape(
@@ -160,6 +184,7 @@ def bench_shape(
     work: Path,
     designs: list[str],
     full_pass: bool = True,
+    before: Path | None = None,
 ) -> ShapeRun:
     shape = SHAPES[name]
     source, built = cached_checkpoint(shape, cache, max_shard_bytes=shard_bytes)
@@ -176,7 +201,7 @@ def bench_shape(
         f"({'built' if built else 'cached'})"
     )
     repo = f"bench-org/Qwen3-Reranker-{name}"
-    blobs = cache / "hub-blobs"
+    blobs = work / "hub-blobs"  # this bench's own (a --cache shared by several benches)
     shutil.rmtree(blobs, ignore_errors=True)
     server = make_server(blob_dir=blobs)
     server.add_org("bench-org", [TEST_USER])
@@ -190,16 +215,26 @@ def bench_shape(
         env_root = work / name
         shutil.rmtree(env_root, ignore_errors=True)
 
-        def env_for(label: str) -> tuple[dict[str, str], list[Path]]:
+        def env_for(label: str, tree: Path = REPO_ROOT) -> tuple[dict[str, str], list[Path]]:
             home, tmp = env_root / label / "hf_home", env_root / label / "tmp"
             tmp.mkdir(parents=True)
             env = make_hub_env(server.url, home)
             env["TMPDIR"] = str(tmp)
-            env["PYTHONPATH"] = f"{REPO_ROOT / 'src'}:{REPO_ROOT}"
+            env["PYTHONPATH"] = f"{tree / 'src'}:{tree}"
             return env, [home, tmp]
 
-        for design in [d for d in designs if d != "parts"]:
-            env, poll = env_for(design)
+        # each design of --before's source tree right before the same design of this one
+        runs = [
+            (d, tree)
+            for d in designs
+            if d != "parts"
+            for tree in ([before, None] if before is not None else [None])
+        ]
+        for design, tree in runs:
+            if tree is not None:
+                _log(f"{name}: {design} with the source tree {tree}")
+            env, poll = env_for(design, tree or REPO_ROOT)
+            label = f"{design} (before)" if tree is not None else design
             argv = [sys.executable, "-m", "reranker_seqcls", "run", "--model", repo,
                     "--target", f"{TEST_USER}/{name}-{design}"]  # fmt: skip
             if design.startswith("check-local"):
@@ -227,7 +262,7 @@ def bench_shape(
             )
             if measured.returncode != 0:
                 _log(measured.log_tail)
-            result.designs[design] = measured
+            result.designs[label] = measured
             shutil.rmtree(env_root / design, ignore_errors=True)
             if not design.startswith("check-local"):
                 server.delete_repo(f"{TEST_USER}/{name}-{design}")
@@ -241,6 +276,8 @@ def bench_shape(
             "from huggingface_hub import snapshot_download\n"
             f"snapshot_download({repo!r}, local_dir={str(fetch_dir)!r})\n",
             env,
+            result,
+            "fetch once",
         )
         scratch = f"{TEST_USER}/upload-once"
         result.parts["upload once"] = _python(
@@ -249,11 +286,16 @@ def bench_shape(
             f"api.create_repo({scratch!r})\n"
             f"api.upload_folder(repo_id={scratch!r}, folder_path={str(source)!r})\n",
             env,
+            result,
+            "upload once",
         )
         server.delete_repo(scratch)
         for part, full in ((QUICK_PASS, False), (FULL_PASS, True))[: 2 if full_pass else 1]:
             result.parts[part] = _python(
-                FORWARD_PASS.format(source=str(source), repo=repo, full=full), env
+                FORWARD_PASS.format(source=str(source), repo=repo, full=full),
+                env,
+                result,
+                part,
             )
         shutil.rmtree(env_root, ignore_errors=True)
     return result
@@ -263,6 +305,7 @@ def wall_target(design: str, parts: dict[str, float]) -> float | None:
     """The wall time a design is judged against (issue 21's acceptance): the quick run 1.3 x
     (fetch + upload) + 20 s, the full run 1.3 x (fetch + upload + every pair's pass), a local
     quick check of the 0.6B 20 s."""
+    design = design.removesuffix(" (before)")
     if design == "check-local":
         return 20.0
     if "fetch once" not in parts or "upload once" not in parts:
@@ -281,8 +324,9 @@ def render(results: list[ShapeRun], facts: dict[str, str], versions: dict[str, s
         f"| {k} | {v} |" for k, v in versions.items()
     ]
     lines += ["", "| shape | model | shards (largest) | design | exit | peak disk | disk target "
-              "(2 x largest + 0.5 GB) | peak RSS (target 1.5 GB) | wall | wall target |",
-              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "(2 x largest + 0.5 GB) | peak RSS (target 1.5 GB) | wall | wall target "
+              "| CPU s | load before -> after |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
         target = 2 * r.largest_shard + 0.5 * GB
         for design, m in r.designs.items():
@@ -300,7 +344,8 @@ def render(results: list[ShapeRun], facts: dict[str, str], versions: dict[str, s
                 f"| {r.shards} ({r.largest_shard / GB:.2f} GB) "
                 f"| {design} | {m.returncode} | {m.peak_disk / GB:.2f} GB | {disk} "
                 f"| {m.rss_bytes / GB:.2f} GB "
-                f"{'met' if m.rss_bytes <= 1.5 * GB else 'missed'} | {m.wall_s:.0f} s | {wall} |"
+                f"{'met' if m.rss_bytes <= 1.5 * GB else 'missed'} | {m.wall_s:.0f} s | {wall} "
+                f"| {f'{m.cpu_s:.0f}' if m.cpu_s else '-'} | {m.load or '-'} |"
             )
     said = [
         (r.label, d, line) for r in results for d, m in r.designs.items() for line in m.run_said
@@ -308,10 +353,14 @@ def render(results: list[ShapeRun], facts: dict[str, str], versions: dict[str, s
     if said:
         lines += ["", "What the runs logged about themselves:", ""]
         lines += [f"- {label} ({design}): `{line}`" for label, design, line in said]
-    lines += ["", "| shape | part | seconds |", "|---|---|---|"]
+    lines += ["", "| shape | part | seconds | CPU s | load before -> after |"]
+    lines += ["|---|---|---|---|---|"]
     for r in results:
         for part, secs in r.parts.items():
-            lines.append(f"| {r.label} | {part} | {secs:.1f} |")
+            cpu = f"{r.parts_cpu[part]:.1f}" if part in r.parts_cpu else "-"
+            lines.append(
+                f"| {r.label} | {part} | {secs:.1f} | {cpu} | {r.parts_load.get(part, '-')} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -376,6 +425,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave out the part 'float32 forward pass of every pair' (8.5 min on the 8B)",
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="another source tree (git archive REV | tar -x -C DIR): each design runs with it "
+        "too, right before this tree's, as 'DESIGN (before)'",
+    )
     parser.add_argument("--cache", type=Path, default=BENCH_DIR / ".cache")
     parser.add_argument("--work", type=Path, default=BENCH_DIR / ".cache" / "run-work")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "RUN_RESULTS.md")
@@ -400,8 +456,9 @@ def main(argv: list[str] | None = None) -> int:
             100 * 10**6 if name in ("tiny", "0.6b", "0.6b-untied") else 5 * 10**9
         )
         measured = bench_shape(
-            name, args.cache, shard_bytes, args.work, designs, full_pass=not args.no_full_pass
-        )
+            name, args.cache, shard_bytes, args.work, designs, full_pass=not args.no_full_pass,
+            before=args.before,
+        )  # fmt: skip
         results = merge(results, measured)
         write_results(results, args.cache, args.results)  # after each shape: a long run
         _log(f"wrote {args.results}")  # that stops early keeps what it measured

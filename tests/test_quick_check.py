@@ -208,3 +208,107 @@ def test_a_hand_edited_real_pass_is_refused_in_one_line(real_pass, tmp_path):
     data["real_pass"] = real_pass
     with pytest.raises(BadInput, match="is not a parity report written by reranker-seqcls"):
         ParityReport.from_json(data, tmp_path / "parity_report.json")
+
+
+@pytest.mark.parametrize("family", ["qwen3", "qwen2", "gemma", "llama", "mistral"])
+def test_packed_prompts_give_each_prompt_its_own_hidden_states(family, tiny_model):
+    """The quick pairs' shared prefix computed once (:mod:`check.packing`): one row, each tail
+    seeing the prefix and itself. Every family packing serves gives the hidden states of the
+    prompts scored apart (float rounding aside), on fewer positions; a tail that saw another
+    tail would not."""
+    import torch
+
+    from reranker_seqcls.check.layerwise import LayerwiseScorer
+    from reranker_seqcls.check.packing import PACKABLE, can_pack
+    from reranker_seqcls.check.source_proof import source_shards
+
+    source = tiny_model(family, tied=True, num_shards=2)
+    config = json.loads((source / "config.json").read_text())
+    assert config["model_type"] in PACKABLE
+    shared = [5, 9, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43]
+    prompts = [[*shared, 50, 51, 52], [*shared, 60], [*shared, 70, 71, 72, 73, 74]]
+    hidden = {}
+    for pack in (False, True):
+        scorer = LayerwiseScorer(config, prompts, pad_id=0, pack=pack)
+        for shard in source_shards(source):
+            scorer.feed(shard)
+        hidden[pack] = scorer.final_hidden()
+        assert scorer.positions == (len(shared) + 3 + 1 + 5 if pack else 3 * len(prompts[2]))
+    assert torch.allclose(hidden[True], hidden[False], atol=1e-5), hidden[True] - hidden[False]
+    assert hidden[False][0].sub(hidden[False][1]).abs().max() > 1e-3  # the rows are distinct
+    # Not packed: learned positions, prompts beyond a sliding window, no shared prefix.
+    assert not can_pack(config, prompts, learned_positions=True)
+    assert not can_pack({**config, "sliding_window": 8, "use_sliding_window": True}, prompts, False)
+    assert not can_pack(config, [[1, 2, 3], [4, 5, 6]], False)
+    assert not can_pack({**config, "model_type": "gpt2"}, prompts, False)
+
+
+def test_a_hard_linked_shard_of_known_sha256_is_not_read_again(tiny_model, tmp_path):
+    """A fetched shard verified by its sha256 whose output is a hard link of it: its tensor
+    digests come from that sha256 (no read), its link matches them; a copy is hashed, and a
+    changed copy would never match the known file's digests."""
+    import hashlib
+    import os
+    import shutil
+
+    from reranker_seqcls.check.file_digests import FileDigests
+    from reranker_seqcls.check.kept_rows import tensor_digests
+    from reranker_seqcls.safetensors_io.header import SafetensorsFile
+
+    shard = sorted(tiny_model("qwen3", tied=True, num_shards=2).glob("*.safetensors"))[0]
+    source, link, copy = tmp_path / "source", tmp_path / "link", tmp_path / "copy"
+    shutil.copyfile(shard, source)
+    os.link(source, link)
+    shutil.copyfile(source, copy)
+    sha = hashlib.sha256(source.read_bytes()).hexdigest()
+    digests = FileDigests()
+    known = digests.of(SafetensorsFile(source), set(), sha)
+    assert digests.read == 0 and set(known) == set(SafetensorsFile(source).tensors)
+    assert digests.of(SafetensorsFile(link), set()) == known and digests.read == 0
+    copied = digests.of(SafetensorsFile(copy), set())
+    assert digests.read == 1 and copied == tensor_digests(SafetensorsFile(copy), set())
+    assert all(copied[n] != known[n] for n in known)  # another form: a copy is no proof
+
+
+def test_a_real_half_without_rows_combines_into_its_failure():
+    """The real half stops before scoring when the converted model has another label count
+    than the recipe: no rows. combine keeps its reason instead of failing to pair rows (exit 4)."""
+    from reranker_seqcls.check.consumers import combine
+    from reranker_seqcls.check.report import PairScores
+    from reranker_seqcls.check.scope import RealPairs
+    from reranker_seqcls.check.verdict import TOLERANCES
+
+    real = ParityReport(True, "float32", TOLERANCES["float32"], "qwen3-reranker", 3, 1, {})
+    real.fail("the converted model has 2 label(s), the recipe gives 1: convert again")
+    twin = ParityReport(True, "float32", TOLERANCES["float32"], "qwen3-reranker", 5, 2, {})
+    twin.scores = [
+        PairScores(group="g", query="q", document=f"d{i}", instruction=None, reference=[0.0],
+                   converted_batched=[0.0], converted_single=[0.0], sentence_transformers=None)
+        for i in range(5)
+    ]  # fmt: skip
+    report = combine(real, twin, "twin (2 of 4 layers)", RealPairs([0, 1, 2], full=False))
+    assert not report.passed and report.scores == []
+    assert report.reasons == [real.reasons[0]]
+
+
+def test_the_users_cut_pairs_are_noted_on_the_layerwise_path(tmp_path):
+    """Given pairs the family's code would cut are left out of both halves; the layerwise path
+    says so in a note, as the whole check does."""
+    source = _model(tmp_path)
+    out = tmp_path / "converted"
+    assert run_cli("convert", source, out, "--preset", "qwen3-reranker").returncode == 0
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"query": f"what is {w}?", "document": f"{w} is a word.", "group": w}
+            for w in ("paris", "rome", "oslo", "bern")]  # fmt: skip
+    rows.append({"query": "long", "document": "word " * 9000, "group": "too-long"})
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run_cli("check", source, out, "--preset", "qwen3-reranker", "--check-memory", "1MB",
+                     "--pairs", pairs)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads((out / "parity_report.json").read_text())
+    assert data["real_pass"]["of_pairs"] == 4 and data["real_pass"]["pairs"] == 3
+    assert any(
+        n.startswith("long inputs: 1 given pair(s) exceed the family's scoring length")
+        and "too-long" in n
+        for n in data["notes"]
+    ), data["notes"]

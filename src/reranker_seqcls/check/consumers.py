@@ -33,11 +33,13 @@ def combine(
     consumers: ParityReport,
     proven_on: str,
     chosen: RealPairs | None = None,
+    cut: list[Pair] | None = None,
 ) -> ParityReport:
     """One report: the real-weights verdict and the consumer check (run on ``proven_on``:
     "real" or the twin's description). Twin rows, reasons and allowances are labelled.
     ``chosen`` says which of the consumer check's pairs the real model scored (default: all,
-    in the same order); each real row gets the twin's row of its pair."""
+    in the same order); each real row gets the twin's row of its pair. ``cut``: the given
+    pairs the family's code would cut, left out of both halves (the full check's note)."""
     label = "" if proven_on == "real" else "twin: "
     on_twin = bool(label)
     report = ParityReport(
@@ -53,7 +55,7 @@ def combine(
         },
         reasons=real.reasons + [label + r for r in consumers.reasons],
         allowances=real.allowances + [label + a for a in consumers.allowances],
-        notes=real.notes + [label + n for n in consumers.notes],
+        notes=real.notes + [label + n for n in consumers.notes] + ([cut_note(cut)] if cut else []),
         tokenization_gap=consumers.tokenization_gap,
         consumers_proven_on=proven_on,
         backbone_hash=real.backbone_hash,
@@ -70,11 +72,23 @@ def combine(
         t = consumers.tolerance
         report.notes.append(f"twin rows are judged with the twin's tolerance ({t.logit:g} logit)")
     twin_scores = dict(enumerate(consumers.scores))
+    # A real half that stopped before scoring (a label count the recipe does not give) has
+    # no rows: its reason is the verdict, there is nothing to pair with the twin's rows.
     report.scores = [
         replace(row, twin=twin_scores.get(i)) if on_twin else row
-        for i, row in zip(indices, real.scores, strict=True)
+        for i, row in zip(indices, real.scores, strict=bool(real.scores))
     ]
     return report
+
+
+def cut_note(cut: list[Pair]) -> str:
+    """The report's note on given pairs the family's code cuts (as :func:`.parity.check_parity`
+    words it)."""
+    return (
+        f"long inputs: {len(cut)} given pair(s) exceed the family's scoring length "
+        f"(groups {sorted({p.group or p.query[:40] for p in cut})}); the family cuts them, "
+        "so they are left to the long-input section"
+    )
 
 
 def consumer_check(

@@ -48,10 +48,8 @@ from reranker_seqcls.check.meta_model import (
     LayerwiseUnsupported as LayerwiseUnsupported,  # raised here; callers catch it by this name
 )
 from reranker_seqcls.check.meta_model import meta_model, prove_buffers_of, prove_drivable
+from reranker_seqcls.check.packing import batch_inputs, can_pack
 from reranker_seqcls.check.release_schedule import Stages
-
-# Batching as the full-model reference uses it (same batches, same padding: same numbers).
-from reranker_seqcls.check.scoring import BATCH_SIZE, left_pad, length_batches
 from reranker_seqcls.check.weight_reads import (
     WeightLedger,
     check_shape,
@@ -90,6 +88,7 @@ class LayerwiseScorer(LeafWeights):
         *,
         pad_id: int,
         dtype: str = "float32",
+        pack: bool = False,
         log: Callable[[str], None] | None = None,
     ) -> None:
         import torch
@@ -140,11 +139,10 @@ class LayerwiseScorer(LeafWeights):
         # Compact embedding: the ids the prompts use (and the pad id), in sorted order.
         self._vocab = sorted({pad_id, *(t for s in sequences for t in s)})
         compact = {token: i for i, token in enumerate(self._vocab)}
-        self._batches = length_batches([len(s) for s in sequences], BATCH_SIZE)
-        self._inputs = [
-            left_pad([[compact[t] for t in sequences[i]] for i in batch], compact[pad_id])
-            for batch in self._batches
-        ]
+        pack = pack and can_pack(config, sequences, self._positions is not None)
+        compacted = [[compact[t] for t in s] for s in sequences]
+        self._inputs = batch_inputs(compacted, compact[pad_id], self.dtype, pack=pack)
+        self.positions = sum(int(b.ids.numel()) for b in self._inputs)  # what the pass computes
         self.num_sequences = len(sequences)
 
         self._where: dict[str, tuple[Path, TensorInfo]] = {}  # tensor → its shard
@@ -264,7 +262,8 @@ class LayerwiseScorer(LeafWeights):
         self.ledger.embedding_rows = len(self._vocab)
         self._set_param(self._embedding, "weight", rows)
         hidden: list[Any] = []
-        for ids, mask, positions in self._inputs:
+        for batch in self._inputs:
+            ids, mask, positions = batch.ids, batch.mask, batch.positions
             calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
             learned = self._positions.zeros(self.dtype) if self._positions else nullcontext()
             with self._recording_layers(calls, hidden), suppress(_Stop), learned:
@@ -278,7 +277,9 @@ class LayerwiseScorer(LeafWeights):
             self._calls.append(calls)
         self._unset_param(self._embedding, "weight", nbytes)
         self._hidden = hidden
-        self._log(f"layerwise: embedded {self.num_sequences} prompts ({len(self._vocab)} rows)")
+        packed = " (the shared prefix once)" if self._inputs[0].packed else ""
+        self._log(f"layerwise: embedded {self.num_sequences} prompts ({len(self._vocab)} rows), "
+                  f"{self.positions} positions{packed}")  # fmt: skip
 
     @contextmanager
     def _recording_layers(
@@ -316,8 +317,8 @@ class LayerwiseScorer(LeafWeights):
             args, kwargs = self._calls[b][index]
             out = layer(hidden, *args, **kwargs)
             out = out[0] if isinstance(out, tuple) else out
-            # After the last layer only the pooled (last) position matters.
-            self._hidden[b] = out[:, -1:].clone() if last else out
+            # After the last layer only the pooled (last) positions matter.
+            self._hidden[b] = out[:, self._inputs[b].keep].clone() if last else out
             self._calls[b][index] = ((), {})
             del out
             return_freed_memory()
@@ -327,10 +328,10 @@ class LayerwiseScorer(LeafWeights):
         import torch
 
         assert self._hidden is not None
-        rows = [self.norm(h)[:, -1] for h in self._hidden]
+        rows = [self.norm(h).reshape(-1, h.shape[-1]) for h in self._hidden]
         final = torch.empty((self.num_sequences, rows[0].shape[-1]), dtype=self.dtype)
-        for batch, values in zip(self._batches, rows, strict=True):
-            final[batch] = values
+        for batch, values in zip(self._inputs, rows, strict=True):
+            final[batch.indices] = values
         self._final = final
         self._hidden = []
         self._calls = []

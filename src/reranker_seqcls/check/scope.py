@@ -34,8 +34,9 @@ from reranker_seqcls.check.twin import consumer_plan, float32_load_bytes
 # The built-in group the quick check scores on the real model: plain short English, a relevant,
 # an unrelated and a terse document, so rank and top-1 mean something (the tokenization-sensitive
 # groups run on the twin). Each Qwen3 prompt is ~130 tokens, most of them the template: on two
-# cores the real pass costs ~0.02 s per token on the 0.6B and ~0.08 s on the 8B (measured in
-# bench/RUN_RESULTS.md), so three pairs, not the 27 (6,487 padded tokens).
+# cores the real pass costs ~0.02 s per position on the 0.6B and ~0.08 s on the 8B (measured in
+# bench/RUN_RESULTS.md), so three pairs, not the 27 (6,487 padded tokens); their shared 99-token
+# prefix is computed once (:mod:`.packing`): 175 positions for the three.
 QUICK_GROUPS = ("capital-en",)
 QUICK_PER_GROUP = 3
 QUICK_PAIRS = len(QUICK_GROUPS) * QUICK_PER_GROUP

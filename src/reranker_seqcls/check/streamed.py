@@ -29,16 +29,15 @@ point share their state; the consumer half already lives in :mod:`.consumers`.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from reranker_seqcls.check.consumers import combine, consumer_check
+from reranker_seqcls.check.file_digests import FileDigests
 from reranker_seqcls.check.head import HeadCheck, head_check, head_rows_needed
 from reranker_seqcls.check.judged import judged_report
-from reranker_seqcls.check.kept_rows import RowStore, tensor_digests
+from reranker_seqcls.check.kept_rows import RowStore
 from reranker_seqcls.check.long_pairs import fitting_pairs, require_fitting
 from reranker_seqcls.check.metrics import CONVERTED_PATHS, ScoringPath, path_metrics
 from reranker_seqcls.check.pairs import Pair
@@ -84,6 +83,7 @@ class StreamedCheck:
         token_ids: list[int],
         dtype: str = "float32",
         allow_softcapping: bool = False,
+        pack: bool = False,
         log: Log = lambda _m: None,
     ) -> None:
         from transformers import AutoTokenizer
@@ -109,35 +109,25 @@ class StreamedCheck:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         headers = prove_source(self.source, self.config)
         self.scorer: LayerwiseScorer = LayerwiseScorer(
-            self.config, [o.ids for o in self.official], pad_id=pad_id, dtype=dtype, log=log
-        )
+            self.config, [o.ids for o in self.official], pad_id=pad_id, dtype=dtype, pack=pack,
+            log=log,
+        )  # fmt: skip
         self.scorer.prove_shapes(headers)
         self._head_rows = head_rows_needed(self.source, token_ids)
         self.source_rows, self.converted_rows = RowStore(), RowStore()
         self.source_digests: dict[str, str] = {}
         self.converted_digests: dict[str, str] = {}
-        self._by_file: dict[tuple[int, int, int, int], dict[str, str]] = {}
-        self._hashing = threading.Lock()
+        self.digests = FileDigests()  # per tensor, once per file
 
-    def _digests(self, header: SafetensorsFile, skip: set[str]) -> dict[str, str]:
-        """Per-tensor digests, computed once per file (a converted shard is often a hard link
-        or reflink of the source shard; a reflink has its own inode and is hashed again)."""
-        stat = os.stat(header.path)
-        # Size and mtime too: a streamed run deletes shards as it goes, and a file written later
-        # (the rewritten head shard) may get a deleted shard's inode number.
-        key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        with self._hashing:  # the worker thread feeds the source, the run the converted shards
-            if key not in self._by_file:
-                self._by_file[key] = tensor_digests(header, set())
-        return {k: v for k, v in self._by_file[key].items() if k not in skip}
-
-    def feed_source(self, shard: Path) -> list[Path]:
+    def feed_source(self, shard: Path, linked_sha256: str | None = None) -> list[Path]:
+        """Take a source shard; ``linked_sha256`` is its verified sha256 when its output is
+        already a hard link of it (:mod:`.file_digests`: then it is not hashed again)."""
         header = SafetensorsFile(Path(shard))
         for name in header.tensors:
             self.source_rows.location[name] = header.path.name
             if name == _HEAD or name.endswith(_EMBEDDINGS):
                 self.source_rows.keep(header, name, self._head_rows)
-        self.source_digests |= self._digests(header, {_HEAD})
+        self.source_digests |= self.digests.of(header, {_HEAD}, linked_sha256)
         return self.scorer.feed(header.path)
 
     def feed_converted(self, shard: Path) -> None:
@@ -146,7 +136,7 @@ class StreamedCheck:
             self.converted_rows.location[name] = header.path.name
             if name == _SCORE:
                 self.converted_rows.keep(header, name, list(range(info.shape[0])))
-        self.converted_digests |= self._digests(header, {_SCORE})
+        self.converted_digests |= self.digests.of(header, {_SCORE})
 
     def backbone_problem(self) -> str | None:
         src, dst = self.source_digests, self.converted_digests
@@ -295,7 +285,7 @@ def streamed_check(
     try:
         check = StreamedCheck(
             source, converted, recipe, chosen.of(pairs), token_ids=token_ids, dtype=compute,
-            allow_softcapping=allow_softcapping, log=log,
+            allow_softcapping=allow_softcapping, pack=not chosen.full, log=log,
         )  # fmt: skip
     except LayerwiseUnsupported:
         if not whole_on_real(config, check_memory, full=True):
@@ -312,4 +302,4 @@ def streamed_check(
             check_memory=check_memory, allow_softcapping=allow_softcapping,
             vllm_python=vllm_python, long_pairs=full, log=log,
         )  # fmt: skip
-    return combine(real, consumers, described, chosen)
+    return combine(real, consumers, described, chosen, cut)

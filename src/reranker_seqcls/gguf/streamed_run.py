@@ -100,11 +100,11 @@ class _GgufStreamedRun(_StreamedRun):
             self.gguf.uploader().ensure_target()
         super().transfer(head)
 
-    def _upload(self, name: str, output: Path) -> None:
+    def _upload(self, name: str, output: Path, sha256: str | None) -> None:
         """On the upload thread: the output shard's splits first, then its own upload."""
         shards = self.plan.planned_weights.shards
         self.gguf.shard_written(next(s.source_name for s in shards if s.name == name), output)
-        super()._upload(name, output)
+        super()._upload(name, output, sha256)
 
     def publish(self, provenance: Provenance, report: ParityReport, outcome: RunOutcome) -> None:
         super().publish(provenance, report, outcome)
@@ -125,8 +125,8 @@ class _WithLlamaRows:
         steps: list[FeedStep] = self.inner.schedule(shards)
         return steps
 
-    def feed_source(self, shard: Path) -> list[Path]:
-        done: list[Path] = self.inner.feed_source(shard)
+    def feed_source(self, shard: Path, linked_sha256: str | None = None) -> list[Path]:
+        done: list[Path] = self.inner.feed_source(shard, linked_sha256)
         return done
 
     def feed_converted(self, shard: Path) -> None:

@@ -53,9 +53,12 @@ class Preuploader:
         self.token = token
         self._api = hub_api(token)
 
-    def upload(self, path_in_repo: str, file: Path) -> bool:
+    def upload(self, path_in_repo: str, file: Path, sha256: str | None = None) -> bool:
         """Pre-upload ``file`` as ``path_in_repo``; whether the local file may be deleted now
-        (False for a file the Hub stores in git: its bytes go with the commit)."""
+        (False for a file the Hub stores in git: its bytes go with the commit). ``sha256``:
+        the file's sha256 when the caller knows it (a hard link of a shard verified on
+        download): ``UploadInfo`` then does not read the file to hash it (its ``sha256`` is
+        computed lazily, on first use, unless set)."""
         from huggingface_hub import CommitOperationAdd
 
         if self.dry_run:
@@ -63,6 +66,8 @@ class Preuploader:
             return True
         self.ensure_target()
         op = CommitOperationAdd(path_in_repo=path_in_repo, path_or_fileobj=str(file))
+        if sha256 is not None:
+            op.upload_info.sha256 = bytes.fromhex(sha256)
         with hub_errors(f"push to {self.repo_id}"):
             self._api.preupload_lfs_files(self.repo_id, [op], create_pr=self.create_pr)
         self.operations.append(op)

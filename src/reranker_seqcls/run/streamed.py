@@ -7,9 +7,9 @@
    before any shard moves.
 2. For each shard in index order: fetch it (checked against the Hub's sha256 and the planned
    header); feed it to the scorer on the compute thread (:mod:`stream.overlap`); write its
-   output shard (a hard link, or the rewrite without ``lm_head``; the head's shard also yields
-   ``score.weight``); hash and pre-upload it on the upload thread (:mod:`hub.preupload`). The
-   next shard is fetched meanwhile when it fits the disk budget.
+   output shard (a hard link, whose verified sha256 spares it all hashing, or the rewrite
+   without ``lm_head``; the head's shard also yields ``score.weight``); hash and pre-upload it
+   on the upload thread (:mod:`hub.preupload`). The next shard comes meanwhile if it fits.
 3. Write the small output files (:func:`convert.converter.finish_output`), take the scorer's
    report; on a pass, the card and one ``create_commit`` with the pre-uploaded shards, the small
    files and ``parent_commit`` (:func:`hub.preupload.commit_preuploaded`).
@@ -237,8 +237,11 @@ class _StreamedRun:
         progress.add(bytes_in=self.sizes[position])
         self.disk.measure()
         self._collect(compute)  # the scorer takes shards in order
-        compute.start(lambda: self.scorer.feed_source(path))
-        if rewrite := self.rewritten[position]:
+        rewrite = self.rewritten[position]  # a shard kept whole is linked before its feed
+        placed = None if rewrite else write_output_shard(self.plan, shard, path, self.out)
+        linked = self.listing.files[name].sha256 if placed is Placement.HARD_LINKED else None
+        compute.start(lambda: self.scorer.feed_source(path, linked))
+        if rewrite:
             # A rewrite adds a file: the shards this feed releases (one held for a layer
             # spanning into this shard) go first, as in the forecast, and an output in upload
             # (its blocks) when the rewrite would not fit beside it.
@@ -247,7 +250,7 @@ class _StreamedRun:
                 self._await_upload(uploading, progress)
         if name == weights.head_shard:
             self.score = score_weight(self.plan, path)
-        placed = write_output_shard(self.plan, shard, path, self.out)
+        placed = placed or write_output_shard(self.plan, shard, path, self.out)
         self.disk.measure()  # the rewrite beside its source, before the source goes
         for done in self.kept:
             done.unlink(missing_ok=True)
@@ -260,7 +263,7 @@ class _StreamedRun:
             if not self.opts.hub.dry_run:
                 self.uploader.ensure_target()  # here: abandon() must know of a target it made
             self.uploading = output.stat().st_size  # before the thread may delete it
-            uploading.start(lambda: self._upload(shard.name, output))
+            uploading.start(lambda: self._upload(shard.name, output, linked))
         verb = "checked" if self.opts.hub.dry_run else "pre-upload started"
         self.log(
             f"shard {position + 1}/{len(self.order)} {name}: fetched, sha256 ok, {placed}"
@@ -268,12 +271,12 @@ class _StreamedRun:
         )
         progress.add(layers=done_layers)
 
-    def _upload(self, name: str, output: Path) -> None:
-        """On the upload thread: hash the output shard for the backbone check, pre-upload it,
-        delete it unless the scorer keeps the outputs."""
+    def _upload(self, name: str, output: Path, sha256: str | None) -> None:
+        """On the upload thread: digest the output shard for the backbone check, pre-upload it
+        (``sha256``: known for a hard link), delete it unless the scorer keeps the outputs."""
         assert self.uploader is not None
         self.scorer.feed_converted(output)
-        if self.uploader.upload(name, output) and not self.scorer.keeps_outputs:
+        if self.uploader.upload(name, output, sha256) and not self.scorer.keeps_outputs:
             output.unlink()
 
     def _await_upload(self, uploading: Background[None], progress: StreamProgress) -> None:
@@ -324,21 +327,17 @@ class _StreamedRun:
 
     def publish(self, provenance: Provenance, report: ParityReport, outcome: RunOutcome) -> None:
         from reranker_seqcls.hub.preupload import commit_preuploaded
-        from reranker_seqcls.publish.card import (
-            commit_description,
-            commit_message,
-            write_model_card,
-        )
+        from reranker_seqcls.publish import card
         from reranker_seqcls.run.outcome import source_label
 
         assert self.uploader is not None
         try:
-            write_model_card(self.out, self.opts.hub.target, provenance, report)
+            card.write_model_card(self.out, self.opts.hub.target, provenance, report)
             pushed = commit_preuploaded(
                 self.out,
                 self.uploader,
-                commit_message=commit_message(provenance),
-                commit_description=commit_description(provenance, report),
+                commit_message=card.commit_message(provenance),
+                commit_description=card.commit_description(provenance, report),
                 log=self.log,
             )
         except BaseException:

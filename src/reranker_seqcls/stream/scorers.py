@@ -41,8 +41,10 @@ class StreamScorer(Protocol):
         """The shards on disk at each step (the disk forecast) and the layers run."""
         ...
 
-    def feed_source(self, shard: Path) -> list[Path]:
-        """Take a source shard; the source shard files no longer needed (they may go)."""
+    def feed_source(self, shard: Path, linked_sha256: str | None = None) -> list[Path]:
+        """Take a source shard; the source shard files no longer needed (they may go).
+        ``linked_sha256``: the shard's verified sha256, given when its output shard is already
+        a hard link of it (the backbone check need not read it again)."""
         ...
 
     def feed_converted(self, shard: Path) -> None:
@@ -61,6 +63,7 @@ class LayerwiseScorer:
         pairs: list[Pair],
         chosen: RealPairs,
         *,
+        cut: list[Pair],
         full: bool,
         check_memory: int,
         vllm_python: str | Path | None,
@@ -70,6 +73,7 @@ class LayerwiseScorer:
 
         self.check, self.check_memory = check, check_memory
         self.pairs, self.chosen = pairs, chosen  # every pair (the twin's), the real model's
+        self.cut = cut  # the pairs the family's code would cut: a note in the report
         self.full = full
         self.vllm_python, self.log = vllm_python, log
         self.keeps_outputs = False
@@ -84,8 +88,8 @@ class LayerwiseScorer:
     def schedule(self, shards: Sequence[Sequence[str]]) -> list[FeedStep]:
         return release_schedule(self.stages, shards)
 
-    def feed_source(self, shard: Path) -> list[Path]:
-        return self.check.feed_source(shard)
+    def feed_source(self, shard: Path, linked_sha256: str | None = None) -> list[Path]:
+        return self.check.feed_source(shard, linked_sha256)
 
     def feed_converted(self, shard: Path) -> None:
         self.check.feed_converted(shard)
@@ -100,7 +104,7 @@ class LayerwiseScorer:
             allow_softcapping=self.check.allow_softcapping, vllm_python=self.vllm_python,
             long_pairs=self.full, log=self.log,
         )  # fmt: skip
-        return combine(real, consumers, described, self.chosen)
+        return combine(real, consumers, described, self.chosen, self.cut)
 
 
 class KeepAllScorer:
@@ -136,7 +140,7 @@ class KeepAllScorer:
             for s in release_schedule(self.stages, shards)
         ]  # fmt: skip
 
-    def feed_source(self, shard: Path) -> list[Path]:
+    def feed_source(self, shard: Path, linked_sha256: str | None = None) -> list[Path]:
         return []
 
     def feed_converted(self, shard: Path) -> None:
@@ -189,8 +193,8 @@ def make_scorer(
     try:
         check = StreamedCheck(
             source, converted, recipe, chosen.of(fitting), token_ids=token_ids,
-            dtype=dtype or "float32",
-            allow_softcapping=allow_softcapping, log=log,
+            dtype=dtype or "float32", allow_softcapping=allow_softcapping,
+            pack=not chosen.full, log=log,
         )  # fmt: skip
         stages = check.scorer.stages
     except LayerwiseUnsupported as exc:
@@ -212,6 +216,6 @@ def make_scorer(
         log("parity: the whole model would not fit --max-disk: it is checked layer by layer")
     log(f"parity: the real model scores {len(chosen.indices)} of {len(fitting)} pairs, layerwise")
     return LayerwiseScorer(
-        check, fitting, chosen, full=full, check_memory=check_memory, vllm_python=vllm_python,
-        log=log,
+        check, fitting, chosen, cut=cut, full=full, check_memory=check_memory,
+        vllm_python=vllm_python, log=log,
     )  # fmt: skip
