@@ -296,6 +296,11 @@ def streamed_check(
     for shard in source_shards(converted):
         check.feed_converted(shard)
     real = check.report()
+    if not real.passed and not real.scores:
+        # Stopped before scoring (a head of another shape than the recipe's): the twin, built
+        # from the same files, would refuse that head in its own words (exit 2); the real half's
+        # reason is the verdict.
+        return real
     with tempfile.TemporaryDirectory(prefix="reranker-seqcls-twin-") as work:
         consumers, described = consumer_check(
             source, converted, recipe, pairs, Path(work), token_ids=token_ids,
