@@ -24,7 +24,6 @@ import math
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from reranker_seqcls.check.pairs import Pair
+from reranker_seqcls.local_server import free_port, stop
 from tests.conftest import run_cli
 from tests.loopback_hub.fixtures import TEST_USER
 
@@ -412,12 +412,6 @@ def test_check_on_the_twin_catches_a_template_broken_for_vllm(
 # --------------------------------------------------------------------------- served
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # 127.0.0.1 directly, whatever proxy the environment names
 _LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _NO_PROXY = {"no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost"}
@@ -492,7 +486,7 @@ def card_server(
     model = str(family.converted)
     argv = shlex.split(serve.replace(target, model))
     assert argv[:3] == ["vllm", "serve", model] and "--chat-template" in argv, argv
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -518,12 +512,7 @@ def card_server(
                    for c in curl]  # fmt: skip
         yield Server(url, model, log_path, pointed)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=60)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """What each consumer of the converted checkpoint does with the over-length pairs.
 
-Each consumer's scores are judged against the original's (:func:`_judge`): "matches the
+Each consumer's scores are judged against the original's (:func:`judge_rows`): "matches the
 official truncated score", "refuses" or "scores another text". The converted
 sentence-transformers files are read for what makes a cut drop the template's end
 (:func:`template_cut_cause`, :func:`_check_files`); :func:`_sentence_transformers` and
@@ -103,7 +103,7 @@ def _check_files(report: ParityReport, converted: Path, length: int | None) -> N
         )
 
 
-def _judge(
+def judge_rows(
     consumer: str,
     pairs: list[Pair],
     scores: list[float | None],
@@ -237,5 +237,5 @@ def _vllm_rows(
         outputs = model["scores"][k * len(pairs) : (k + 1) * len(pairs)]
         scores: list[float | None] = [None if isinstance(o, dict) else float(o[0]) for o in outputs]
         errors = [str(o["error"]) if isinstance(o, dict) else None for o in outputs]
-        rows += _judge(name, pairs, scores, errors, reference, tolerance, "probability")
+        rows += judge_rows(name, pairs, scores, errors, reference, tolerance, "probability")
     return rows

@@ -45,12 +45,12 @@ from reranker_seqcls.check.long_consumers import (
     ConsumerResult,
     _check_files,
     _id_difference,
-    _judge,
     _restore_off,
     _sentence_transformers,
     _sigmoid,
     _vllm_rows,
     client_cuts,
+    judge_rows,
     template_cut_cause,
 )
 from reranker_seqcls.check.long_pairs import long_pairs, template_tail
@@ -216,7 +216,7 @@ def _measure(
 
     classifier = converted_scores(converted, [o.ids for o in official], report.dtype)
     none: list[str | None] = [None] * len(pairs)
-    rows = _judge(
+    rows = judge_rows(
         "transformers, the original's cut ids",
         pairs,
         [row[-1] for row in classifier.single],
@@ -234,7 +234,7 @@ def _measure(
     if len(reference[0]) != 1:
         return  # several labels: sentence-transformers returns them all, vLLM refuses
     st_scores, st_ids, st_length = _sentence_transformers(converted, pairs, report.dtype)
-    st_rows = _judge(
+    st_rows = judge_rows(
         "sentence-transformers", pairs, st_scores, none, ref_logit, tolerance.logit, "logit"
     )
     for row, ids, o in zip(st_rows, st_ids, official, strict=True):

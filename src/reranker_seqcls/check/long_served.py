@@ -19,7 +19,6 @@ A server that cannot start is a result for every row (its first error line), nev
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reranker_seqcls.check.long_consumers import REFUSES, ConsumerResult, _judge
+from reranker_seqcls.check.long_consumers import REFUSES, ConsumerResult, judge_rows
 from reranker_seqcls.check.pairs import Pair
+from reranker_seqcls.local_server import free_port, stop
 
 SCORE = "vLLM served /score"
 SCORE_CUT = "vLLM served /score, cut on the client side"
@@ -40,21 +40,6 @@ START_TIMEOUT_S = 900  # a cold start on two busy cores is minutes, not tens of 
 REQUEST_TIMEOUT_S = 300
 # 127.0.0.1 directly, whatever proxy the environment names
 _LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @dataclass
@@ -95,7 +80,7 @@ def served(python: str, converted: Path, dtype: str) -> Iterator[Server]:
 
     env = environment_for_subprocess()
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    port = _free_port()
+    port = free_port()
     argv = [python, str(LAUNCHER), "serve", str(converted.resolve()), "--runner", "pooling",
             "--dtype", dtype, "--host", "127.0.0.1", "--port", str(port),
             "--enforce-eager"]  # fmt: skip
@@ -116,7 +101,7 @@ def served(python: str, converted: Path, dtype: str) -> Iterator[Server]:
             yield server
         finally:
             if server.process is not None:
-                _stop(server.process)
+                stop(server.process, timeout=30)
 
 
 def _ask(url: str, body: dict[str, Any]) -> tuple[float | None, str | None]:
@@ -175,7 +160,7 @@ def served_rows(
         part = asked[k * len(pairs) : (k + 1) * len(pairs)]
         scores = [score for (score, _), _ in part]
         errors = [error for (_, error), _ in part]
-        judged = _judge(name, pairs, scores, errors, reference, tolerance, "probability")
+        judged = judge_rows(name, pairs, scores, errors, reference, tolerance, "probability")
         for row, error, (_, (ranked, refused)) in zip(judged, errors, part, strict=True):
             if refused is not None:
                 words = "the same refusal" if refused == error else refused

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reranker_seqcls.errors import BadInput
+from reranker_seqcls.local_server import free_port, stop
 
 LLAMA_SERVER_ENV = "RERANKER_SEQCLS_LLAMA_SERVER"
 START_TIMEOUT_S = 300
@@ -70,12 +70,6 @@ def require_llama_server() -> Path:
 class RerankRequest:
     query: str
     documents: list[str]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _first_error(log: str) -> str:
@@ -125,7 +119,7 @@ def llama_server(
     binary: Path, gguf: Path, *, max_prompt_tokens: int, threads: int | None = None
 ) -> Iterator[LlamaServer]:
     """Start ``binary --reranking`` on ``gguf`` on a loopback port; stopped on exit."""
-    port = _free_port()
+    port = free_port()
     batch = 256 * (1 + (max_prompt_tokens + 32) // 256)
     threads = threads or max(1, min(4, os.cpu_count() or 1))
     args = [
@@ -147,12 +141,7 @@ def llama_server(
                 _wait_ready(server)
                 yield server
             finally:
-                process.terminate()
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                stop(process, timeout=20)
 
 
 def _wait_ready(server: LlamaServer) -> None:
