@@ -612,6 +612,7 @@ class LoopbackHubServer:
         self._written = threading.Condition(self._lock)
         self._faults: list[Fault] = []
         self._served_instead: dict[tuple[str, str], bytes] = {}
+        self._instead_after: dict[tuple[str, str], int] = {}  # whole GETs served as committed
         self._delays: list[tuple[str | None, str | None, float]] = []
         self.delayed: list[str] = []  # the requests held by delay(), as they arrive
         self._commit_counter = 0
@@ -687,6 +688,7 @@ class LoopbackHubServer:
             self._records.clear()
             self._faults.clear()
             self._served_instead.clear()
+            self._instead_after.clear()
             self._delays.clear()
             self.delayed.clear()
 
@@ -1085,12 +1087,18 @@ class LoopbackHubServer:
             )
         )
 
-    def serve_instead(self, repo_id: str, path: str, data: bytes) -> None:
+    def serve_instead(
+        self, repo_id: str, path: str, data: bytes, *, after_downloads: int = 0
+    ) -> None:
         """Answer downloads of ``path`` in ``repo_id`` (every revision, ranges too) with
         ``data``, while listings keep the size and sha256 of the committed file: a hostile or
-        corrupting Hub whose bytes are not the ones it lists (until the next :meth:`reset`)."""
+        corrupting Hub whose bytes are not the ones it lists (until the next :meth:`reset`).
+        With ``after_downloads``, that many whole-file GETs (no Range header; and every request
+        before the last of them) are answered with the committed bytes first: a file whose
+        bytes change between two reads of one run."""
         with self._lock:
             self._served_instead[(repo_id, path)] = bytes(data)
+            self._instead_after[(repo_id, path)] = after_downloads
 
     def delay(
         self, seconds: float, *, path_contains: str | None = None, method: str | None = None
@@ -2020,7 +2028,12 @@ class LoopbackHubServer:
         if f.lfs:
             headers["X-Linked-Etag"] = f'"{f.sha256}"'
             headers["X-Linked-Size"] = str(f.size)
-        instead = self._served_instead.get((repo_id, path))
+        with self._lock:
+            instead = self._served_instead.get((repo_id, path))
+            if instead is not None and self._instead_after.get((repo_id, path), 0) > 0:
+                if req.method == "GET" and not req.headers.get("range"):
+                    self._instead_after[(repo_id, path)] -= 1
+                instead = None
         if instead is not None:  # same listing, other bytes (serve_instead)
             f = replace(f, content=instead, blob=None, size=len(instead))
         status = 200

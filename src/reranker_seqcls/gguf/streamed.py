@@ -29,6 +29,7 @@ directory, as the whole-snapshot road writes it.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,9 +51,21 @@ if TYPE_CHECKING:
     from reranker_seqcls.check.report import ParityReport
     from reranker_seqcls.gguf.run import GgufRun
     from reranker_seqcls.hub.preupload import Preuploader
+    from reranker_seqcls.hub.stream_fetch import SourceListing
     from reranker_seqcls.provenance import Provenance
     from reranker_seqcls.recipes.recipe import Recipe
     from reranker_seqcls.run.outcome import RunOptions, RunOutcome
+
+
+@dataclass(frozen=True)
+class SecondPassSource:
+    """What the second pass streams: the run's listing, planned headers and placeholders."""
+
+    listing: SourceListing
+    headers: dict[str, bytes]
+    token: str | None
+    measure: Callable[[], None]  # the run's disk measurement
+
 
 # The first split's keys beyond the vocabulary (hyperparameters, template, labels): a bound.
 _KEYS_BYTES = 1 << 20
@@ -75,6 +88,8 @@ class GgufStream:
     planned: int | None = None  # bytes of all splits
     shard_bytes: dict[str, int] = field(default_factory=dict)  # source shard -> its splits'
     whole: bool = False  # the scorer keeps every output shard: one file per type at the end
+    two_pass: bool = False  # the data splits are written by the second pass, after the check
+    source: SecondPassSource | None = None  # what the second pass reads (set by the run)
     _uploader: Preuploader | None = None
 
     @property
@@ -122,8 +137,8 @@ class GgufStream:
         """The splits of one converted shard, from ``output`` while it is on disk; each is
         pre-uploaded to the GGUF target at once."""
         number = self.shards.get(name)
-        if number is None or self.whole:
-            return  # no backbone tensor in this shard (only lm_head), or written at the end
+        if number is None or self.whole or self.two_pass:
+            return  # no backbone tensor in this shard (only lm_head), or written later
         uploader = self.uploader()
         for gguf_type in self.run.types:
             path = self.files / split_file_name(self.stem, gguf_type, number, self.count)
@@ -139,6 +154,10 @@ class GgufStream:
         from reranker_seqcls.steps import load_check_pairs
 
         pairs = load_check_pairs(recipe, self.opts.check.pairs_file)
+        if self.two_pass:
+            if not report.passed:
+                return  # the seq-cls check failed: the run fails on it, no second pass
+            self._second_pass()
         if self.whole:  # every output shard is on disk: the whole road's files
             self.run.written = write_ggufs(converted, self.files, self.run.types, recipe,
                                            stem=self.stem, log=self.log)  # fmt: skip
@@ -149,6 +168,38 @@ class GgufStream:
             report, [w.path for w in self.run.written], converted, pairs,
             recipe.default_instruction, self.run.binary, self.log,
         )  # fmt: skip
+
+    def _second_pass(self) -> None:
+        """Every data split, from the source shards streamed again from the Hub (never
+        saved), each pre-uploaded at once and kept for llama-server."""
+        from reranker_seqcls.gguf.second_pass import write_streamed_splits
+        from reranker_seqcls.hub.stream_read import stream_verified
+
+        assert self.source is not None
+        src = self.source
+        uploader = self.uploader()
+        self.log(f"gguf: second pass: {len(self.shards)} source shard(s) streamed again")
+        for name, number in self.shards.items():
+            outs = [
+                (self.files / split_file_name(self.stem, t, number, self.count), t,
+                 Split(number, self.count, self.tensors[t.name]))
+                for t in self.run.types
+            ]  # fmt: skip
+            # pass 1's placeholder became the shard and went: the planned header again, sparse
+            placeholder = self.work / name
+            with placeholder.open("wb") as fh:
+                fh.write(src.headers[name])
+                fh.truncate(src.listing.files[name].size)
+            stream = stream_verified(src.listing, name, src.token, src.headers[name])
+            try:
+                write_streamed_splits(stream, placeholder, self.blocks, outs)
+            finally:
+                placeholder.unlink()
+            src.measure()
+            for path, _, _ in outs:
+                uploader.upload(path.name, path)  # kept: llama-server needs every split
+                self.log(f"gguf: {path.name} written from the stream "
+                         f"({human_size(path.stat().st_size)}), pre-upload done")  # fmt: skip
 
     def _first_splits(self, converted: Path, recipe: Recipe) -> list[WrittenGguf]:
         written = []

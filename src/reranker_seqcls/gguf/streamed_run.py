@@ -7,6 +7,7 @@ the seq-cls one). A failure removes a GGUF target the run created.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from reranker_seqcls.gguf.streamed import GgufStream
 from reranker_seqcls.log import Log
 from reranker_seqcls.run.streamed import _StreamedRun, run_streamed
+from reranker_seqcls.sizes import human_size
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.release_schedule import FeedStep
@@ -72,9 +74,11 @@ class _GgufStreamedRun(_StreamedRun):
     def _forecast(self, *, keep_all: bool) -> DiskForecast:
         """The run's forecast with the GGUF files, which stay until llama-server scored them.
         A scorer that keeps every shard: the files are written at the end, beside them all.
-        Else the release schedule is replayed with the splits of the shards fed so far on disk
-        (shard k's split is written while its output is there), and at the end all of them,
-        the keys split and the twin."""
+        Else the shape is chosen here (:func:`choose_pass`): one pass replays the release
+        schedule with the splits of the shards fed so far on disk (shard k's split is written
+        while its output is there) and all of them at the end beside the twin; the second
+        pass holds only the splits, the keys splits and the small files once pass 1's files
+        and the twin are gone."""
         forecast = super()._forecast(keep_all=keep_all)
         total = self.gguf.planned_bytes(self.source_dir, self.order)
         if keep_all or not self.steps:
@@ -84,15 +88,28 @@ class _GgufStreamedRun(_StreamedRun):
             self.steps, self.sizes, self.rewritten, [0] * len(splits)
         )
         transfer = _replay(self.steps, self.sizes, self.rewritten, splits) + slack
-        return replace(forecast, transfer=transfer, twin=forecast.twin + total)
+        one = replace(forecast, transfer=transfer, twin=forecast.twin + total)
+        two = replace(forecast, twin=max(forecast.twin, total))
+        self.gguf.two_pass = choose_pass(
+            one.total, two.total, goal=2 * max(self.sizes) + GOAL_SLACK,
+            max_disk=self.max_disk, log=self.log,
+        )  # fmt: skip
+        return two if self.gguf.two_pass else one
 
     def prepare(self, *, check_memory: int, max_disk: int | None) -> None:
+        from reranker_seqcls.gguf.streamed import SecondPassSource
+
         self.steps: list[FeedStep] = []  # the scorer's schedule, once it is made
+        self.max_disk = max_disk
         super().prepare(check_memory=check_memory, max_disk=max_disk)
         self.gguf.whole = self.scorer.keeps_outputs
-        # a split is written on the upload thread while the next shard may be fetched: the
-        # fetch ahead leaves room for the largest
-        self.budget -= max(self.gguf.shard_bytes.values(), default=0)
+        if not self.gguf.two_pass:
+            # a split is written on the upload thread while the next shard may be fetched: the
+            # fetch ahead leaves room for the largest
+            self.budget -= max(self.gguf.shard_bytes.values(), default=0)
+        self.gguf.source = SecondPassSource(
+            self.listing, self.headers, self.opts.hub.token, self.disk.measure
+        )
         self.scorer = _WithLlamaRows(self.scorer, self.gguf, self.out, self.recipe)
 
     def transfer(self, head: str | None) -> None:
@@ -134,8 +151,36 @@ class _WithLlamaRows:
 
     def finish(self, work: Path) -> ParityReport:
         report: ParityReport = self.inner.finish(work)
+        if self.gguf.two_pass:  # the twin's files go before the second pass fills the disk
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
         self.gguf.check(self.converted, self.recipe, report)
         return report
+
+
+# The streamed run's disk goal: two of the largest shards and this much (stream/overlap.py).
+GOAL_SLACK = 500_000_000
+
+
+def choose_pass(one: int, two: int, *, goal: int, max_disk: int | None, log: Log) -> bool:
+    """Whether the GGUF splits are written by a second pass: only when one pass (``one``
+    bytes of disk at most) misses the goal or ``--max-disk`` and the second pass (``two``)
+    meets both; when neither does, the smaller (``--max-disk`` refuses it next). One line
+    says which and why."""
+    limit = goal if max_disk is None else min(goal, max_disk)
+    what = "the goal" if max_disk is None or goal <= max_disk else "--max-disk"
+    if one <= limit:
+        chosen, why = False, f"one pass fits {what} {human_size(limit)}"
+    elif two <= limit:
+        chosen, why = True, f"one pass misses {what} {human_size(limit)}, the second fits"
+    else:
+        chosen = two < one
+        why = f"neither fits {what} {human_size(limit)}: the smaller"
+    log(
+        f"gguf: one pass needs {human_size(one)} of disk, a second pass {human_size(two)}: "
+        f"{'second pass' if chosen else 'one pass'} ({why})"
+    )
+    return chosen
 
 
 def _replay(

@@ -35,16 +35,18 @@ class _Plan:
 
 def _add_tensor_info(
     writer: Any, gguf: Any, np: Any, name: str, shape: tuple[int, ...], ggml_type: str
-) -> None:
+) -> int:
+    """One tensor table entry; the tensor's bytes in the file."""
     ptype = getattr(gguf.GGMLQuantizationType, ggml_type)
     block, type_size = gguf.GGML_QUANT_SIZES[ptype]
-    nbytes = int(np.prod(shape)) // block * type_size
+    nbytes: int = int(np.prod(shape)) // block * type_size
     if ggml_type in ("F32", "F16"):
         dtype = np.float32 if ggml_type == "F32" else np.float16
         writer.add_tensor_info(name, shape, np.dtype(dtype), nbytes)
     else:
         byte_shape = gguf.quant_shape_to_byte_shape(shape, ptype)
         writer.add_tensor_info(name, byte_shape, np.dtype(np.uint8), nbytes, raw_dtype=ptype)
+    return nbytes
 
 
 def _head_rows(head: np.ndarray, hidden: int) -> np.ndarray:
@@ -144,31 +146,74 @@ def _chunks(shards: list[Path], plans: list[_Plan]) -> Iterator[tuple[_Plan, Ite
             yield plan, _row_blocks(opened[shard].get_slice(plan.source_name), plan.shape)
 
 
+def rows_per_block(shape: tuple[int, ...]) -> int:
+    """Rows of a 2-D tensor converted at a time (a 1-D tensor goes whole): both passes cut the
+    same blocks, though a block's quantization depends only on its rows."""
+    return max(1, CHUNK_ELEMENTS // max(1, shape[-1]))
+
+
 def _row_blocks(tensor_slice: Any, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
     if len(shape) < 2:
         yield tensor_slice[:].float().numpy()
         return
-    rows = max(1, CHUNK_ELEMENTS // max(1, shape[-1]))
+    rows = rows_per_block(shape)
     for start in range(0, shape[0], rows):
         yield tensor_slice[start : start + rows].float().numpy()
 
 
-def _write_blocks(writer: Any, blocks: Iterator[np.ndarray], ggml_type: Any) -> None:
-    """``GGUFWriter.write_tensor_data`` for a tensor that arrives in row blocks: the same
-    padding and bookkeeping (gguf 0.19.0), each block quantized and written as it comes."""
-    import gguf
+class TensorData:
+    """The data section of one GGUF file whose header and tensor table are written: each
+    planned tensor placed at the offset its table entry gives, quantized block by block as its
+    float32 row blocks come, in whatever order the tensors come (a converted shard's plan
+    order, or a source shard's file order in the second pass: the same bytes either way).
+    Padding is zeros, as ``GGUFWriter.write_tensor_data`` writes it (gguf 0.19.0)."""
 
-    file_id = next(i for i, tensors in enumerate(writer.tensors) if len(tensors) > 0)
-    fout = writer.fout[file_id]
-    name = next(iter(writer.tensors[file_id]))
-    info = writer.tensors[file_id].pop(name)
-    writer.write_padding(fout, fout.tell())
-    written = 0
-    for block in blocks:
-        data = gguf.quants.quantize(block, ggml_type)
-        data.tofile(fout)
-        written += data.nbytes
-    if written != info.nbytes:
-        raise AssertionError(f"{name}: wrote {written} bytes, planned {info.nbytes}")
-    writer.write_padding(fout, written)
-    writer.state = gguf.gguf_writer.WriterState.WEIGHTS
+    def __init__(self, writer: Any, tensors: list[tuple[str, str, int]]) -> None:
+        """``tensors``: (name, GGML type, bytes) in table order, as ``_add_tensor_info`` got
+        them."""
+        import gguf
+
+        self.writer = writer
+        self.fout = writer.fout[0]
+        align = writer.data_alignment
+        offset = gguf.GGUFWriter.ggml_pad(self.fout.tell(), align)
+        self.at: dict[str, tuple[int, int, Any]] = {}
+        for name, ggml_type, nbytes in tensors:
+            self.at[name] = (offset, nbytes, getattr(gguf.GGMLQuantizationType, ggml_type))
+            offset += gguf.GGUFWriter.ggml_pad(nbytes, align)
+        self.end = offset
+        self._open: tuple[str, int] | None = None  # the tensor being written, bytes so far
+
+    def begin(self, name: str) -> None:
+        self.fout.seek(self.at[name][0])
+        self._open = (name, 0)
+
+    def block(self, block: np.ndarray) -> None:
+        """The next float32 row block of the tensor begun, quantized to its type."""
+        import gguf
+
+        assert self._open is not None
+        name, written = self._open
+        data = gguf.quants.quantize(block, self.at[name][2])
+        data.tofile(self.fout)
+        self._open = (name, written + data.nbytes)
+
+    def raw(self, array: np.ndarray) -> None:
+        """A whole tensor already in its type (the float32 head)."""
+        assert self._open is not None
+        array.tofile(self.fout)
+        self._open = (self._open[0], self._open[1] + array.nbytes)
+
+    def done(self) -> None:
+        assert self._open is not None
+        name, written = self._open
+        if written != self.at[name][1]:
+            raise AssertionError(f"{name}: wrote {written} bytes, planned {self.at[name][1]}")
+        self._open = None
+
+    def close(self) -> None:
+        """The file ends at the last tensor's padding (zeros where nothing was written)."""
+        import gguf
+
+        self.fout.truncate(self.end)
+        self.writer.state = gguf.gguf_writer.WriterState.WEIGHTS

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from reranker_seqcls.gguf.metadata import _hyperparameters, _read_json, _vocabul
 from reranker_seqcls.gguf.refusal import refuse_gguf_by_config
 from reranker_seqcls.gguf.tensors import (
     SCORE_TENSOR,
+    TensorData,
     _add_tensor_info,
     _chunks,
     _head_rows,
@@ -46,7 +48,6 @@ from reranker_seqcls.gguf.tensors import (
     _plan,
     _read_tensor,
     _weight_files,
-    _write_blocks,
 )
 from reranker_seqcls.gguf.types import GgufType
 from reranker_seqcls.names import CONFIG_FILE, SCORE_SHARD_FILE
@@ -199,6 +200,23 @@ def _write_file(
 ) -> None:
     """One GGUF file: the keys, then the planned tensors from ``shards`` block by block, then
     ``cls_out`` (``rows``, when given); written under a temporary name and renamed."""
+    with open_gguf(out, add_keys, plans, rows) as data:
+        for plan, blocks in _chunks(shards, plans):
+            data.begin(plan.name)
+            for block in blocks:
+                data.block(block)
+            data.done()
+            log(f"gguf: {plan.name} {list(plan.shape)} {plan.ggml_type}")
+
+
+@contextmanager
+def open_gguf(
+    out: Path, add_keys: Callable[[Any], None], plans: list[_Plan], rows: np.ndarray | None
+) -> Iterator[TensorData]:
+    """The one GGUF writer both passes feed: the keys and the tensor table of ``plans`` (and
+    ``cls_out`` when ``rows`` are given, written here last) written under a temporary name;
+    the caller writes each planned tensor's blocks into the :class:`TensorData` given, in any
+    order; renamed onto ``out`` when the block ends without an error, removed otherwise."""
     import gguf
     import numpy as np
 
@@ -206,20 +224,25 @@ def _write_file(
     writer = gguf.GGUFWriter(tmp, "qwen3")
     try:
         add_keys(writer)
-        for plan in plans:
-            _add_tensor_info(writer, gguf, np, plan.name, plan.shape, plan.ggml_type)
+        table = [
+            (p.name, p.ggml_type, _add_tensor_info(writer, gguf, np, p.name, p.shape, p.ggml_type))
+            for p in plans
+        ]
         if rows is not None:
-            _add_tensor_info(writer, gguf, np, CLS_OUT, tuple(rows.shape), "F32")
-
+            shape = tuple(rows.shape)
+            table.append(
+                (CLS_OUT, "F32", _add_tensor_info(writer, gguf, np, CLS_OUT, shape, "F32"))
+            )
         writer.write_header_to_file(tmp)
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        for plan, blocks in _chunks(shards, plans):
-            ptype = getattr(gguf.GGMLQuantizationType, plan.ggml_type)
-            _write_blocks(writer, blocks, ptype)
-            log(f"gguf: {plan.name} {list(plan.shape)} {plan.ggml_type}")
+        data = TensorData(writer, table)
+        yield data
         if rows is not None:
-            writer.write_tensor_data(rows)
+            data.begin(CLS_OUT)
+            data.raw(np.ascontiguousarray(rows, dtype=np.float32))
+            data.done()
+        data.close()
         writer.close()
         os.replace(tmp, out)
     except BaseException:
