@@ -1,5 +1,6 @@
 """``run --gguf`` on the streamed road (:mod:`reranker_seqcls.run.streamed`): split GGUFs
-written from each converted shard while it is on disk, so no shard is read twice and the model
+written from each converted shard while it is on disk (one pass), or from the source shards
+streamed again after the check (a second pass, where one pass misses the disk goal); the model
 is never on disk whole.
 
 For each type the GGUF is split as llama.cpp's ``gguf-split --no-tensor-first-split`` writes
@@ -12,12 +13,26 @@ split is known before any bulk byte moves: it is planned from the shard headers 
 placeholders), so the split count and the tensor count are written into the first files.
 
 The llama.cpp rows need every split on disk (llama-server loads the first and finds the others
-by name): the data splits stay in the run directory until the rows are measured, and the disk
-forecast adds all of them (``--max-disk`` refuses before any shard moves when the sum does not
-fit). The rows are measured after the seq-cls check, on the pairs its report scored on the real
+by name), so the splits stay until the rows are measured. Two shapes, chosen once at prepare time
+from the headers (:func:`.streamed_run.choose_pass`, one logged line with both forecasts):
+
+* **one pass** (this module's :meth:`GgufStream.shard_written`): each shard's splits are written
+  while its converted output is on disk; the forecast adds them from then on, and all of them
+  beside the twin at the end;
+* **a second pass** (:meth:`GgufStream._second_pass`, :mod:`.second_pass`), only where one pass
+  misses the streamed run's goal (2 x the largest shard + 0.5 GB) or ``--max-disk`` and the
+  second pass fits: pass 1 is the streamed seq-cls run without splits; after its check passed
+  and the twin's files are gone, each source shard is streamed again from the Hub, never saved
+  (:func:`hub.stream_read.stream_verified`: its sha256 and header proven as a fetch's), and
+  written into its splits by the same writer, byte for byte the one pass's splits. Its disk is
+  the splits, the keys splits and the small files. Where neither fits, the smaller is taken
+  (``--max-disk`` refuses it before any shard moves).
+
+The rows are measured after the seq-cls check, on the pairs its report scored on the real
 model (every pair for a small model; the quick check's short pairs otherwise). Nothing is
 committed to either target until the seq-cls check and every llama.cpp row passed; a failure
-removes a GGUF target the run created, as it does the seq-cls one.
+(a row, or second-pass bytes that are not the commit's: exit 3) removes a GGUF target the run
+created, as it does the seq-cls one.
 
 When the scorer keeps every output shard to the end (a small model checked whole on the real
 weights), nothing is split: one file per type is written at the end from the converted

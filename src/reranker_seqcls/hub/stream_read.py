@@ -25,7 +25,7 @@ from reranker_seqcls.hub.errors import hub_errors, is_network_exception
 if TYPE_CHECKING:
     from reranker_seqcls.hub.stream_fetch import SourceListing
 
-CHUNK = 4 * 1024 * 1024  # bytes per read from the connection
+CHUNK = 1024 * 1024  # bytes per read from the connection
 
 
 def stream_verified(
@@ -49,9 +49,10 @@ def stream_verified(
         headers = build_hf_headers(token=token)
         if got:
             headers["range"] = f"bytes={got}-"
-        try:
-            with hub_errors(where), retried_stream(url, headers) as response:
-                skip = got if response.status_code == 200 else 0
+        dropped: Exception | None = None
+        with hub_errors(where), retried_stream(url, headers) as response:
+            skip = got if response.status_code == 200 else 0
+            try:
                 for chunk in response.iter_bytes(CHUNK):
                     if skip:
                         cut = min(skip, len(chunk))
@@ -71,12 +72,18 @@ def stream_verified(
                             )
                     got += len(chunk)
                     yield chunk
+            except Exception as exc:
+                # caught here: http_stream_backoff cannot retry a body it already gave out
+                if not is_network_exception(exc):
+                    raise
+                dropped = exc
+        if dropped is None:
             break
-        except HubError as exc:
-            drops += 1
-            if not _dropped(exc) or drops > MAX_RETRIES or got >= remote.size:
-                raise
-            time.sleep(2 ** (drops - 1))
+        drops += 1
+        if drops > MAX_RETRIES:
+            with hub_errors(where):
+                raise dropped
+        time.sleep(2 ** (drops - 1))
     if got != remote.size:
         raise HubError(_size_error(where, got, remote.size))
     expected = remote.sha256 or remote.blob_id
@@ -87,12 +94,6 @@ def stream_verified(
             f"{expected[:12]}…: the bytes are not the commit's, nothing was pushed; "
             "try again, and report it to the repo's owner if it persists"
         )
-
-
-def _dropped(exc: HubError) -> bool:
-    """A connection lost mid-body (resumable), not an HTTP answer or our own check."""
-    cause = exc.__cause__
-    return cause is not None and is_network_exception(cause)
 
 
 def _size_error(where: str, got: int, size: int) -> str:
