@@ -4,9 +4,12 @@ never built or deleted here).
 
 For each shape of ``--forecast``: the disk the streamed run forecasts with ``--gguf TYPES`` and
 without (``run ... --max-disk 1MB``: the run plans from the shard headers, prints its need and
-refuses before any shard moves; nothing else is fetched). For each shape of ``--measure``: the
-whole streamed ``run --gguf TYPES`` (``--dry-run`` with ``--dry``: nothing uploaded), timed
-under ``/usr/bin/time -v`` while a thread polls the disk it uses (``TMPDIR`` and ``HF_HOME``).
+refuses before any shard moves; nothing else is fetched), and with GGUFs both shapes' forecasts
+(one pass; the second pass), from the line the run chooses by. For each shape of ``--measure``:
+the whole streamed ``run --gguf TYPES`` (``--dry-run`` with ``--dry``: nothing uploaded), timed
+under ``/usr/bin/time -v`` while a thread polls the disk it uses (``TMPDIR`` and ``HF_HOME``);
+with ``--passes two`` (the default: both), a run forced into the second pass by a
+``--max-disk`` between the two forecasts, each run to a fresh target.
 Results go to ``--results`` (markdown) beside a JSON of the raw numbers.
 """
 
@@ -102,25 +105,46 @@ def _one_shape(name: str, args: argparse.Namespace, work: Path) -> dict[str, obj
                 splits = re.search(rf"gguf: [^:]*: {_SIZE} kept on disk", done.stderr)
                 if splits is not None:
                     row["forecast_gguf_bytes"] = _size(splits[1])
+                shapes = re.search(
+                    rf"gguf: one pass needs {_SIZE} of disk, a second pass {_SIZE}", done.stderr
+                )
+                if shapes is not None:
+                    row["forecast_one_pass"] = _size(shapes[1])
+                    row["forecast_two_pass"] = _size(shapes[2])
                 _log(f"{name}: forecast {label} --gguf {args.types}: {need[1]}")
         if name in args.measure:
-            env, poll = env_for("measure")
-            argv = [*base, "--gguf", args.types, *(["--dry-run"] if args.dry else [])]
-            _log(f"{name}: run --gguf {args.types} ...")
-            measured = timed(argv, env, poll)
-            text = measured.log_tail
-            row["measured"] = {
-                "returncode": measured.returncode,
-                "wall_s": measured.wall_s,
-                "rss_bytes": measured.rss_bytes,
-                "peak_disk": measured.peak_disk,
-                "run_said": measured.run_said,
-                "log_tail": text,
-            }
-            _log(
-                f"{name}: exit {measured.returncode}, {measured.wall_s:.0f} s, disk "
-                f"{measured.peak_disk / GB:.2f} GB, RSS {measured.rss_bytes / GB:.2f} GB"
-            )
+            runs: list[tuple[str, list[str]]] = []
+            if "one" in args.passes:
+                runs.append(("one pass", []))
+            if "two" in args.passes:
+                one, two = row["forecast_one_pass"], row["forecast_two_pass"]
+                assert isinstance(one, int) and isinstance(two, int)
+                runs.append(("second pass", ["--max-disk", str((one + two) // 2)]))
+            row["measured"] = {}
+            for label, extra in runs:
+                slug = label.replace(" ", "-")
+                env, poll = env_for(f"measure-{slug}")
+                target = f"{TEST_USER}/{name}-{slug}-seq-cls"  # a fresh target for each run
+                argv = [sys.executable, "-m", "reranker_seqcls", "run", "--model", repo,
+                        "--target", target, "--gguf", args.types, *extra,
+                        *(["--dry-run"] if args.dry else [])]  # fmt: skip
+                _log(f"{name}: run --gguf {args.types} {' '.join(extra)} ...")
+                measured = timed(argv, env, poll)
+                row["measured"][label] = {  # type: ignore[index]
+                    "returncode": measured.returncode,
+                    "wall_s": measured.wall_s,
+                    "rss_bytes": measured.rss_bytes,
+                    "peak_disk": measured.peak_disk,
+                    "run_said": [
+                        *measured.run_said,
+                        *(x for x in measured.log_tail.splitlines() if x.startswith("gguf: ")),
+                    ],
+                    "log_tail": measured.log_tail,
+                }
+                _log(
+                    f"{name} ({label}): exit {measured.returncode}, {measured.wall_s:.0f} s, disk "
+                    f"{measured.peak_disk / GB:.2f} GB, RSS {measured.rss_bytes / GB:.2f} GB"
+                )
     return row
 
 
@@ -128,21 +152,16 @@ def write_results(results: dict[str, dict[str, object]], args: argparse.Namespac
     facts = machine_facts(BENCH_DIR)
     lines = [
         "",
-        "## Streamed `run --gguf` (`bench/bench_gguf_stream.py`)",
+        "## Streamed `run --gguf`: one pass or a second pass (`bench/bench_gguf_stream.py`)",
         "",
         f"Machine: {facts.get('CPU', '?')}, {facts.get('cores', '?')} cores (shared with other "
         "work). Types: `" + args.types + "`.",
         "",
         "| shape | model | shards (largest) | goal 2 x largest + 0.5 GB | forecast without "
-        "GGUF | GGUF kept | forecast with GGUF | measured peak | wall |",
+        "GGUF | GGUF kept | one pass | second pass | chosen without --max-disk |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results.values():
-        measured = row.get("measured")
-        peak = wall = "–"
-        if isinstance(measured, dict):
-            peak = f"{measured['peak_disk'] / GB:.2f} GB"
-            wall = f"{measured['wall_s']:.0f} s (exit {measured['returncode']})"
 
         def gb(key: str, row: dict[str, object] = row) -> str:
             value = row.get(key)
@@ -150,18 +169,30 @@ def write_results(results: dict[str, dict[str, object]], args: argparse.Namespac
 
         largest = row["largest_shard"]
         assert isinstance(largest, int)
+        goal = 2 * largest + 500_000_000
+        one, two = row.get("forecast_one_pass"), row.get("forecast_two_pass")
+        chosen = "–"
+        if isinstance(one, int) and isinstance(two, int):
+            chosen = "one pass" if one <= goal else "second pass" if two <= goal else "neither"
         lines.append(
             f"| {row['label']} | {gb('model_bytes')} | {row['shards']} ({largest / GB:.2f} GB) "
-            f"| {(2 * largest + 0.5e9) / GB:.2f} GB | {gb('forecast_without_gguf')} "
-            f"| {gb('forecast_gguf_bytes')} | {gb('forecast_with_gguf')} | {peak} | {wall} |"
+            f"| {goal / GB:.2f} GB | {gb('forecast_without_gguf')} | {gb('forecast_gguf_bytes')} "
+            f"| {gb('forecast_one_pass')} | {gb('forecast_two_pass')} | {chosen} |"
         )
+    lines += ["", "| shape | shape of the run | peak disk | peak RSS | wall | exit |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for row in results.values():
+        for label, m in dict(row.get("measured") or {}).items():  # type: ignore[call-overload]
+            lines.append(
+                f"| {row['label']} | {label} | {m['peak_disk'] / GB:.2f} GB "
+                f"| {m['rss_bytes'] / GB:.2f} GB | {m['wall_s']:.0f} s | {m['returncode']} |"
+            )
     versions = package_versions()
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))]
     for row in results.values():
-        measured = row.get("measured")
-        if isinstance(measured, dict):
-            lines += ["", f"{row['label']}, what the run said:", ""]
-            lines += [f"- `{line}`" for line in measured["run_said"]]
+        for label, m in dict(row.get("measured") or {}).items():  # type: ignore[call-overload]
+            lines += ["", f"{row['label']} ({label}), what the run said:", ""]
+            lines += [f"- `{line}`" for line in m["run_said"]]
     with args.results.open("a") as out:
         out.write("\n".join(lines) + "\n")
     args.results.with_suffix(".stream.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -175,6 +206,12 @@ def main() -> None:
     parser.add_argument("--measure", nargs="*", default=["0.6b"])
     parser.add_argument("--types", default="q8_0")
     parser.add_argument("--dry", action="store_true", help="--dry-run: nothing uploaded")
+    parser.add_argument(
+        "--passes",
+        default="one,two",
+        help="the shapes of --measure runs: one (as the rule picks), two (a --max-disk between "
+        "the two forecasts forces the second pass), or both",
+    )
     parser.add_argument(
         "--llama-server", type=Path, default=REPO_ROOT / ".cache/llama-build/bin/llama-server"
     )

@@ -159,13 +159,78 @@ def test_streamed_run_pushes_split_ggufs_in_one_commit_within_its_forecast(
     assert f"Each type is split in {count} files" in card
     assert "the 3 short pairs the real model scored in the quick check" in card
 
-    # without the splits the run needs need - splits: a limit between the two is refused
-    limit = need - splits // 2
-    again = run_cli(*args, "--force", "--max-disk", str(limit), env=env)
+    # the forecast of each shape, from the run's own line: a --max-disk between the two
+    # takes the second pass, whose splits are the one pass's bytes; below both is refused
+    one, two = _pass_forecasts(err)
+    assert one == need and two < one, (one, two)
+    committed = {n: hub_server.read_file(GGUF_TARGET, n) for n in files if n.endswith(".gguf")}
+    again = run_cli(*args, "--force", "--max-disk", str(two // 2), env=env)
     assert again.returncode == 2, again.stderr
     last = again.stderr.strip().splitlines()[-1]
     assert "--max-disk" in last and "no shard was fetched" in last, last
     assert hub_server.head_sha(GGUF_TARGET) == data["gguf_commit_sha"]
+
+    with _Poller(tmp) as disk:
+        second = run_cli(*args, "--force", "--max-disk", str((one + two) // 2),
+                         "--gguf-target", GGUF_TARGET + "-2", env=env, timeout=900)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert "a second pass" in second.stderr and ": second pass (one pass misses --max-disk" in (
+        second.stderr
+    ), second.stderr
+    assert "written from the stream" in second.stderr
+    assert disk.peak <= two, (disk.peak, two)
+    assert set(hub_server.list_files(GGUF_TARGET + "-2")) == files
+    for name, blob in committed.items():  # byte-identical splits
+        assert hub_server.read_file(GGUF_TARGET + "-2", name) == blob, name
+    report = json.loads(hub_server.read_file(TARGET, "parity_report.json"))
+    assert {"llama.cpp f16", "llama.cpp q8_0"} <= set(report["metrics"])
+    assert list(tmp.iterdir()) == []
+
+
+def _pass_forecasts(stderr: str) -> tuple[int, int]:
+    """The disk each GGUF shape needs, as the run's choice line says it."""
+    found = re.search(r"gguf: one pass needs ([\d.]+ [KMG]?B) of disk, a second pass ([\d.]+ "
+                      r"[KMG]?B):", stderr)  # fmt: skip
+    assert found, stderr
+    return _size(found[1]), _size(found[2])
+
+
+def test_second_pass_refuses_bytes_changed_since_the_first(
+    hub_server,
+    hub_env,
+    real_vocab_model,
+    llama_env,  # noqa: F811
+    few_pairs,  # noqa: F811
+    tmp_path,
+):
+    """A shard whose bytes change after pass 1 fetched it (the Hub serves other bytes under
+    the same listing to the second GET): pass 2's sha256 refuses them, exit 3 in the fetch's
+    words; nothing is committed to either target, both targets created for the pre-uploads are
+    removed, and no split is left outside the run's directory (gone with it)."""
+    source = _split_source(real_vocab_model)
+    files = repo_files(source)
+    hub_server.seed_repo(UPSTREAM, files)
+    tmp = tmp_path / "run-tmp"
+    tmp.mkdir()
+    env = {**hub_env, **llama_env, "TMPDIR": str(tmp)}
+    args = ["run", "--model", UPSTREAM, "--target", TARGET, "--gguf", "q8_0",
+            "--pairs", few_pairs, "--check-memory", "1KB"]  # fmt: skip
+    planned = run_cli(*args, "--max-disk", "40MB", env=env)  # refused after the plan
+    assert planned.returncode == 2, planned.stderr
+    one, two = _pass_forecasts(planned.stderr)
+    name = sorted(n for n in files if n.endswith(".safetensors"))[0]
+    data = bytearray(files[name])
+    data[-1] ^= 0xFF  # a tensor byte, not the header
+    hub_server.serve_instead(UPSTREAM, name, bytes(data), after_downloads=1)
+    result = run_cli(*args, "--max-disk", str((one + two) // 2), env=env, timeout=900)
+    assert result.returncode == 3, result.stderr
+    assert ": second pass (" in result.stderr and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert name in last and "sha256" in last and "not the commit's" in last, last
+    assert "nothing was pushed" in last, last
+    assert not hub_server.repo_exists(TARGET) and not hub_server.repo_exists(GGUF_TARGET)
+    assert hub_server.request_count(path_contains="/commit/", method="POST") == 0
+    assert list(tmp.iterdir()) == []
 
 
 def test_streamed_run_with_a_wrong_gguf_head_commits_nothing(
