@@ -84,6 +84,10 @@ class SecondPassSource:
 
 # The first split's keys beyond the vocabulary (hyperparameters, template, labels): a bound.
 _KEYS_BYTES = 1 << 20
+# Per id of the model's vocabulary, beyond tokenizer.json: each token's string length (8 bytes)
+# and type (4) in the GGUF, and the placeholder written for an id the tokenizer lacks (a padded
+# vocabulary: 3.5 MB for 151,669 ids): a bound.
+_PER_TOKEN_BYTES = 32
 
 
 @dataclass
@@ -123,10 +127,13 @@ class GgufStream:
         from reranker_seqcls.gguf.metadata import _read_json
 
         self.run.refuse_source(source_dir, self.opts.model)
-        self.blocks = int(_read_json(source_dir / CONFIG_FILE).get("num_hidden_layers") or 0)
+        config = _read_json(source_dir / CONFIG_FILE)
+        self.blocks = int(config.get("num_hidden_layers") or 0)
         self.files.mkdir(parents=True)
         total = 0
-        vocabulary = (source_dir / TOKENIZER_FILE).stat().st_size
+        vocabulary = (source_dir / TOKENIZER_FILE).stat().st_size + _PER_TOKEN_BYTES * int(
+            config.get("vocab_size") or 0
+        )
         planned: dict[str, int] = {}
         for gguf_type in self.run.types:
             count = 1  # the head
