@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from reranker_seqcls.hub.stream_read import CHUNK
+from reranker_seqcls.hub.reads import CHUNK
 from tests.loopback_hub.fixtures import run_python
 
 REPO = "qwen-team/stream-read"

@@ -11,7 +11,8 @@ are retried :data:`MAX_RETRIES` times, waiting 1, 2, 4 s in between.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from huggingface_hub.hf_api import RepoFile
 
 MAX_RETRIES = 3
+CHUNK = 1024 * 1024  # bytes per read from a streamed answer
 RETRIED_STATUSES = (408, 429, *range(500, 600))
 
 
@@ -63,21 +65,59 @@ def read_file_bytes(url: str, headers: dict[str, str], *, limit: int, start: int
     """At most ``limit`` bytes of a file URL from byte ``start``, into memory (never onto disk),
     retried as the other reads: the one partial read, for a shard's header (a Range request in
     ``headers``) and a target's small record alike. Reading stops at the bound whatever the
-    server sends; a server that ignores the Range header (200, the whole file) has its first
-    ``start`` bytes skipped. The client's HTTP errors raise."""
+    server sends (:func:`stream_bytes`: a dropped connection resumed, a server that ignores the
+    Range header has its first ``start`` bytes skipped). The client's HTTP errors raise."""
     chunks: list[bytes] = []
     got = 0
-    with retried_stream(url, headers) as response:
-        skip = start if response.status_code == 200 else 0
-        for chunk in response.iter_bytes():
-            if skip:
-                cut = min(skip, len(chunk))
-                chunk, skip = chunk[cut:], skip - cut
+    stream = stream_bytes(url, headers, start=start)
+    try:
+        for chunk in stream:
             chunks.append(chunk)
             got += len(chunk)
             if got >= limit:
                 break
+    finally:
+        stream.close()
     return b"".join(chunks)[:limit]
+
+
+def stream_bytes(url: str, headers: dict[str, str], *, start: int = 0) -> Generator[bytes]:
+    """The bytes of a file URL from byte ``start`` (``headers`` may hold the first request's
+    Range), in chunks of :data:`CHUNK`, for as long as the caller reads. A connection dropped
+    mid-body is resumed by a Range request from the first byte not yet given out, at most
+    :data:`MAX_RETRIES` times, waiting 1, 2, 4 s; a server that ignores the Range (200, the
+    whole file) has the bytes before that skipped. HTTP errors and rate limits are retried by
+    :func:`retried_stream`.
+
+    The drop is caught inside the request's block: ``http_stream_backoff`` cannot retry a body
+    it already gave out (huggingface_hub 2.4.0 tries, and ends in "generator didn't stop after
+    throw()")."""
+    from reranker_seqcls.hub.errors import is_network_exception
+
+    at, drops = start, 0
+    while True:
+        asked = headers if at == start else {**headers, "range": f"bytes={at}-"}
+        dropped: Exception | None = None
+        with retried_stream(url, asked) as response:
+            skip = at if response.status_code == 200 else 0
+            try:
+                for chunk in response.iter_bytes(CHUNK):
+                    if skip:
+                        cut = min(skip, len(chunk))
+                        chunk, skip = chunk[cut:], skip - cut
+                    if chunk:
+                        at += len(chunk)
+                        yield chunk
+            except Exception as exc:
+                if not is_network_exception(exc):
+                    raise
+                dropped = exc
+        if dropped is None:
+            return
+        drops += 1
+        if drops > MAX_RETRIES:
+            raise dropped
+        time.sleep(2 ** (drops - 1))
 
 
 @contextmanager
