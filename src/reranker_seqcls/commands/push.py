@@ -50,9 +50,8 @@ def push(
     hub = HubOptions.pop(kwargs)
     register_secret(hub.token)
     outcome = push_converted(
-        converted, hub.target, private=hub.private, create_pr=hub.create_pr,
-        dry_run=hub.dry_run, token=hub.token, allow_unchecked=allow_unchecked, log=log,
-        gguf_dir=gguf_dir, gguf_target=gguf_target,
+        converted, hub, allow_unchecked=allow_unchecked, log=log, gguf_dir=gguf_dir,
+        gguf_target=gguf_target,
     )  # fmt: skip
     say(outcome.message)
     return 0

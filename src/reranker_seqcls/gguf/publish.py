@@ -18,6 +18,7 @@ from reranker_seqcls.names import PARITY_REPORT_FILE, README_FILE
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.report import ParityReport
+    from reranker_seqcls.commands.options import HubOptions
     from reranker_seqcls.hub.push import PushResult
     from reranker_seqcls.provenance import Provenance
     from reranker_seqcls.recipes.recipe import Recipe
@@ -78,21 +79,17 @@ def checked_ggufs(converted: Path, gguf_dir: Path) -> list[CheckedGguf]:
 
 def push_checked_ggufs(
     ggufs: list[CheckedGguf],
-    gguf_target: str,
+    hub: HubOptions,
     *,
     seqcls_repo: str,
     provenance: Provenance,
     provenance_file: Path,
     report: ParityReport,
-    token: str | None,
-    private: bool,
-    create_pr: bool,
-    dry_run: bool,
     commit_message: str,
     log: Log,
 ) -> PushResult:
     """One commit of the GGUFs (linked into a staging folder, not copied), the conversion's
-    provenance record and their card."""
+    provenance record and their card, to ``hub.target`` (the GGUF target)."""
     from reranker_seqcls.gguf.card import gguf_card
     from reranker_seqcls.gguf.row import PATHS, LlamaRow
     from reranker_seqcls.gguf.writer import WrittenGguf
@@ -110,41 +107,37 @@ def push_checked_ggufs(
             _link(g.path, folder / g.path.name)
         _link(provenance_file, folder / provenance_file.name)  # what run's is_current reads
         card = gguf_card(
-            gguf_repo=gguf_target, seqcls_repo=seqcls_repo, source=provenance.source.label,
+            gguf_repo=hub.target, seqcls_repo=seqcls_repo, source=provenance.source.label,
             recipe=recipe, written=written, rows=rows, report=report,
         )  # fmt: skip
         return push_gguf_folder(
-            folder, gguf_target, card=card, types=[g.gguf_type for g in ggufs], report=report,
-            token=token, private=private, create_pr=create_pr, dry_run=dry_run,
+            folder, hub, card=card, types=[g.gguf_type for g in ggufs], report=report,
             commit_message=commit_message, log=log,
         )  # fmt: skip
 
 
 def push_gguf_folder(
     folder: Path,
-    gguf_target: str,
+    hub: HubOptions,
     *,
     card: str,
     types: list[str],
     report: ParityReport,
-    token: str | None,
-    private: bool,
-    create_pr: bool,
-    dry_run: bool,
     commit_message: str,
     log: Log,
 ) -> PushResult:
     """``folder`` (the GGUFs and the provenance record) with ``card`` as its README, in one
-    commit to ``gguf_target`` against its head: what ``run --gguf`` and ``push`` both do."""
+    commit to ``hub.target`` (the GGUF target) against its head: what ``run --gguf`` and
+    ``push`` both do."""
     from reranker_seqcls.hub.push import push
     from reranker_seqcls.hub.target import target_state
 
     (folder / README_FILE).write_text(card, "utf-8")
-    state = target_state(gguf_target, token)
+    state = target_state(hub.target, hub.token)
     return push(
-        folder, gguf_target, token=token, private=private, create_pr=create_pr,
+        folder, hub.target, token=hub.token, private=hub.private, create_pr=hub.create_pr,
         parent_commit=state.head, commit_message=f"{commit_message} (GGUF: {', '.join(types)})",
-        commit_description=report.markdown(), dry_run=dry_run, log=log,
+        commit_description=report.markdown(), dry_run=hub.dry_run, log=log,
     )  # fmt: skip
 
 

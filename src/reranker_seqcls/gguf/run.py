@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,10 +26,11 @@ from reranker_seqcls.names import CONFIG_FILE, PROVENANCE_FILE
 if TYPE_CHECKING:
     from reranker_seqcls.check.pairs import Pair
     from reranker_seqcls.check.report import ParityReport
+    from reranker_seqcls.commands.options import HubOptions
     from reranker_seqcls.gguf.row import LlamaRow
     from reranker_seqcls.gguf.writer import WrittenGguf
     from reranker_seqcls.hub.push import PushResult
-    from reranker_seqcls.provenance import Identity
+    from reranker_seqcls.provenance import Identity, SourceRef
     from reranker_seqcls.recipes.recipe import Recipe
 
 
@@ -94,30 +95,27 @@ class GgufRun:
 
     def push(
         self,
+        hub: HubOptions,
         *,
-        seqcls_repo: str,
         source: str,
         recipe: Recipe,
         report: ParityReport,
-        token: str | None,
-        private: bool,
-        create_pr: bool,
-        dry_run: bool,
         commit_message: str,
         log: Log,
     ) -> PushResult:
-        """One commit of the GGUFs and their card to the GGUF target."""
+        """One commit of the GGUFs and their card to the GGUF target (``hub`` is the run's:
+        its target is the seq-cls one the card links to)."""
         from reranker_seqcls.gguf.card import gguf_card
         from reranker_seqcls.gguf.publish import push_gguf_folder
 
         card = gguf_card(
-            gguf_repo=self.target, seqcls_repo=seqcls_repo, source=source, recipe=recipe,
+            gguf_repo=self.target, seqcls_repo=hub.target, source=source, recipe=recipe,
             written=self.written, rows=self.rows, report=report,
         )  # fmt: skip
         return push_gguf_folder(
-            self.directory / "files", self.target, card=card,
-            types=[t.name for t in self.types], report=report, token=token, private=private,
-            create_pr=create_pr, dry_run=dry_run, commit_message=commit_message, log=log,
+            self.directory / "files", replace(hub, target=self.target), card=card,
+            types=[t.name for t in self.types], report=report, commit_message=commit_message,
+            log=log,
         )  # fmt: skip
 
     def cleanup(self) -> None:
@@ -131,6 +129,11 @@ def _holds(files: set[str], stem: str, gguf_type: GgufType) -> bool:
 
     first = f"{stem}-{gguf_type.name}-00001-of-"
     return gguf_file_name(stem, gguf_type) in files or any(f.startswith(first) for f in files)
+
+
+def gguf_stem(ref: SourceRef) -> str:
+    """The GGUF files' name stem: the source's name."""
+    return ref.name.rstrip("/").split("/")[-1]
 
 
 def prepare_gguf_run(

@@ -8,20 +8,22 @@ the seq-cls one). A failure removes a GGUF target the run created.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reranker_seqcls.gguf.streamed import GgufStream
 from reranker_seqcls.log import Log
-from reranker_seqcls.run.streamed import _StreamedRun, run_streamed
+from reranker_seqcls.run.streamed import _StreamedRun, open_streamed
 from reranker_seqcls.sizes import human_size
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.release_schedule import FeedStep
     from reranker_seqcls.check.report import ParityReport
     from reranker_seqcls.gguf.run import GgufRun
+    from reranker_seqcls.hub.stream_fetch import SourceListing
     from reranker_seqcls.provenance import Provenance
     from reranker_seqcls.recipes.recipe import Recipe
     from reranker_seqcls.run.outcome import RunOptions, RunOutcome
@@ -29,41 +31,21 @@ if TYPE_CHECKING:
     from reranker_seqcls.stream.scorers import StreamScorer
 
 
-def run_streamed_gguf(
-    opts: RunOptions,
-    recipe: Recipe,
-    commit_sha: str,
-    head: str | None,
-    outcome: RunOutcome,
-    log: Log,
-    *,
-    check_memory: int,
-    max_disk: int | None,
-    gguf: GgufRun | None,
-    stem: str,
-) -> RunOutcome | None:
-    """:func:`run.streamed.run_streamed`, with the split GGUFs of ``gguf`` when given (files
-    named after ``stem``, the source's name, as on the whole road); a failure removes a GGUF
-    target the run created."""
-    if gguf is None:
-        return run_streamed(opts, recipe, commit_sha, head, outcome, log,
-                            check_memory=check_memory, max_disk=max_disk)  # fmt: skip
-    made: list[_GgufStreamedRun] = []
-
-    def make(*args: Any) -> _GgufStreamedRun:
-        run = _GgufStreamedRun(*args)
+@contextmanager
+def open_streamed_gguf(
+    opts: RunOptions, recipe: Recipe, listing: SourceListing, log: Log, *, gguf: GgufRun, stem: str
+) -> Iterator[_StreamedRun]:
+    """The streamed transport (:func:`run.streamed.open_streamed`) with the split GGUFs of
+    ``gguf`` (files named after ``stem``, the source's name, as on the whole road); a failure
+    removes a GGUF target the run created."""
+    with open_streamed(opts, recipe, listing, log, make=_GgufStreamedRun) as run:
+        assert isinstance(run, _GgufStreamedRun)
         run.gguf = GgufStream(gguf, opts, run.work / "gguf", log, stem)
-        made.append(run)
-        return run
-
-    try:
-        return run_streamed(opts, recipe, commit_sha, head, outcome, log,
-                            check_memory=check_memory, max_disk=max_disk,
-                            make=make)  # type: ignore[arg-type]  # fmt: skip
-    except BaseException:
-        for run in made:
+        try:
+            yield run
+        except BaseException:
             run.gguf.abandon()
-        raise
+            raise
 
 
 class _GgufStreamedRun(_StreamedRun):

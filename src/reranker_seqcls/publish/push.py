@@ -1,8 +1,11 @@
 """``push``: publish a converted directory as one commit, only with a passing parity verdict
-for its current files (:mod:`reranker_seqcls.check.record`), unless ``--allow-unchecked``."""
+for its current files (:mod:`reranker_seqcls.check.record`), unless ``--allow-unchecked``; and
+the publication it shares with ``run``'s two transports (:func:`publish_checkpoint`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,31 +17,30 @@ from reranker_seqcls.run.outcome import RunOutcome
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.report import ParityReport
+    from reranker_seqcls.commands.options import HubOptions
     from reranker_seqcls.gguf.publish import CheckedGguf
+    from reranker_seqcls.hub.push import PushResult
 
 
 def push_converted(
     converted: Path,
-    target: str,
+    hub: HubOptions,
     *,
-    private: bool,
-    create_pr: bool,
-    dry_run: bool,
-    token: str | None,
     allow_unchecked: bool,
     log: Log,
     gguf_dir: Path | None = None,
     gguf_target: str | None = None,
 ) -> RunOutcome:
-    """``push``: one commit of a converted directory. Everything is refused before the Hub is
-    asked anything: a directory ``convert`` did not write, a failed verdict, and (unless
-    ``allow_unchecked``) a directory without a passing verdict for its current files."""
+    """``push``: one commit of a converted directory to ``hub.target``. Everything is refused
+    before the Hub is asked anything: a directory ``convert`` did not write, a failed verdict,
+    and (unless ``allow_unchecked``) a directory without a passing verdict for its current
+    files."""
     from reranker_seqcls.check.record import recorded_verdict
     from reranker_seqcls.hub.push import push
     from reranker_seqcls.hub.repo_ids import require_repo_id
     from reranker_seqcls.hub.target import target_state
-    from reranker_seqcls.publish.card import commit_description, commit_message
 
+    target = hub.target
     require_repo_id(target, "target")
     provenance_path = converted / PROVENANCE_FILE
     if not provenance_path.is_file():
@@ -57,38 +59,54 @@ def push_converted(
             )
         log(f"warning: {verdict.unchecked}; pushing it as not checked (--allow-unchecked)")
     ggufs = _ggufs_to_push(converted, target, gguf_dir, gguf_target, verdict.report)
-    _card_unless_written(converted, target, provenance, verdict.report)
-    state = target_state(target, token)
-    pushed = push(
-        converted,
-        target,
-        token=token,
-        private=private,
-        create_pr=create_pr,
-        parent_commit=state.head,
-        commit_message=commit_message(provenance),
-        commit_description=commit_description(provenance, verdict.report),
-        dry_run=dry_run,
-        log=log,
-    )
+    state = target_state(target, hub.token)
     label = provenance.source.label
     outcome = RunOutcome("failed", target, label, provenance.source.commit_sha)
-    outcome.record_push(pushed, label, dry_run=dry_run)
+    publish_checkpoint(
+        converted, target, provenance, verdict.report, outcome, label=label,
+        dry_run=hub.dry_run, card=_writes_card(converted),
+        commit=lambda message, description: push(
+            converted, target, token=hub.token, private=hub.private, create_pr=hub.create_pr,
+            parent_commit=state.head, commit_message=message, commit_description=description,
+            dry_run=hub.dry_run, log=log,
+        ),
+    )  # fmt: skip
     if ggufs is not None:
         from reranker_seqcls.gguf.publish import push_checked_ggufs
+        from reranker_seqcls.publish.card import commit_message
 
         repo, files = ggufs
         assert verdict.report is not None
         done = push_checked_ggufs(
-            files, repo, seqcls_repo=target, provenance=provenance,
+            files, replace(hub, target=repo), seqcls_repo=target, provenance=provenance,
             provenance_file=provenance_path, report=verdict.report,
-            token=token, private=private, create_pr=create_pr, dry_run=dry_run,
             commit_message=commit_message(provenance), log=log,
         )  # fmt: skip
-        outcome.gguf_target_repo, outcome.gguf_commit_sha = repo, done.commit_sha
-        verb = "would commit" if dry_run else "pushed"
-        outcome.message += f"; GGUF: {verb} {len(done.added)} file(s) to {repo}"
+        outcome.record_gguf_push(done, repo, dry_run=hub.dry_run)
     return outcome
+
+
+def publish_checkpoint(
+    out: Path,
+    target: str,
+    provenance: Provenance,
+    report: ParityReport | None,
+    outcome: RunOutcome,
+    *,
+    label: str,
+    dry_run: bool,
+    commit: Callable[[str, str], PushResult],
+    card: bool = True,
+) -> None:
+    """The publication ``run`` (either transport) and ``push`` share: the model card written
+    into ``out`` (``card`` False: ``push`` of a directory holding a card of its own), then
+    ``commit(message, description)``, the one commit, recorded in ``outcome``."""
+    from reranker_seqcls.publish.card import commit_description, commit_message, write_model_card
+
+    if card:
+        write_model_card(out, target, provenance, report)
+    pushed = commit(commit_message(provenance), commit_description(provenance, report))
+    outcome.record_push(pushed, label, dry_run=dry_run)
 
 
 def _ggufs_to_push(
@@ -127,15 +145,10 @@ def _ggufs_to_push(
     return repo, files
 
 
-def _card_unless_written(
-    converted: Path, target: str, provenance: Provenance, report: ParityReport | None
-) -> None:
-    """The model card ``run`` writes, unless the directory holds a card of its own (convert's
-    short README is replaced)."""
+def _writes_card(converted: Path) -> bool:
+    """Whether ``push`` writes the model card ``run`` writes: unless the directory holds a card
+    of its own (convert's short README is replaced)."""
     from reranker_seqcls.hub.card import is_local_readme
-    from reranker_seqcls.publish.card import write_model_card
 
     readme = converted / README_FILE
-    if readme.is_file() and not is_local_readme(readme):
-        return
-    write_model_card(converted, target, provenance, report)
+    return not readme.is_file() or is_local_readme(readme)

@@ -1,6 +1,8 @@
 """``run``: download → convert → check → publish of one reranker, skipping a current target.
 
-:mod:`.pipeline` decides once where the source is and which transport takes it: the whole
-snapshot (a local source, a pickle-only source, ``--output-dir``) or the streamed run of a Hub
-source (:mod:`.streamed`); both end in the same finish (:mod:`.outcome`'s failure record) and
-the same card and commit (:mod:`reranker_seqcls.publish.card`)."""
+One skeleton (:mod:`.transport`: prepare → transfer → finish → publish, driven once) and two
+transports that follow it: the whole snapshot (:mod:`.whole`: a local source, a pickle-only
+source, ``--output-dir``) and the streamed run of a Hub source (:mod:`.streamed`, its shard loop
+in :mod:`reranker_seqcls.stream.transfer`). :mod:`.pipeline` decides once where the source is
+and which transport takes it; both end in the same finish tail (:func:`.transport.conclude`)
+and the same publication (:func:`reranker_seqcls.publish.push.publish_checkpoint`)."""

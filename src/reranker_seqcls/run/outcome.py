@@ -56,6 +56,16 @@ class RunOutcome:
             self.status = "pushed"
             self.message = f"pushed {label} to {self.target_repo} (commit {sha})"
 
+    def record_gguf_push(self, pushed: PushResult, gguf_target: str, *, dry_run: bool) -> None:
+        """The GGUF target's commit (after the seq-cls one): its repo, its commit and the
+        message's GGUF part, with the pull request's URL where there is one."""
+        self.gguf_target_repo = gguf_target
+        self.gguf_commit_sha = pushed.commit_sha
+        verb = "would commit" if dry_run else "pushed"
+        self.message += f"; GGUF: {verb} {len(pushed.added)} file(s) to {gguf_target}"
+        if pushed.pr_url:
+            self.message += f" ({pushed.pr_url})"
+
     def to_json(self) -> dict[str, Any]:
         from reranker_seqcls.hub.repo_ids import repo_url
 

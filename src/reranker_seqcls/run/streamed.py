@@ -1,37 +1,36 @@
-"""``run`` of a Hub source in one streamed pass: the model is never on disk whole.
+"""``run`` of a Hub source in one streamed pass, the model never on disk whole: the streamed
+transport of the run's skeleton (:mod:`.transport`), step by step.
 
-1. List the source commit (sizes, LFS sha256); fetch the small files; read every shard's header
-   by range requests into a sparse placeholder (:mod:`hub.stream_fetch`); plan the conversion
-   from those alone (:func:`convert.plan.plan_conversion` reads headers only); choose the
-   scorer (:mod:`.scorers`) and forecast the disk (:mod:`.disk`): ``--max-disk`` refuses here,
-   before any shard moves.
-2. For each shard in index order: fetch it (checked against the Hub's sha256 and the planned
-   header); feed it to the scorer on the compute thread (:mod:`stream.overlap`); write its
-   output shard (a hard link, whose verified sha256 spares it all hashing, or the rewrite
-   without ``lm_head``; the head's shard also yields ``score.weight``); hash and pre-upload it
-   on the upload thread (:mod:`hub.preupload`). The next shard comes meanwhile if it fits.
-3. Write the small output files (:func:`convert.converter.finish_output`), take the scorer's
-   report; on a pass, the card and one ``create_commit`` with the pre-uploaded shards, the small
+1. ``prepare``: list the source commit (sizes, LFS sha256; done by :mod:`.pipeline`, which
+   chose this transport for a source with safetensors); fetch the small files; read every
+   shard's header by range requests into a sparse placeholder (:mod:`hub.stream_fetch`); plan
+   the conversion from those alone (:func:`convert.plan.plan_conversion` reads headers only);
+   choose the scorer (:mod:`stream.scorers`) and forecast the disk (:mod:`stream.disk`):
+   ``--max-disk`` refuses here, before any shard moves.
+2. ``transfer``: the shard loop (:mod:`stream.transfer`): fetch, feed, write, pre-upload
+   (:meth:`_StreamedRun._upload`, on the upload thread), delete, shard by shard.
+3. ``finish``: the small output files (:func:`convert.converter.finish_output`), the scorer's
+   report, judged by the skeleton's tail (:func:`.transport.conclude`).
+4. ``publish``: the card and one ``create_commit`` with the pre-uploaded shards, the small
    files and ``parent_commit`` (:func:`hub.preupload.commit_preuploaded`).
 
-Everything lives in one temporary directory, removed at the end, also on an error or a stop
-signal; a target created for the pre-uploads is deleted again on any failure.
-
-Over 300 lines: one run's steps share its state (listing, plan, scorer, uploader, disk, the two
-worker threads); what stands alone lives in ``stream/`` (forecast, progress, scorers, overlap)
-and ``hub/``.
+Everything lives in one temporary directory (:func:`open_streamed`), removed at the end, also
+on an error or a stop signal; a target created for the pre-uploads is deleted again on any
+failure. The GGUF road (``gguf/streamed_run.py``) subclasses :class:`_StreamedRun`.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.log import Log
 from reranker_seqcls.sizes import human_size
-from reranker_seqcls.stream.overlap import Background, overlap_budget
+from reranker_seqcls.stream.overlap import overlap_budget
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.report import ParityReport
@@ -43,37 +42,21 @@ if TYPE_CHECKING:
     from reranker_seqcls.run.outcome import RunOptions, RunOutcome
     from reranker_seqcls.safetensors_io.shards import TensorBytes
     from reranker_seqcls.stream.disk import DiskForecast
-    from reranker_seqcls.stream.progress import StreamProgress
     from reranker_seqcls.stream.scorers import StreamScorer
 
 
-def run_streamed(
+@contextmanager
+def open_streamed(
     opts: RunOptions,
     recipe: Recipe,
-    commit_sha: str,
-    head: str | None,
-    outcome: RunOutcome,
+    listing: SourceListing,
     log: Log,
-    *,
-    check_memory: int,
-    max_disk: int | None,
     make: type[_StreamedRun] | None = None,  # a subclass that adds to the run (gguf/streamed)
-) -> RunOutcome | None:
-    """The streamed run of a Hub source; None when the source has no safetensors weights
-    (a pickle-only source takes the whole-snapshot path). A failed check raises
-    :class:`.outcome.RunParityFailed` after the pre-uploads are abandoned."""
-    from reranker_seqcls.hub import stream_fetch
-
-    listing = stream_fetch.list_source(opts.model, commit_sha, opts.hub.token)
-    if not listing.has_safetensors:
-        return None
+) -> Iterator[_StreamedRun]:
+    """The streamed transport of a Hub source with safetensors weights (``listing``), in its
+    temporary directory."""
     with tempfile.TemporaryDirectory(prefix="reranker-seqcls-run-") as tmp:
-        stream = (make or _StreamedRun)(opts, recipe, listing, Path(tmp), log)
-        stream.prepare(check_memory=check_memory, max_disk=max_disk)
-        stream.transfer(head)
-        provenance, report = stream.finish(outcome)
-        stream.publish(provenance, report, outcome)
-    return outcome
+        yield (make or _StreamedRun)(opts, recipe, listing, Path(tmp), log)
 
 
 class _StreamedRun:
@@ -92,8 +75,6 @@ class _StreamedRun:
             directory.mkdir()
         self.disk = DiskPeak(work)
         self.budget = 0  # the disk a fetch ahead may fill (set by prepare)
-        self.kept: list[Path] = []  # released source shards whose output is being written
-        self.uploading = 0  # bytes of the shard in pre-upload
         self.score: TensorBytes | None = None
         self.uploader: Preuploader | None = None
 
@@ -176,100 +157,20 @@ class _StreamedRun:
 
     def transfer(self, head: str | None) -> None:
         from reranker_seqcls.hub.preupload import Preuploader
-        from reranker_seqcls.stream.progress import StreamProgress
+        from reranker_seqcls.stream.transfer import ShardTransfer
 
         hub = self.opts.hub
         self.uploader = Preuploader(
             hub.target, token=hub.token, private=hub.private, create_pr=hub.create_pr,
             head=head, dry_run=hub.dry_run, log=self.log,
         )  # fmt: skip
-        layers = int(self.plan.config.get("num_hidden_layers") or 0)
-        progress = StreamProgress(sum(self.sizes), sum(self.sizes), layers)
-        compute: Background[list[Path]] = Background("layer compute")
-        uploading: Background[None] = Background("pre-upload")
-        try:
-            for position, name in enumerate(self.order):
-                self._one_shard(position, name, progress, layers, compute, uploading)
-            self._collect(compute)
-            self._await_upload(uploading, progress)
-        except BaseException:
-            self.uploader.abandon()
-            compute.settle()  # not left inside torch at exit (SIGABRT); the upload may stay
-            raise
-        finally:
-            progress.close()
-
-    def _collect(self, compute: Background[list[Path]], keep: Path | None = None) -> None:
-        """Wait for the scorer's last feed; delete the shards it released (``keep`` once its
-        output shard is written)."""
-        for done in compute.wait() or []:
-            if done == keep:
-                self.kept.append(done)
-            else:
-                done.unlink(missing_ok=True)
-        self.disk.measure()
-
-    def _one_shard(
-        self,
-        position: int,
-        name: str,
-        progress: StreamProgress,
-        layers: int,
-        compute: Background[list[Path]],
-        uploading: Background[None],
-    ) -> None:
-        from reranker_seqcls.convert.write import score_weight, write_output_shard
-        from reranker_seqcls.hub import stream_fetch
-        from reranker_seqcls.safetensors_io.place import Placement
-        from reranker_seqcls.stream.disk import disk_usage
-
-        assert self.uploader is not None
-        weights = self.plan.planned_weights
-        shard = weights.shards[position]
-        if disk_usage(self.work) + self.sizes[position] > self.budget:
-            # no room to fetch ahead: the layers and the pre-upload first
-            self._collect(compute)
-            self._await_upload(uploading, progress)
-        path = stream_fetch.fetch_shard(
-            self.listing, name, self.source_dir, self.incoming, self.headers[name],
-            self.opts.hub.token,
-        )  # fmt: skip
-        progress.add(bytes_in=self.sizes[position])
-        self.disk.measure()
-        self._collect(compute)  # the scorer takes shards in order
-        rewrite = self.rewritten[position]  # a shard kept whole is linked before its feed
-        placed = None if rewrite else write_output_shard(self.plan, shard, path, self.out)
-        linked = self.listing.files[name].sha256 if placed is Placement.HARD_LINKED else None
-        compute.start(lambda: self.scorer.feed_source(path, linked))
-        if rewrite:
-            # A rewrite adds a file: the shards this feed releases (one held for a layer
-            # spanning into this shard) go first, as in the forecast, and an output in upload
-            # (its blocks) when the rewrite would not fit beside it.
-            self._collect(compute, keep=path)
-            if disk_usage(self.work) + rewrite > self.budget:
-                self._await_upload(uploading, progress)
-        if name == weights.head_shard:
-            self.score = score_weight(self.plan, path)
-        placed = placed or write_output_shard(self.plan, shard, path, self.out)
-        self.disk.measure()  # the rewrite beside its source, before the source goes
-        for done in self.kept:
-            done.unlink(missing_ok=True)
-        self.kept.clear()
-        done_layers = self.steps[position].layers_done
-        self._await_upload(uploading, progress)
-        dropped = placed in (Placement.DROPPED_EMPTY, Placement.DROPPED_HEAD_ONLY)
-        if not dropped:
-            output = self.out / shard.name
-            if not self.opts.hub.dry_run:
-                self.uploader.ensure_target()  # here: abandon() must know of a target it made
-            self.uploading = output.stat().st_size  # before the thread may delete it
-            uploading.start(lambda: self._upload(shard.name, output, linked))
-        verb = "checked" if self.opts.hub.dry_run else "pre-upload started"
-        self.log(
-            f"shard {position + 1}/{len(self.order)} {name}: fetched, sha256 ok, {placed}"
-            f"{'' if dropped else ', ' + verb}; layers {done_layers}/{layers}"
-        )
-        progress.add(layers=done_layers)
+        self.score = ShardTransfer(
+            plan=self.plan, listing=self.listing, order=self.order, sizes=self.sizes,
+            rewritten=self.rewritten, steps=self.steps, headers=self.headers,
+            source_dir=self.source_dir, incoming=self.incoming, out=self.out, work=self.work,
+            budget=self.budget, disk=self.disk, scorer=self.scorer, uploader=self.uploader,
+            upload=self._upload, token=hub.token, dry_run=hub.dry_run, log=self.log,
+        ).run()  # fmt: skip
 
     def _upload(self, name: str, output: Path, sha256: str | None) -> None:
         """On the upload thread: digest the output shard for the backbone check, pre-upload it
@@ -279,23 +180,13 @@ class _StreamedRun:
         if self.uploader.upload(name, output, sha256) and not self.scorer.keeps_outputs:
             output.unlink()
 
-    def _await_upload(self, uploading: Background[None], progress: StreamProgress) -> None:
-        """Wait for the last shard's pre-upload."""
-        uploading.wait()
-        progress.add(bytes_out=self.uploading)
-        self.uploading = 0
-        self.disk.measure()
-
     # ------------------------------------------------------------------ 3. finish
 
     def finish(self, outcome: RunOutcome) -> tuple[Provenance, ParityReport]:
-        from reranker_seqcls.check.record import write_verdict
-        from reranker_seqcls.check.report import write_report
         from reranker_seqcls.convert.converter import finish_output
-        from reranker_seqcls.errors import ParityFailed
-        from reranker_seqcls.names import PARITY_REPORT_FILE, SCORE_SHARD_FILE
+        from reranker_seqcls.names import SCORE_SHARD_FILE
         from reranker_seqcls.provenance import SourceRef
-        from reranker_seqcls.run.outcome import RunParityFailed
+        from reranker_seqcls.run.transport import conclude
 
         assert self.uploader is not None
         try:
@@ -306,19 +197,14 @@ class _StreamedRun:
             self.twin_work.mkdir()
             report = self.scorer.finish(self.twin_work)
             self.disk.measure()
-            outcome.parity = report
-            if self.opts.hub.dry_run:
-                write_report(report, self.out / PARITY_REPORT_FILE)
-            else:  # bound to the bytes published: the shards' as uploaded, the small files'
-                write_verdict(report, self.out, gone=self.uploader.uploaded_sha256())
-            for row in report.table_rows():
-                self.log(row)
-            self.log(f"streamed run: peak disk {human_size(self.disk.peak)}")
-            try:
-                report.require_passed()
-            except ParityFailed as exc:
-                outcome.message = f"{exc}; nothing was pushed"
-                raise RunParityFailed(outcome) from exc
+            # bound to the bytes published: the shards' as uploaded, the small files'; a dry
+            # run's shards went nowhere: its plain report
+            dry_run = self.opts.hub.dry_run
+            conclude(
+                report, self.out, outcome, self.log, bound=not dry_run,
+                gone=None if dry_run else self.uploader.uploaded_sha256(),
+                notes=[f"streamed run: peak disk {human_size(self.disk.peak)}"],
+            )  # fmt: skip
         except BaseException:
             self.uploader.abandon()
             raise
@@ -327,21 +213,20 @@ class _StreamedRun:
 
     def publish(self, provenance: Provenance, report: ParityReport, outcome: RunOutcome) -> None:
         from reranker_seqcls.hub.preupload import commit_preuploaded
-        from reranker_seqcls.publish import card
+        from reranker_seqcls.publish.push import publish_checkpoint
         from reranker_seqcls.run.outcome import source_label
 
-        assert self.uploader is not None
+        uploader = self.uploader
+        assert uploader is not None
         try:
-            card.write_model_card(self.out, self.opts.hub.target, provenance, report)
-            pushed = commit_preuploaded(
-                self.out,
-                self.uploader,
-                commit_message=card.commit_message(provenance),
-                commit_description=card.commit_description(provenance, report),
-                log=self.log,
-            )
+            publish_checkpoint(
+                self.out, self.opts.hub.target, provenance, report, outcome,
+                label=source_label(self.opts.model, self.ref), dry_run=self.opts.hub.dry_run,
+                commit=lambda message, description: commit_preuploaded(
+                    self.out, uploader, commit_message=message,
+                    commit_description=description, log=self.log,
+                ),
+            )  # fmt: skip
         except BaseException:
-            self.uploader.abandon()
+            uploader.abandon()
             raise
-        label = source_label(self.opts.model, self.ref)
-        outcome.record_push(pushed, label, dry_run=self.opts.hub.dry_run)
