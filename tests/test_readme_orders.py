@@ -126,8 +126,8 @@ def test_gguf_block_runs_in_its_order(
     hub_server,
     hub_env,
     upstream,
-    llama_env,
-    tmp_path,  # noqa: F811
+    llama_env,  # noqa: F811
+    tmp_path,
 ):
     block = _block("--gguf-file", "push")
     cwd = tmp_path / "user"
