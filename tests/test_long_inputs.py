@@ -411,17 +411,17 @@ def assert_vllm_rows(report: dict, length: int) -> dict[str, float]:
     return {"offline": offline["score"], "served": served["score"]}
 
 
-def _template_fed(out: Path, recipe_name: str, report: dict) -> tuple[float, int, int, float]:
+def cut_prompt_ids(
+    out: Path, recipe_name: str, report: dict, positions: int
+) -> tuple[list[int], list[int]]:
     """The check's long-document pair cut as the card says and rendered as vLLM renders it:
-    (the converted classifier's probability on that prompt, its length, the original's prompt
-    length, the original's probability)."""
+    (vLLM's prompt ids of it, the original's prompt ids), with the converted tokenizer."""
     from transformers import AutoTokenizer
 
     from reranker_seqcls.check.long_pairs import client_side, long_pairs
     from reranker_seqcls.recipes.render import render_scoring_prompt
 
-    long = report["long_inputs"]
-    length = long["scoring_length"]
+    length = report["long_inputs"]["scoring_length"]
     tok = AutoTokenizer.from_pretrained(out)
     recipe = PRESETS[recipe_name]
     pair = long_pairs(recipe, lambda t: len(_encode(tok, t)), length)[0]
@@ -429,10 +429,17 @@ def _template_fed(out: Path, recipe_name: str, report: dict) -> tuple[float, int
     template = (out / "chat_template.jinja").read_text()
     vllm_ids = tok(render_scoring_prompt(template, query, cut, None, tokenizer=tok))["input_ids"]
     official = prompts.official_prompt(
-        tok, recipe, pair.query, pair.document, position_limit=POSITIONS
+        tok, recipe, pair.query, pair.document, position_limit=positions
     ).ids
     assert len(vllm_ids) <= length
-    original = 1 / (1 + math.exp(-long["pairs"][0]["reference"][-1]))
+    return list(vllm_ids), list(official)
+
+
+def _template_fed(out: Path, recipe_name: str, report: dict) -> tuple[float, int, int, float]:
+    """(the converted classifier's probability on vLLM's prompt of the cut long-document pair,
+    its length, the original's prompt length, the original's probability)."""
+    vllm_ids, official = cut_prompt_ids(out, recipe_name, report, POSITIONS)
+    original = 1 / (1 + math.exp(-report["long_inputs"]["pairs"][0]["reference"][-1]))
     if vllm_ids == official:
         return original, len(vllm_ids), len(official), original
     return _classifier_probability(out, vllm_ids), len(vllm_ids), len(official), original
@@ -442,18 +449,22 @@ def _template_fed(out: Path, recipe_name: str, report: dict) -> tuple[float, int
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("family", "preset"),
-    [("qwen3", "qwen3-reranker"), ("qwen2", "mxbai-rerank-v2"), ("gemma", "bge-reranker-v2-gemma")],
+    [("qwen2", "mxbai-rerank-v2"), ("gemma", "bge-reranker-v2-gemma"), ("qwen3", "ctxl-rerank-v2")],
 )
 def test_vllm_offline_and_served_on_the_long_pairs(family, preset, real_vocab_model, tmp_path):
     """``check --vllm-python`` on each family with a token bound, on its real vocabulary (Gemma 4
     SentencePiece for bge, head_dim 64, which vLLM's CPU attention takes): vLLM offline and
     ``vllm serve`` (``/score``, ``/rerank``) refuse the raw over-length pairs with the
-    checkpoint's own length, and score the card's client-side cut. For Qwen3-Reranker that cut
-    is the model card's own: the original's truncated score. For mxbai and bge it keeps the
-    prompt within the bound but is not the library's per-piece cut: the score is the converted
-    classifier's on the rendered cut prompt, another text than the original's."""
+    checkpoint's own length, and score the card's client-side cut. It keeps the prompt within
+    the bound but is not the family's own cut (mxbai's and bge's per-piece cuts; ctxl's
+    right-truncation of the whole prompt, which drops its query and its ``" ??"`` anchor): the
+    score is the converted classifier's on the rendered cut prompt, another text than the
+    original's. Qwen3-Reranker, whose client-side cut is the model card's own, is checked the
+    same way on the twin (``test_vllm.py::test_check_within_a_memory_budget_runs_vllm_on_the_
+    shrunk_twin``); zerank-2, whose cut is in characters, in :func:`test_vllm_takes_the_
+    character_cut_of_zerank`."""
     source = _source(family, preset, real_vocab_model)
-    out, result, report = _convert_and_check(  # three vLLM starts: minutes on a busy machine
+    out, result, report = _convert_and_check(  # one offline vLLM process, one vllm serve
         source, tmp_path, preset, "--vllm-python", str(_vllm_python()), timeout=1500
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -465,18 +476,65 @@ def test_vllm_offline_and_served_on_the_long_pairs(family, preset, real_vocab_mo
     for consumer, key in ((OFFLINE, "offline"), (SERVED, "served")):
         assert abs(scored[key] - expected) < 1e-4, (consumer, scored, expected)
         row = rows[(consumer + CUT, "long-document")]
-        if preset == "qwen3-reranker":  # the model card's cut: the original's ids
-            assert vllm_tokens == official_tokens
-            assert row["behaviour"] == "matches the official truncated score", row
-        else:  # measured: the cut fills the scoring length where the library's cut differs
-            assert row["behaviour"] == "scores another text", row
-            assert abs(row["score"] - original) > report["tolerance"]["prob"]
+        # measured: the cut fills the scoring length where the family's cut differs
+        assert row["behaviour"] == "scores another text", row
+        assert abs(row["score"] - original) > report["tolerance"]["prob"]
     print(
         f"\n{preset}, scoring length {length}: vLLM's prompt of the cut document {vllm_tokens} "
         f"tokens, the original's {official_tokens}; offline {scored['offline']:.6f}, served "
         f"{scored['served']:.6f}, original {original:.6f} (|Δ probability| "
         f"{abs(scored['served'] - original):.3g})"
     )
+
+
+# Between zerank-2's cut prompts (~1,900 and ~2,400 tokens: 10,000 and 2,000 characters kept)
+# and its raw ones (~3,800 and ~4,800 tokens): both are refused raw, both cuts fit.
+ZERANK_POSITIONS = 3072
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_vllm_takes_the_character_cut_of_zerank(real_vocab_model, tmp_path):
+    """zerank-2's legacy code cuts characters (2,000 of the query, 10,000 of the document) and
+    strips them; the card's client-side cut is those characters, and the saved template strips.
+    ``check --vllm-python`` on a tiny zerank-2 with 3072 positions: vLLM offline and served
+    refuse both raw pairs at the checkpoint's own length, and give the original's truncated
+    score for both cut pairs (the long query's too: its character cut fits), ``/rerank`` the
+    same."""
+    from reranker_seqcls.check.metrics import sigmoid
+
+    source = real_vocab_model(
+        "qwen3", name="zerank-2-long-vllm", preset="zerank-2",
+        max_position_embeddings=ZERANK_POSITIONS,
+    )  # fmt: skip
+    _, result, report = _convert_and_check(
+        source, tmp_path, "zerank-2", "--vllm-python", str(_vllm_python()), timeout=1500
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    long = report["long_inputs"]
+    assert long["measured"] and long["scoring_length"] is None
+    pairs = {p["group"]: p for p in long["pairs"]}
+    for pair in pairs.values():
+        assert pair["uncut_prompt_tokens"] > ZERANK_POSITIONS >= pair["official_prompt_tokens"]
+    rows = _rows(report)
+    for group in LONG_ROWS:
+        original = sigmoid(pairs[group]["reference"][-1])
+        for consumer in (OFFLINE, SERVED):
+            raw = rows[(consumer, group)]
+            assert raw["behaviour"] == "refuses", raw
+            assert f"maximum context length is {ZERANK_POSITIONS} tokens" in raw["detail"], raw
+            cut = rows[(consumer + CUT, group)]
+            assert cut["behaviour"] == "matches the official truncated score", cut
+            assert abs(cut["score"] - original) < 1e-4, (cut, original)
+        assert rows[(SERVED, group)]["detail"].endswith("; /rerank: the same refusal")
+        served, offline = rows[(SERVED + CUT, group)], rows[(OFFLINE + CUT, group)]
+        assert served["detail"].endswith("; /rerank: the same score"), served
+        assert abs(served["score"] - offline["score"]) < 1e-4, (served, offline)
+        print(
+            f"\nzerank-2, {group}: cut prompt {pairs[group]['official_prompt_tokens']} tokens, "
+            f"offline {offline['score']:.6f}, served {served['score']:.6f}, original "
+            f"{original:.6f}"
+        )
 
 
 def _classifier_probability(out: Path, ids: list[int]) -> float:
@@ -537,3 +595,36 @@ def test_a_server_that_cannot_start_is_a_refusal_row(tmp_path):
         ), row.detail
     assert server.process is not None and server.process.returncode is not None
     assert logged and "vllm serve" in logged[0]
+
+
+def test_a_given_over_length_pair_is_noted_on_the_streamed_run(
+    hub_server, hub_env, tiny_model, tmp_path
+):
+    """``run --check-memory 1KB --pairs`` with a pair the family's code would cut: the streamed
+    road's layerwise scorer (``stream/scorers.py``, the real half plus the twin's check) leaves
+    it out of both halves and notes it, as ``check`` does (``test_quick_check.py``)."""
+    from tests.conftest import repo_files
+    from tests.loopback_hub.fixtures import TEST_USER
+
+    upstream = "qwen-team/Qwen3-Reranker-tiny-cut-note"
+    target = f"{TEST_USER}/Qwen3-Reranker-tiny-cut-note-seq-cls"
+    hub_server.seed_repo(upstream, repo_files(tiny_model("qwen3", tied=False, num_shards=2)))
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"query": f"what is {w}?", "document": f"{w} is a word.", "group": w}
+            for w in ("paris", "rome", "oslo")]  # fmt: skip
+    rows.append({"query": "long", "document": "word " * 9000, "group": "too-long"})
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp = tmp_path / "run-tmp"
+    tmp.mkdir()
+    result = run_cli("run", "--model", upstream, "--target", target, "--pairs", pairs,
+                     "--check-memory", "1KB", env={**hub_env, "TMPDIR": str(tmp)})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "checked layer by layer" in result.stderr or "layerwise" in result.stderr
+    report = json.loads(hub_server.read_file(target, "parity_report.json"))
+    assert report["consumers_proven_on"].startswith("twin"), report["consumers_proven_on"]
+    assert report["num_pairs"] == 3 and report["real_pass"]["of_pairs"] == 3
+    assert any(
+        n.startswith("long inputs: 1 given pair(s) exceed the family's scoring length")
+        and "too-long" in n
+        for n in report["notes"]
+    ), report["notes"]

@@ -4,9 +4,9 @@
 when it is missing. vLLM start-ups are few and expensive (tens of seconds each on a small CPU):
 one offline process scores all three families, ``run`` (its check) runs vLLM once, ``check``
 within a memory budget runs it once on a structural twin for a broken conversion and, with
-``--full-check``, three times for a good one (the short pairs; the over-length pairs offline and
-served, their two start-ups overlapping), and ``vllm serve`` processes answer ``/score`` and
-``/rerank``.
+``--full-check``, twice for a good one (one offline process for the short and the over-length
+pairs, and ``vllm serve`` for the over-length pairs, the two start-ups overlapping), and
+``vllm serve`` processes answer ``/score`` and ``/rerank``.
 
 The models are tiny but real enough for vLLM: the real Qwen vocabulary for Qwen3 and Qwen2, and
 head_dim 64 everywhere (vLLM's CPU attention refuses 16). "Official" is the family's own prompt
@@ -359,7 +359,7 @@ def test_check_within_a_memory_budget_runs_vllm_on_the_shrunk_twin(
 
     # the long pairs, at the real positions' scoring length, on the twin
     from reranker_seqcls.check.long_inputs import TOKEN_BUDGET
-    from tests.test_long_inputs import LONG_ROWS, assert_vllm_rows
+    from tests.test_long_inputs import LONG_ROWS, assert_vllm_rows, cut_prompt_ids
 
     long = report["long_inputs"]
     length = json.loads((converted / "sentence_bert_config.json").read_text())["max_seq_length"]
@@ -372,10 +372,16 @@ def test_check_within_a_memory_budget_runs_vllm_on_the_shrunk_twin(
     for consumer in consumers:
         for group in LONG_ROWS:
             assert rows[(consumer, group)]["behaviour"] == "matches the official truncated score"
-    assert_vllm_rows(report, length)
-    for consumer in ("vLLM offline", "vLLM served /score"):  # Qwen3's cut is the client's
+    scored = assert_vllm_rows(report, length)
+    # Qwen3's cut is the client's: vLLM's prompt of the cut document is the original's ids,
+    # and both vLLM rows give the (twin's) original's truncated score
+    vllm_ids, official_ids = cut_prompt_ids(converted, "qwen3-reranker", report, length)
+    assert vllm_ids == official_ids
+    original = sigmoid(long["pairs"][0]["reference"][-1])
+    for consumer, key in (("vLLM offline", "offline"), ("vLLM served /score", "served")):
         cut = rows[(f"{consumer}, cut on the client side", "long-document")]
         assert cut["behaviour"] == "matches the official truncated score", cut
+        assert abs(scored[key] - original) < 1e-4, (consumer, scored, original)
 
 
 def test_check_on_the_twin_catches_a_template_broken_for_vllm(

@@ -4,14 +4,13 @@ Each consumer's scores are judged against the original's (:func:`judge_rows`): "
 official truncated score", "refuses" or "scores another text". The converted
 sentence-transformers files are read for what makes a cut drop the template's end
 (:func:`template_cut_cause`, :func:`_check_files`); :func:`_sentence_transformers` and
-:func:`_vllm_rows` run ``CrossEncoder`` and vLLM offline on the pairs.
+:func:`vllm_part` run ``CrossEncoder`` and vLLM offline on the pairs.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from reranker_seqcls.recipes.recipe import Recipe
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.report import ParityReport
+    from reranker_seqcls.check.vllm import OfflinePart
 
 MATCHES = "matches the official truncated score"
 REFUSES = "refuses"
@@ -187,19 +187,18 @@ def client_cuts(
     return [client_side(tokenizer, recipe, p, length) for p in pairs]
 
 
-def _vllm_rows(
-    python: str,
+def vllm_part(
     converted: Path,
     pairs: list[Pair],
     cut: list[tuple[str, str]],
     dtype: str,
     reference: list[float],
     tolerance: float,
-    log: Callable[[str], None],
-) -> list[ConsumerResult]:
+) -> tuple[OfflinePart, list[ConsumerResult]]:
     """vLLM offline with the checkpoint's own length (``max_model_len`` unset), on the raw
-    pairs and as ``cut`` on the client side (:func:`client_cuts`)."""
-    from reranker_seqcls.check.vllm import model_error, run_job
+    pairs and as ``cut`` on the client side (:func:`client_cuts`): the part of the check's
+    offline job (:func:`.vllm.run_offline`), and the rows it fills when it has run."""
+    from reranker_seqcls.check.vllm import OfflinePart, model_error
     from reranker_seqcls.convert.consumer_files import TEMPLATE_FILE_NAME
 
     template_path = converted / TEMPLATE_FILE_NAME
@@ -208,34 +207,30 @@ def _vllm_rows(
         {"query": q, "documents": [d], "instruction": p.instruction}
         for (q, d), p in zip(sent, pairs + pairs, strict=True)
     ]
-    job = {
-        "models": [
-            {
-                "model": str(converted.resolve()),
-                "dtype": dtype,
-                "chat_template": template_path.read_text("utf-8")
-                if template_path.is_file()
-                else None,
-                "max_model_len": None,  # what the checkpoint's files give
-                "kv_cache_memory_bytes": 1 << 30,
-                "errors_per_group": True,
-                "groups": groups,
-            }
-        ]
+    spec = {
+        "model": str(converted.resolve()),
+        "dtype": dtype,
+        "chat_template": template_path.read_text("utf-8") if template_path.is_file() else None,
+        "max_model_len": None,  # what the checkpoint's files give
+        "kv_cache_memory_bytes": 1 << 30,
+        "errors_per_group": True,
+        "groups": groups,
     }
-    log("parity: scoring the over-length pairs through vLLM (raw, and cut on the client side)")
-    result, error, log_text = run_job(python, job)
     names = ("vLLM offline", "vLLM offline, cut on the client side")
-    if result is None:
-        return [ConsumerResult(n, p.group, REFUSES, str(error)) for n in names for p in pairs]
-    model = result["models"][0]
-    if "error" in model:
-        why = model_error(model, log_text)
-        return [ConsumerResult(n, p.group, REFUSES, why) for n in names for p in pairs]
-    rows = []
-    for k, name in enumerate(names):
-        outputs = model["scores"][k * len(pairs) : (k + 1) * len(pairs)]
-        scores: list[float | None] = [None if isinstance(o, dict) else float(o[0]) for o in outputs]
-        errors = [str(o["error"]) if isinstance(o, dict) else None for o in outputs]
-        rows += judge_rows(name, pairs, scores, errors, reference, tolerance, "probability")
-    return rows
+    rows: list[ConsumerResult] = []
+
+    def finish(
+        model: dict[str, Any] | None, error: str | None, log_text: str, _version: str | None
+    ) -> None:
+        if model is None or "error" in model:
+            why = str(error) if model is None else model_error(model, log_text)
+            rows.extend(ConsumerResult(n, p.group, REFUSES, why) for n in names for p in pairs)
+            return
+        for k, name in enumerate(names):
+            outputs = model["scores"][k * len(pairs) : (k + 1) * len(pairs)]
+            scores = [None if isinstance(o, dict) else float(o[0]) for o in outputs]
+            errors = [str(o["error"]) if isinstance(o, dict) else None for o in outputs]
+            unit = "probability"
+            rows.extend(judge_rows(name, pairs, scores, errors, reference, tolerance, unit))
+
+    return OfflinePart(spec, finish), rows

