@@ -111,6 +111,10 @@ def test_usage_block_runs_in_its_order(hub_server, hub_env, upstream, tiny_model
     # check: "verdict kept in ./qwen3-seqcls"; push: "only once check passed"
     verdict = json.loads((cwd / "qwen3-seqcls" / "parity_report.json").read_text())
     assert verdict["passed"] is True
+    # a scoring length too long for the whole check's long pairs: the report says what measures
+    # them (a check within --check-memory goes layer by layer, its twin takes them)
+    assert verdict["long_inputs"]["measured"] is False
+    assert "--full-check with a --check-memory" in verdict["long_inputs"]["why_not"]
     target = f"{TEST_USER}/Qwen3-Reranker-0.6B-seq-cls"
     card = hub_server.read_file(target, "README.md").decode()
     assert "**PASS**" in card and "license: apache-2.0" in card

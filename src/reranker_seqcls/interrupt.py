@@ -33,17 +33,35 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
+# The stop signals that arrived, the first one deciding: kept because the exception the
+# handler raises can be lost (see :func:`raise_if_stopped`).
+_arrived: list[int] = []
+
+
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
     # Further stop signals are ignored from here on: the cleanup the exception triggers (a few
     # directory removals) must not be cut short by a second TERM or an impatient Ctrl-C.
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    _arrived.append(signum)
     raise Interrupted(signum)
+
+
+def raise_if_stopped() -> None:
+    """Raise :class:`Interrupted` again for a stop signal whose exception was lost. The handler
+    runs wherever the main thread is; when that is a ``__del__`` (a garbage collection inside a
+    library: seen in ``regex``'s ``Group.__del__``) or another hook whose exceptions Python only
+    prints ("Exception ignored in ..."), the exception goes nowhere, the further signals are
+    already ignored, and the run would go on to publish. Called where a run decides what is
+    published (before a commit) and between shards."""
+    if _arrived:
+        raise Interrupted(_arrived[0])
 
 
 def raise_on_stop_signals() -> None:
     """Make SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` (call from the main thread).
     A signal the process was started ignoring (``nohup`` ignores SIGHUP) stays ignored."""
+    _arrived.clear()
     for sig in STOP_SIGNALS:
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, _raise_interrupted)

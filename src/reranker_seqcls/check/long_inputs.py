@@ -79,7 +79,13 @@ class LongBudget:
     beyond: str | None = None
 
 
-SMALL = LongBudget()  # a whole check on the model itself: small models only
+# a whole check on the model itself: long pairs only where a small model's scoring length lets
+# them fit; beyond, the layer-by-layer check's twin takes them
+SMALL = LongBudget(
+    TOKEN_BUDGET,
+    "--full-check with a --check-memory under the model's float32 size measures them on the "
+    "structural twin",
+)
 # the quick check on a twin: the twin could take the pairs, the quick check leaves them out
 QUICK_TWIN = LongBudget(TOKEN_BUDGET, "--full-check measures them on the twin")
 FULL_TWIN = LongBudget(TWIN_TOKEN_BUDGET)
@@ -188,7 +194,7 @@ def _measure(
     if length is not None and 3 * length > budget:
         section.why_not = (
             f"a pair twice the scoring length of {length} tokens is more than the check's "
-            f"{budget}-token budget (the long pairs run on small models only)"
+            f"{budget}-token budget"
         )
         return
     pairs = long_pairs(recipe, count, length)

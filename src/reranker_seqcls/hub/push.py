@@ -27,7 +27,7 @@ from reranker_seqcls.hub.errors import hub_errors
 from reranker_seqcls.hub.reads import files_at, head_commit, hub_api
 from reranker_seqcls.hub.repo_ids import repo_url
 from reranker_seqcls.hub.target import create_target, delete_created
-from reranker_seqcls.interrupt import Interrupted, stop_signals_deferred
+from reranker_seqcls.interrupt import Interrupted, raise_if_stopped, stop_signals_deferred
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitOperation, CommitOperationAdd, HfApi
@@ -155,6 +155,7 @@ def commit_operations(
         with hub_errors(f"push to {repo_id}"):
             if before_commit is not None:
                 before_commit()
+            raise_if_stopped()  # a stop whose exception was lost: nothing is published
             if parent_commit is None:
                 # A repo created just now has an initial commit; guard against anything after it.
                 parent_commit = head_commit(repo_id, None, token)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reranker_seqcls.interrupt import raise_if_stopped
 from reranker_seqcls.log import Log
 from reranker_seqcls.stream.overlap import Background
 
@@ -79,6 +80,7 @@ class ShardTransfer:
         uploading: Background[None] = Background("pre-upload")
         try:
             for position, name in enumerate(self.order):
+                raise_if_stopped()  # a stop whose exception was lost stops at the next shard
                 self._one_shard(position, name, progress, layers, compute, uploading)
             self._collect(compute)
             self._await_upload(uploading, progress)
