@@ -262,12 +262,7 @@ class GgufStream:
             commit_message=f"{commit_message(provenance)} (GGUF: {types})",
             commit_description=report.markdown(), log=self.log,
         )  # fmt: skip
-        outcome.gguf_target_repo = self.run.target
-        outcome.gguf_commit_sha = pushed.commit_sha
-        verb = "would commit" if hub.dry_run else "pushed"
-        outcome.message += f"; GGUF: {verb} {len(pushed.added)} file(s) to {self.run.target}"
-        if pushed.pr_url:
-            outcome.message += f" ({pushed.pr_url})"
+        outcome.record_gguf_push(pushed, self.run.target, dry_run=hub.dry_run)
 
     def abandon(self) -> None:
         """The run failed before its commits: remove a GGUF target this run created."""
