@@ -1,5 +1,6 @@
 """Each leaf module's weights materialized in the compute dtype just before it runs and freed
-right after (forward pre/post hooks), read with plain file reads of the tensor's byte range; and
+right after (forward pre/post hooks), read with plain file reads of the tensor's byte range into
+buffers reused from leaf to leaf (:class:`.weight_reads.WeightArena`); and
 modules built with their parameters on the meta device. Used by
 :class:`.layerwise.LayerwiseScorer`."""
 
