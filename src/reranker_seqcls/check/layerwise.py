@@ -335,6 +335,7 @@ class LayerwiseScorer(LeafWeights):
         self._final = final
         self._hidden = []
         self._calls = []
+        self.arena.free()
         gc.collect()
 
     def final_hidden(self) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Each leaf module's weights materialized in the compute dtype just before it runs and freed
-right after (forward pre/post hooks), read with plain file reads of the tensor's byte range; and
+right after (forward pre/post hooks), read with plain file reads of the tensor's byte range into
+buffers reused from leaf to leaf (:class:`.weight_reads.WeightArena`); and
 modules built with their parameters on the meta device. Used by
 :class:`.layerwise.LayerwiseScorer`."""
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reranker_seqcls.check.weight_reads import (
+    WeightArena,
     WeightLedger,
     check_shape,
     read_tensor,
@@ -51,12 +53,14 @@ class LeafWeights:
     model: Any
     dtype: Any
     ledger: WeightLedger
+    arena: WeightArena  # the reused buffers the weights are read into
     _hooked: list[Any]
     _param_of: dict[str, tuple[Any, str]]
     _where: dict[str, tuple[Path, TensorInfo]]
 
     def _hook_leaves(self) -> None:
         """Pre/post forward hooks on every module owning parameters (layers and final norm)."""
+        self.arena = WeightArena()
         modules = [*self.layers, self.norm]
         for module in modules:
             for leaf in module.modules():
@@ -76,10 +80,11 @@ class LeafWeights:
         return cached
 
     def _materialize(self, module: Any, _inputs: Any) -> None:
+        module._layerwise_mark = self.arena.mark()
         for name, attr in self._leaf_names(module):
             path, info = self._where[name]
             check_shape(info, tuple(module._parameters[attr].shape))
-            tensor = read_tensor(path, info, self.dtype)
+            tensor = read_tensor(path, info, self.dtype, self.arena)
             self.ledger.read += info.nbytes
             self.ledger.add(tensor.numel() * tensor.element_size())
             self._set_param(module, attr, tensor)
@@ -88,6 +93,7 @@ class LeafWeights:
         for _name, attr in self._leaf_names(module):
             param = module._parameters[attr]
             self._unset_param(module, attr, param.numel() * param.element_size())
+        self.arena.release(module._layerwise_mark)
         return_freed_memory()
 
     @staticmethod
