@@ -36,7 +36,6 @@ def push_converted(
     and (unless ``allow_unchecked``) a directory without a passing verdict for its current
     files."""
     from reranker_seqcls.check.record import recorded_verdict
-    from reranker_seqcls.hub.push import push
     from reranker_seqcls.hub.repo_ids import require_repo_id
     from reranker_seqcls.hub.target import target_state
 
@@ -65,11 +64,7 @@ def push_converted(
     publish_checkpoint(
         converted, target, provenance, verdict.report, outcome, label=label,
         dry_run=hub.dry_run, card=_writes_card(converted),
-        commit=lambda message, description: push(
-            converted, target, token=hub.token, private=hub.private, create_pr=hub.create_pr,
-            parent_commit=state.head, commit_message=message, commit_description=description,
-            dry_run=hub.dry_run, log=log,
-        ),
+        commit=folder_commit(converted, hub, state.head, log),
     )  # fmt: skip
     if ggufs is not None:
         from reranker_seqcls.gguf.publish import push_checked_ggufs
@@ -107,6 +102,24 @@ def publish_checkpoint(
         write_model_card(out, target, provenance, report)
     pushed = commit(commit_message(provenance), commit_description(provenance, report))
     outcome.record_push(pushed, label, dry_run=dry_run)
+
+
+def folder_commit(
+    out: Path, hub: HubOptions, parent_commit: str | None, log: Log
+) -> Callable[[str, str], PushResult]:
+    """The ``commit`` of :func:`publish_checkpoint` for a directory uploaded whole (``push``,
+    and ``run``'s whole-snapshot transport): one commit of ``out`` to ``hub.target`` on
+    ``parent_commit``."""
+    from reranker_seqcls.hub.push import push
+
+    def commit(message: str, description: str) -> PushResult:
+        return push(
+            out, hub.target, token=hub.token, private=hub.private, create_pr=hub.create_pr,
+            parent_commit=parent_commit, commit_message=message, commit_description=description,
+            dry_run=hub.dry_run, log=log,
+        )  # fmt: skip
+
+    return commit
 
 
 def _ggufs_to_push(

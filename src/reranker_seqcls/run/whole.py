@@ -124,9 +124,8 @@ class WholeSnapshot:
     # ------------------------------------------------------------------ 4. publish
 
     def publish(self, provenance: Provenance, report: ParityReport, outcome: RunOutcome) -> None:
-        from reranker_seqcls.hub.push import push
         from reranker_seqcls.publish.card import commit_message
-        from reranker_seqcls.publish.push import publish_checkpoint
+        from reranker_seqcls.publish.push import folder_commit, publish_checkpoint
         from reranker_seqcls.run.outcome import source_label
 
         hub = self.opts.hub
@@ -134,11 +133,7 @@ class WholeSnapshot:
             publish_checkpoint(
                 self.out, hub.target, provenance, report, outcome,
                 label=source_label(self.opts.model, self.ref), dry_run=hub.dry_run,
-                commit=lambda message, description: push(
-                    self.out, hub.target, token=hub.token, private=hub.private,
-                    create_pr=hub.create_pr, parent_commit=self.head, commit_message=message,
-                    commit_description=description, dry_run=hub.dry_run, log=self.log,
-                ),
+                commit=folder_commit(self.out, hub, self.head, self.log),
             )  # fmt: skip
         # the output directory is done with (a temporary one removed) before the GGUF commit
         self._output.close()
