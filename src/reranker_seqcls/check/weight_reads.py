@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reranker_seqcls.errors import BadInput
+from reranker_seqcls.safetensors_io.floats import TORCH_DTYPE_NAMES
 from reranker_seqcls.safetensors_io.header import TensorInfo
 
 if TYPE_CHECKING:
     import torch
-
-_TORCH_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
 
 
 def _glibc_trim() -> Callable[[], object]:
@@ -109,7 +108,7 @@ def read_tensor(
     ``arena``'s buffers where given (the caller gives it back with :meth:`WeightArena.release`)."""
     import torch
 
-    source_dtype = _TORCH_DTYPES.get(info.dtype)
+    source_dtype = TORCH_DTYPE_NAMES.get(info.dtype)
     if source_dtype is None:
         raise BadInput(
             f"{info.name} is stored as {info.dtype}; the check reads float tensors only: "
@@ -137,7 +136,7 @@ def read_rows(path: Path, info: TensorInfo, rows: list[int], dtype: torch.dtype)
     """Rows ``rows`` of a 2-D tensor, each read on its own (never the whole tensor)."""
     import torch
 
-    source_dtype = _TORCH_DTYPES.get(info.dtype)
+    source_dtype = TORCH_DTYPE_NAMES.get(info.dtype)
     if source_dtype is None or len(info.shape) != 2:
         raise BadInput(f"{info.name} is not a 2-D float tensor: convert a non-quantized checkpoint")
     n_rows, width = info.shape

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from reranker_seqcls.errors import BadInput, HubError
 from reranker_seqcls.gguf.tensors import rows_per_block
 from reranker_seqcls.gguf.writer import Split, data_split_plans, open_gguf
+from reranker_seqcls.safetensors_io.floats import TORCH_DTYPE_NAMES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,8 +50,6 @@ def write_streamed_splits(
     layout = sorted(SafetensorsFile(placeholder).tensors.values(), key=lambda t: t.start)
     plans = [{p.source_name: p for p in data_split_plans(placeholder, blocks, t)}
              for _, t, _ in outs]  # fmt: skip
-    dtypes = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32,
-              "F64": torch.float64}  # fmt: skip
     reader = _Bytes(iter(stream))
     with ExitStack() as stack:
         files = [
@@ -61,15 +60,15 @@ def write_streamed_splits(
             reader.skip_to(info.start)
             if info.name not in plans[0]:
                 continue  # not in the GGUF (lm_head): its bytes pass through the sha256
-            dtype = dtypes.get(info.dtype)
-            if dtype is None:
+            dtype_name = TORCH_DTYPE_NAMES.get(info.dtype)
+            if dtype_name is None:
                 raise BadInput(
                     f"--gguf: {info.name} is stored as {info.dtype}; only float tensors can be "
                     "written to a GGUF: convert a non-quantized checkpoint"
                 )
             for data, p in zip(files, plans, strict=True):
                 data.begin(p[info.name].name)
-            for block in _row_blocks(reader, info.shape, dtype):
+            for block in _row_blocks(reader, info.shape, getattr(torch, dtype_name)):
                 for data in files:
                     data.block(block)
             for data in files:

@@ -15,6 +15,8 @@ ITEMSIZE = {
     "F8_E4M3": 1, "F8_E5M2": 1,
 }  # fmt: skip
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
+# The float dtypes as torch names them (``getattr(torch, name)``), for the readers that convert.
+TORCH_DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
 
 
 def decode_floats(raw: bytes, dtype: str) -> list[float]:
