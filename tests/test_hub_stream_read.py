@@ -60,3 +60,20 @@ def test_other_bytes_or_another_header_are_refused(hub_server, hub_env) -> None:
     other = _read(hub_env)
     assert "has sha256" in str(other["error"]) and "not the commit's" in str(other["error"])
     assert "nothing was pushed" in str(other["error"]) and other["size"] == len(DATA)
+
+
+def test_a_longer_or_shorter_stream_is_refused_by_its_size(hub_server, hub_env) -> None:
+    """A server that sends more bytes than the listing's size is cut off before the reader is
+    handed more than that size; one that sends fewer is refused at the end. Both in a fetch's
+    words (exit 3 at the run)."""
+    hub_server.seed_repo(REPO, {NAME: DATA, "config.json": b"{}"})
+    hub_server.serve_instead(REPO, NAME, DATA + b"\x00" * (2 * CHUNK))
+    longer = _read(hub_env)
+    assert f"but the Hub lists {len(DATA)}" in str(longer["error"]), longer
+    assert "nothing was pushed" in str(longer["error"])
+    assert int(str(longer["size"])) <= len(DATA)  # never handed a byte past the listed size
+    hub_server.serve_instead(REPO, NAME, DATA[: -CHUNK // 2])
+    shorter = _read(hub_env)
+    assert f"arrived with {len(DATA) - CHUNK // 2} bytes, but the Hub lists {len(DATA)}" in str(
+        shorter["error"]
+    ), shorter
