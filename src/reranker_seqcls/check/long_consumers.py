@@ -181,9 +181,9 @@ def client_cuts(
 ) -> list[tuple[str, str]]:
     """The (query, document) the card's recipe sends for each pair, with the converted
     tokenizer (what a user of the checkpoint has)."""
-    from transformers import AutoTokenizer
+    from reranker_seqcls.check.tokenizer_loads import auto_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(converted))
+    tokenizer = auto_tokenizer(str(converted))
     return [client_side(tokenizer, recipe, p, length) for p in pairs]
 
 

@@ -135,8 +135,7 @@ def add_long_inputs(
     uncut prompts exceed ``budget.tokens`` are not measured (the report says why, and
     ``budget.beyond``). ``offline``: other parts of the check's vLLM job (the ``vllm`` row),
     run in the same process as these pairs' when they reach vLLM (each then ``done``)."""
-    from transformers import AutoTokenizer
-
+    from reranker_seqcls.check.tokenizer_loads import auto_tokenizer
     from reranker_seqcls.convert.lengths import position_limit
 
     rule = LENGTH_RULES.get(recipe.prompt_style)
@@ -145,7 +144,7 @@ def add_long_inputs(
             f"long inputs: recipe {recipe.name} has no family truncation rule; not measured"
         )
         return
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    tokenizer = auto_tokenizer(str(source))
     limit = position_limit(json.loads((source / CONFIG_FILE).read_text("utf-8")))
 
     def count(text: str) -> int:

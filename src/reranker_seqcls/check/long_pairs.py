@@ -30,11 +30,10 @@ def fitting_pairs(source: Path, recipe: Recipe, pairs: list[Pair]) -> tuple[list
     the cut."""
     if recipe.prompt_style not in LENGTH_RULES:
         return pairs, []
-    from transformers import AutoTokenizer
-
+    from reranker_seqcls.check.tokenizer_loads import auto_tokenizer
     from reranker_seqcls.convert.lengths import position_limit
 
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    tokenizer = auto_tokenizer(str(source))
     limit = position_limit(json.loads((source / CONFIG_FILE).read_text("utf-8")))
     fits: list[Pair] = []
     cut: list[Pair] = []

@@ -95,13 +95,14 @@ def reference_scores(
     """The family's prompts (pieces and ids) and its score logit(s) from the original causal
     LM."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
+    from reranker_seqcls.check.tokenizer_loads import auto_tokenizer
     from reranker_seqcls.check.weight_reads import check_prompt_positions
     from reranker_seqcls.convert.lengths import position_limit
     from reranker_seqcls.recipes.prompts import official_prompt
 
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    tokenizer = auto_tokenizer(str(source))
     limit = position_limit(json.loads((source / "config.json").read_text()))
     official = [
         official_prompt(tokenizer, recipe, p.query, p.document, p.instruction, position_limit=limit)
@@ -266,8 +267,7 @@ def consumer_prompts(converted: Path, pairs: list[Pair]) -> ConsumerPrompts | No
     """The text and ids sentence-transformers builds for each pair from the converted
     directory's files (its chat template and template variables); None when it scores raw text
     instead, i.e. the directory declares no ``message`` modality or has no chat template."""
-    from transformers import AutoTokenizer
-
+    from reranker_seqcls.check.tokenizer_loads import auto_tokenizer
     from reranker_seqcls.names import ST_MODULE_CONFIG_FILE
     from reranker_seqcls.recipes.render import render_scoring_prompt
 
@@ -276,7 +276,7 @@ def consumer_prompts(converted: Path, pairs: list[Pair]) -> ConsumerPrompts | No
     if "message" not in (loaded.get("modality_config") or {}):
         return None
     variables = (loaded.get("processing_kwargs") or {}).get("chat_template") or {}
-    tokenizer = AutoTokenizer.from_pretrained(str(converted))
+    tokenizer = auto_tokenizer(str(converted))
     if not getattr(tokenizer, "chat_template", None):
         return None
     result = ConsumerPrompts(tokenizer, [], [])

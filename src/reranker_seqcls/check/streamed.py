@@ -86,9 +86,8 @@ class StreamedCheck:
         pack: bool = False,
         log: Log = lambda _m: None,
     ) -> None:
-        from transformers import AutoTokenizer
-
         from reranker_seqcls.check.layerwise import LayerwiseScorer
+        from reranker_seqcls.check.tokenizer_loads import auto_tokenizer
         from reranker_seqcls.convert.lengths import position_limit
         from reranker_seqcls.recipes.prompts import official_prompt
 
@@ -98,7 +97,7 @@ class StreamedCheck:
         self.recipe, self.pairs, self.token_ids = recipe, pairs, token_ids
         self.dtype, self.allow_softcapping, self.log = dtype, allow_softcapping, log
         self.config = json.loads((self.source / CONFIG_FILE).read_text())
-        tokenizer = AutoTokenizer.from_pretrained(str(self.source))
+        tokenizer = auto_tokenizer(str(self.source))
         limit = position_limit(self.config)
         self.official = [
             official_prompt(

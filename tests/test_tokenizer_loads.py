@@ -1,0 +1,56 @@
+"""One transformers tokenizer load per distinct tokenizer (``check/tokenizer_loads.py``): a
+byte-identical copy (the twin's) shares its original's object, a changed file or another
+``model_type`` is loaded again, and only the last two are kept. Tiny tokenizers: about a second."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from reranker_seqcls.check import tokenizer_loads
+from reranker_seqcls.check.tokenizer_loads import auto_tokenizer
+from testkit.tiny import build_tokenizer
+
+
+def _copy(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target
+
+
+def test_a_copy_shares_the_load_and_a_change_is_loaded_again(tmp_path: Path) -> None:
+    original = build_tokenizer("qwen3", tmp_path / "original")
+    (original / "config.json").write_text(json.dumps({"model_type": "qwen3"}))
+    twin = _copy(original, tmp_path / "twin")
+    (twin / "README.md").write_text("not a tokenizer file")
+    first = auto_tokenizer(original)
+    assert auto_tokenizer(twin) is first  # the twin's byte-identical copy
+    assert auto_tokenizer(str(original)) is first
+
+    changed = _copy(original, tmp_path / "changed")
+    config = json.loads((changed / "tokenizer_config.json").read_text())
+    config["model_max_length"] = 77
+    (changed / "tokenizer_config.json").write_text(json.dumps(config))
+    other = auto_tokenizer(changed)
+    assert other is not first and other.model_max_length == 77
+
+    retyped = _copy(original, tmp_path / "retyped")
+    (retyped / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    assert auto_tokenizer(retyped) is not first
+
+
+def test_only_the_last_two_are_kept(tmp_path: Path) -> None:
+    dirs = []
+    for i in range(3):
+        directory = build_tokenizer("qwen3", tmp_path / str(i))
+        config = json.loads((directory / "tokenizer_config.json").read_text())
+        config["model_max_length"] = 100 + i
+        (directory / "tokenizer_config.json").write_text(json.dumps(config))
+        dirs.append(directory)
+    first = auto_tokenizer(dirs[0])
+    second = auto_tokenizer(dirs[1])
+    assert auto_tokenizer(dirs[0]) is first  # a use moves it to the end
+    auto_tokenizer(dirs[2])  # drops the least recently used: the second
+    assert len(tokenizer_loads._LOADED) == tokenizer_loads.KEEP
+    assert auto_tokenizer(dirs[0]) is first
+    assert auto_tokenizer(dirs[1]) is not second
