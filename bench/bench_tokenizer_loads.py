@@ -29,12 +29,9 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path[:0] = [str(REPO_ROOT), str(BENCH_DIR)]
 
 from bench_convert import machine_facts, package_versions  # noqa: E402
-from synthetic import SHAPES, cached_checkpoint  # noqa: E402
-
-from tests.real_vocab import build_qwen_tokenizer  # noqa: E402
+from synthetic import SHAPES, cached_checkpoint, with_real_vocabulary  # noqa: E402
 
 TARGET_S = 20.0
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 # Runs the CLI in this process with every tokenizer load counted; the counts go to argv[1].
 COUNTING = r"""
@@ -152,19 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "TOKENIZER_RESULTS.md")
     args = parser.parse_args(argv)
     shape, _ = cached_checkpoint(SHAPES["0.6b"], args.cache, max_shard_bytes=100 * 10**6)
+    real = with_real_vocabulary(SHAPES["0.6b"], shape, args.cache)
     with tempfile.TemporaryDirectory(prefix="bench-tokenizer-", dir=args.cache) as tmp:
         work = Path(tmp)
-        real = work / "real-vocab"
-        real.mkdir()
-        for path in shape.iterdir():
-            if path.is_file() and path.name not in TOKENIZER_FILES:
-                os.link(path, real / path.name)  # the same weights, by hard link
-        vocab = build_qwen_tokenizer(work / "qwen3-tokenizer")
-        for name in TOKENIZER_FILES:
-            if (vocab / name).is_file():
-                shutil.copyfile(vocab / name, real / name)
         rows = [measure("synthetic (the run bench's)", shape, work),
                 measure("real Qwen3 vocabulary", real, work)]  # fmt: skip
+    shutil.rmtree(real)
     args.results.write_text(render(rows, machine_facts(args.cache), package_versions()))
     print(args.results.read_text())
     return 0
