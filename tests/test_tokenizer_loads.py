@@ -54,3 +54,19 @@ def test_only_the_last_two_are_kept(tmp_path: Path) -> None:
     assert len(tokenizer_loads._LOADED) == tokenizer_loads.KEEP
     assert auto_tokenizer(dirs[0]) is first
     assert auto_tokenizer(dirs[1]) is not second
+
+
+def test_a_tokenizer_file_linked_out_of_its_directory_is_refused(tmp_path: Path) -> None:
+    """The key reads the files as every source file is read (``source.Source``): a symlink to
+    a file outside the directory is refused in one line, not hashed or loaded."""
+    import pytest
+
+    from reranker_seqcls.errors import BadInput
+
+    outside = build_tokenizer("qwen3", tmp_path / "outside")
+    inside = tmp_path / "inside"
+    inside.mkdir()
+    shutil.copyfile(outside / "tokenizer_config.json", inside / "tokenizer_config.json")
+    (inside / "tokenizer.json").symlink_to(outside / "tokenizer.json")
+    with pytest.raises(BadInput, match="symlink to a file outside"):
+        auto_tokenizer(inside)

@@ -26,17 +26,19 @@ _LOADED: dict[str, Any] = {}  # in order of last use
 
 
 def tokenizer_key(directory: Path) -> str:
-    """The sha256 over the tokenizer files' names and bytes and the config's class keys."""
+    """The sha256 over the tokenizer files' names and sha256s and the config's class keys.
+    The files are listed and resolved as every source file is (:class:`source.Source`: a
+    symlink out of the directory is refused)."""
+    from reranker_seqcls.check.record import file_sha256
     from reranker_seqcls.names import CONFIG_FILE, TOKENIZER_PATTERNS
+    from reranker_seqcls.source import Source
 
+    files = Source(directory)
     digest = hashlib.sha256()
-    names = sorted(
-        {p for pattern in TOKENIZER_PATTERNS for p in directory.glob(pattern) if p.is_file()}
-    )
-    for path in names:
-        data = path.read_bytes()
-        relative = path.relative_to(directory).as_posix()
-        digest.update(b"%d:%s:%d:" % (len(relative), relative.encode(), len(data)) + data)
+    for name in files.listing(TOKENIZER_PATTERNS):
+        path = files.file(name)
+        assert path is not None  # listed
+        digest.update(f"{len(name)}:{name}:{file_sha256(path)}\n".encode())
     config = directory / CONFIG_FILE
     try:
         loaded = json.loads(config.read_text("utf-8")) if config.is_file() else {}
