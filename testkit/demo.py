@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     output = root / "Qwen3-Reranker-tiny-seq-cls"
 
     from reranker_seqcls.check.pairs import BUILTIN_PAIRS
-    from reranker_seqcls.check.scoring import consumer_scores, reference_scores
+    from reranker_seqcls.check.scoring import consumer_scores, cross_encoder, reference_scores
     from reranker_seqcls.convert.converter import convert
     from reranker_seqcls.recipes.presets import PRESETS
     from testkit.tiny import build_model
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [BUILTIN_PAIRS[i] for i in DEMO_PAIRS]
     token_ids = [t.id for t in result.plan.tokens]
     _, reference = reference_scores(source, recipe, pairs, token_ids, "float32")
-    converted = consumer_scores(output, pairs, "float32")
+    converted = consumer_scores(cross_encoder(output, "float32"), pairs)
     print(f"   {'query':<32} {'document':<36} {'original':>9} {'converted':>9}")
     worst = 0.0
     for pair, ref, conv in zip(pairs, reference, converted, strict=True):

@@ -181,7 +181,7 @@ def client_cuts(
 ) -> list[tuple[str, str]]:
     """The (query, document) the card's recipe sends for each pair, with the converted
     tokenizer (what a user of the checkpoint has)."""
-    from reranker_seqcls.check.tokenizer_loads import auto_tokenizer
+    from reranker_seqcls.tokenizer_loads import auto_tokenizer
 
     tokenizer = auto_tokenizer(str(converted))
     return [client_side(tokenizer, recipe, p, length) for p in pairs]

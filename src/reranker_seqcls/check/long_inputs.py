@@ -135,8 +135,8 @@ def add_long_inputs(
     uncut prompts exceed ``budget.tokens`` are not measured (the report says why, and
     ``budget.beyond``). ``offline``: other parts of the check's vLLM job (the ``vllm`` row),
     run in the same process as these pairs' when they reach vLLM (each then ``done``)."""
-    from reranker_seqcls.check.tokenizer_loads import auto_tokenizer
     from reranker_seqcls.convert.lengths import position_limit
+    from reranker_seqcls.tokenizer_loads import auto_tokenizer
 
     rule = LENGTH_RULES.get(recipe.prompt_style)
     if rule is None:

@@ -30,8 +30,8 @@ def fitting_pairs(source: Path, recipe: Recipe, pairs: list[Pair]) -> tuple[list
     the cut."""
     if recipe.prompt_style not in LENGTH_RULES:
         return pairs, []
-    from reranker_seqcls.check.tokenizer_loads import auto_tokenizer
     from reranker_seqcls.convert.lengths import position_limit
+    from reranker_seqcls.tokenizer_loads import auto_tokenizer
 
     tokenizer = auto_tokenizer(str(source))
     limit = position_limit(json.loads((source / CONFIG_FILE).read_text("utf-8")))

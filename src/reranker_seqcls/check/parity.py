@@ -21,6 +21,7 @@ scorings, the head check, the judgement, the report and the long pairs already l
 
 from __future__ import annotations
 
+import gc
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from reranker_seqcls.check.scoring import (
     consumer_prompts,
     consumer_scores,
     converted_scores,
+    cross_encoder,
     reference_scores,
 )
 from reranker_seqcls.check.verdict import Evidence, compute_dtype
@@ -164,7 +166,13 @@ def _score(
 
     log(f"parity: scoring {len(pairs)} pairs with the original causal LM ({dtype})")
     official, reference = reference_scores(source, recipe, pairs, token_ids, dtype)
-    rendered = consumer_prompts(converted, pairs)
+    prompts = [o.ids for o in official]
+    log("parity: scoring through sentence-transformers CrossEncoder")
+    model = cross_encoder(converted, dtype)
+    rendered = consumer_prompts(converted, pairs, model.tokenizer)
+    consumer = consumer_scores(model, pairs, [len(p) for p in prompts])
+    del model
+    gc.collect()
     comparisons = (
         None
         if rendered is None
@@ -174,12 +182,9 @@ def _score(
         ]
     )
     merged = [i for i, c in enumerate(comparisons or []) if c is not None and c.kind == "merged"]
-    prompts = [o.ids for o in official]
     log("parity: scoring the converted classifier (batched and one by one)")
     extra = [rendered.ids[i] for i in merged] if rendered else None
     scored = converted_scores(converted, prompts, dtype, extra)
-    log("parity: scoring through sentence-transformers CrossEncoder")
-    consumer = consumer_scores(converted, pairs, dtype, [len(p) for p in prompts])
     groups = [p.group or p.query for p in pairs]
     return _Scored(
         pairs, groups, official, reference, rendered, comparisons, merged, scored, consumer

@@ -97,10 +97,10 @@ def reference_scores(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from reranker_seqcls.check.tokenizer_loads import auto_tokenizer
     from reranker_seqcls.check.weight_reads import check_prompt_positions
     from reranker_seqcls.convert.lengths import position_limit
     from reranker_seqcls.recipes.prompts import official_prompt
+    from reranker_seqcls.tokenizer_loads import auto_tokenizer
 
     tokenizer = auto_tokenizer(str(source))
     limit = position_limit(json.loads((source / "config.json").read_text()))
@@ -216,26 +216,30 @@ def converted_scores(
     return ConvertedScores(batched, single, pad_id, problems, extra_rows, hidden)
 
 
-def consumer_scores(
-    converted: Path, pairs: list[Pair], dtype: str, lengths: list[int] | None = None
-) -> Scores:
-    """``CrossEncoder(converted).predict`` on raw text, instruction passed as the prompt.
-
-    ``lengths`` (the prompts' token counts) lets pairs be predicted in batches of similar
-    length, as the other two scorings are; sentence-transformers would pad them all together.
-    """
+def cross_encoder(converted: Path, dtype: str) -> Any:
+    """``CrossEncoder(converted)``, as a user loads it: its tokenizer is the one
+    :func:`consumer_prompts` renders with, and its ``predict`` is :func:`consumer_scores`."""
     try:
         from sentence_transformers import CrossEncoder
     except ImportError as exc:
         raise BadInput(
             "the check needs sentence-transformers: pip install 'reranker-seqcls[check]'"
         ) from exc
+    return CrossEncoder(str(converted), model_kwargs={"dtype": torch_dtype(dtype)})
+
+
+def consumer_scores(model: Any, pairs: list[Pair], lengths: list[int] | None = None) -> Scores:
+    """``CrossEncoder(converted).predict`` (``model``, :func:`cross_encoder`) on raw text,
+    instruction passed as the prompt.
+
+    ``lengths`` (the prompts' token counts) lets pairs be predicted in batches of similar
+    length, as the other two scorings are; sentence-transformers would pad them all together.
+    """
     results: list[list[float]] = [[] for _ in pairs]
     by_instruction: dict[str | None, list[int]] = {}
     for index, pair in enumerate(pairs):
         by_instruction.setdefault(pair.instruction, []).append(index)
     sizes = lengths or [len(p.query) + len(p.document) for p in pairs]
-    model = CrossEncoder(str(converted), model_kwargs={"dtype": torch_dtype(dtype)})
     for instruction, group in by_instruction.items():
         kwargs = {"prompt": instruction} if instruction is not None else {}
         for batch in length_batches([sizes[i] for i in group]):
@@ -249,8 +253,6 @@ def consumer_scores(
             )
             for i, value in zip(indices, predicted, strict=True):
                 results[i] = [float(v) for v in (value if getattr(value, "ndim", 0) else [value])]
-    del model
-    gc.collect()
     return results
 
 
@@ -263,11 +265,12 @@ class ConsumerPrompts:
     ids: list[list[int]]
 
 
-def consumer_prompts(converted: Path, pairs: list[Pair]) -> ConsumerPrompts | None:
+def consumer_prompts(converted: Path, pairs: list[Pair], tokenizer: Any) -> ConsumerPrompts | None:
     """The text and ids sentence-transformers builds for each pair from the converted
-    directory's files (its chat template and template variables); None when it scores raw text
-    instead, i.e. the directory declares no ``message`` modality or has no chat template."""
-    from reranker_seqcls.check.tokenizer_loads import auto_tokenizer
+    directory's files (its chat template and template variables), with ``tokenizer``: the one
+    ``CrossEncoder(converted)`` loaded (:func:`cross_encoder`; one load of the converted
+    tokenizer, not two). None when it scores raw text instead, i.e. the directory declares no
+    ``message`` modality or has no chat template."""
     from reranker_seqcls.names import ST_MODULE_CONFIG_FILE
     from reranker_seqcls.recipes.render import render_scoring_prompt
 
@@ -276,7 +279,6 @@ def consumer_prompts(converted: Path, pairs: list[Pair]) -> ConsumerPrompts | No
     if "message" not in (loaded.get("modality_config") or {}):
         return None
     variables = (loaded.get("processing_kwargs") or {}).get("chat_template") or {}
-    tokenizer = auto_tokenizer(str(converted))
     if not getattr(tokenizer, "chat_template", None):
         return None
     result = ConsumerPrompts(tokenizer, [], [])

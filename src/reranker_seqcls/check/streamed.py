@@ -87,9 +87,9 @@ class StreamedCheck:
         log: Log = lambda _m: None,
     ) -> None:
         from reranker_seqcls.check.layerwise import LayerwiseScorer
-        from reranker_seqcls.check.tokenizer_loads import auto_tokenizer
         from reranker_seqcls.convert.lengths import position_limit
         from reranker_seqcls.recipes.prompts import official_prompt
+        from reranker_seqcls.tokenizer_loads import auto_tokenizer
 
         if dtype not in TOLERANCES:
             raise BadInput(f"--dtype {dtype} is not supported: use one of {', '.join(TOLERANCES)}")

@@ -43,9 +43,9 @@ def checkpoint_scoring_length(
     path = directory / TOKENIZER_FILE
     if not path.is_file():
         return None
-    from tokenizers import Tokenizer
+    from reranker_seqcls.tokenizer_loads import fast_tokenizer
 
-    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer = fast_tokenizer(path)
 
     def count(text: str) -> int:
         return len(tokenizer.encode(text, add_special_tokens=False).ids)

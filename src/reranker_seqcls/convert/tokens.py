@@ -4,8 +4,9 @@
 not one vocabulary entry. Here a token must be exactly one real id: the exact vocabulary entry
 first, else the string encodes to exactly one non-unknown id. The id used is always reported.
 
-Reads ``tokenizer.json`` with the ``tokenizers`` library (milliseconds, no torch); only a
-tokenizer without ``tokenizer.json`` falls back to transformers.
+Reads ``tokenizer.json`` with the ``tokenizers`` library (no torch; once per distinct file per
+process, :func:`reranker_seqcls.tokenizer_loads.fast_tokenizer`); only a tokenizer without
+``tokenizer.json`` falls back to transformers.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class TokenizerFiles:
         self.special_map: dict[str, Any] = _read_json(source, SPECIAL_TOKENS_MAP_FILE)
         tokenizer_json = source.file(TOKENIZER_FILE)
         if tokenizer_json is not None:
-            from tokenizers import Tokenizer
+            from reranker_seqcls.tokenizer_loads import fast_tokenizer
 
             if tokenizer_json.stat().st_size > MAX_TOKENIZER_BYTES:
                 raise BadInput(
@@ -63,7 +64,7 @@ class TokenizerFiles:
                     "tokenizer, re-download the checkpoint"
                 )
             try:
-                self._backend: _Vocab = _FastVocab(Tokenizer.from_file(str(tokenizer_json)))
+                self._backend: _Vocab = _FastVocab(fast_tokenizer(tokenizer_json))
             except Exception as exc:  # the Rust error types are not importable
                 first = (str(exc).splitlines() or [exc.__class__.__name__])[0][:120]
                 raise BadInput(

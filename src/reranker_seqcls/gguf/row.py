@@ -155,9 +155,8 @@ def add_llama_rows(
 ) -> list[LlamaRow]:
     """Add one ``llama.cpp TYPE`` row per GGUF to ``report`` and judge it; a failed row fails
     the report with its cause."""
-    from tokenizers import Tokenizer
-
     from reranker_seqcls.names import TOKENIZER_FILE
+    from reranker_seqcls.tokenizer_loads import fast_tokenizer
 
     scored = _scored_pairs(report, pairs)
     if len(scored) < len(pairs):
@@ -176,7 +175,7 @@ def add_llama_rows(
             f"llama.cpp: {len(pairs) - len(kept)} pairs with their own instruction not sent: "
             "the GGUF's rerank template has the default instruction written in"
         )
-    tokenizer = Tokenizer.from_file(str(converted / TOKENIZER_FILE))
+    tokenizer = fast_tokenizer(converted / TOKENIZER_FILE)
     if template_strips(converted):  # what the checkpoint's template scores, sent literally
         pairs = [replace(p, query=p.query.strip(), document=p.document.strip()) for p in pairs]
     rows = []
