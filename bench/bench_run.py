@@ -46,8 +46,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -230,6 +232,7 @@ def bench_shape(
     before: Path | None = None,
     vllm_python: Path | None = None,
     real_vocab: bool = False,
+    repeat: int = 1,
 ) -> ShapeRun:
     shape = SHAPES[name]
     source, built = cached_checkpoint(shape, cache, max_shard_bytes=shard_bytes)
@@ -271,18 +274,23 @@ def bench_shape(
             env["PYTHONPATH"] = f"{tree / 'src'}:{tree}"
             return env, [home, tmp]
 
-        # each design of --before's source tree right before the same design of this one
+        # each design of --before's source tree right before the same design of this one;
+        # with --repeat, rounds of every design and the parts, each judged by its own parts
         runs = [
-            (d, tree)
-            for d in designs
-            if d != "parts"
-            for tree in ([before, None] if before is not None else [None])
+            (d, tree, round_label(k))
+            for k in range(repeat)
+            for d in [d for d in designs if d != "parts"] + ["parts"] * ("parts" in designs)
+            for tree in ([before, None] if before is not None and d != "parts" else [None])
         ]
-        for design, tree in runs:
+        for design, tree, suffix in runs:
+            if design == "parts":
+                measure_parts(result, repo, source, env_for, server, full_pass, suffix)
+                shutil.rmtree(env_root, ignore_errors=True)
+                continue
             if tree is not None:
                 _log(f"{name}: {design} with the source tree {tree}")
             env, poll = env_for(design, tree or REPO_ROOT)
-            label = f"{design} (before)" if tree is not None else design
+            label = (f"{design} (before)" if tree is not None else design) + suffix
             argv = [sys.executable, "-m", "reranker_seqcls", "run", "--model", repo,
                     "--target", f"{TEST_USER}/{name}-{design}"]  # fmt: skip
             if design.startswith("check-local"):
@@ -317,38 +325,55 @@ def bench_shape(
             if not design.startswith("check-local"):
                 server.delete_repo(f"{TEST_USER}/{name}-{design}")
 
-        if "parts" not in designs:
-            shutil.rmtree(env_root, ignore_errors=True)
-            return result
-        env, _ = env_for("parts")
-        fetch_dir = env_root / "parts" / "fetched"
-        result.parts["fetch once"] = _python(
-            "from huggingface_hub import snapshot_download\n"
-            f"snapshot_download({repo!r}, local_dir={str(fetch_dir)!r})\n",
-            env,
-            result,
-            "fetch once",
-        )
-        scratch = f"{TEST_USER}/upload-once"
-        result.parts["upload once"] = _python(
-            "from huggingface_hub import HfApi\n"
-            "api = HfApi()\n"
-            f"api.create_repo({scratch!r})\n"
-            f"api.upload_folder(repo_id={scratch!r}, folder_path={str(source)!r})\n",
-            env,
-            result,
-            "upload once",
-        )
-        server.delete_repo(scratch)
-        for part, full in ((QUICK_PASS, False), (FULL_PASS, True))[: 2 if full_pass else 1]:
-            result.parts[part] = _python(
-                FORWARD_PASS.format(source=str(source), repo=repo, full=full),
-                env,
-                result,
-                part,
-            )
         shutil.rmtree(env_root, ignore_errors=True)
     return result
+
+
+def round_label(k: int) -> str:
+    """The suffix of round ``k``'s designs and parts (``--repeat``): none for the first."""
+    return "" if k == 0 else f" #{k + 1}"
+
+
+def measure_parts(
+    result: ShapeRun,
+    repo: str,
+    source: Path,
+    env_for: Callable[[str], tuple[dict[str, str], list[Path]]],
+    server: Any,
+    full_pass: bool,
+    suffix: str,
+) -> None:
+    """The parts a run is judged against (fetch once, upload once, the real-model passes),
+    named with the round's ``suffix``."""
+    env, (home, _) = env_for("parts")
+    fetch_dir = home.parent / "fetched"
+    part = "fetch once"
+    result.parts[part + suffix] = _python(
+        "from huggingface_hub import snapshot_download\n"
+        f"snapshot_download({repo!r}, local_dir={str(fetch_dir)!r})\n",
+        env,
+        result,
+        part + suffix,
+    )
+    scratch = f"{TEST_USER}/upload-once"
+    part = "upload once"
+    result.parts[part + suffix] = _python(
+        "from huggingface_hub import HfApi\n"
+        "api = HfApi()\n"
+        f"api.create_repo({scratch!r})\n"
+        f"api.upload_folder(repo_id={scratch!r}, folder_path={str(source)!r})\n",
+        env,
+        result,
+        part + suffix,
+    )
+    server.delete_repo(scratch)
+    for part, full in ((QUICK_PASS, False), (FULL_PASS, True))[: 2 if full_pass else 1]:
+        result.parts[part + suffix] = _python(
+            FORWARD_PASS.format(source=str(source), repo=repo, full=full),
+            env,
+            result,
+            part + suffix,
+        )
 
 
 def wall_target(design: str, parts: dict[str, float], measured: Measured) -> float | None:
@@ -356,18 +381,22 @@ def wall_target(design: str, parts: dict[str, float], measured: Measured) -> flo
     (fetch + upload) + 20 s, the full run 1.3 x (fetch + upload + every pair's pass), a local
     quick check of the 0.6B 20 s; a run with ``--vllm-python`` adds its own vLLM phase (the
     acceptance measures without it and reports vLLM's start-up as a part of its own)."""
+    design, _, k = design.partition(" #")  # a --repeat round's design: its round's parts
+    suffix = f" #{k}" if k else ""
     design = design.removesuffix(" (before)")
     if design.endswith("-vllm"):
         vllm = measured.phases.get(PHASE_NAMES[3])
-        quick = wall_target("streamed", parts, measured)
+        quick = wall_target("streamed" + suffix, parts, measured)
         return None if vllm is None or quick is None else quick + vllm
     if design == "check-local":
         return 20.0
-    if "fetch once" not in parts or "upload once" not in parts:
+    fetch, upload = parts.get("fetch once" + suffix), parts.get("upload once" + suffix)
+    if fetch is None or upload is None:
         return None
-    transfer = parts["fetch once"] + parts["upload once"]
+    transfer = fetch + upload
     if design.endswith("-full"):
-        return 1.3 * (transfer + parts[FULL_PASS]) if FULL_PASS in parts else None
+        full = parts.get(FULL_PASS + suffix)
+        return None if full is None else 1.3 * (transfer + full)
     return None if design.startswith("check-local") else 1.3 * transfer + 20
 
 
@@ -519,6 +548,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the shapes' weights with the real Qwen3 vocabulary (tests/real_vocab.py) instead "
         "of their tiny synthetic tokenizer",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of every design (and --before's) and the parts, one after the other; "
+        "each round's runs are judged by its own parts (rows 'DESIGN #K'): one run on a "
+        "shared host spreads by 15-20 %%",
+    )
     parser.add_argument("--cache", type=Path, default=BENCH_DIR / ".cache")
     parser.add_argument("--work", type=Path, default=BENCH_DIR / ".cache" / "run-work")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "RUN_RESULTS.md")
@@ -547,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         measured = bench_shape(
             name, args.cache, shard_bytes, args.work, designs, full_pass=not args.no_full_pass,
             before=args.before, vllm_python=args.vllm_python, real_vocab=args.real_vocab,
+            repeat=args.repeat,
         )  # fmt: skip
         results = merge(results, measured)
         write_results(results, args.cache, args.results)  # after each shape: a long run
