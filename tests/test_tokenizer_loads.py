@@ -109,6 +109,6 @@ def test_the_tokenizer_json_of_a_conversion_is_parsed_once(tmp_path: Path) -> No
 
     broken = _copy(source, tmp_path / "broken")
     (broken / "tokenizer.json").write_text('{"model": 1}')
-    with pytest.raises(BadInput, match="tokenizer.json cannot be loaded"):
+    with pytest.raises(BadInput, match=r"tokenizer\.json cannot be loaded"):
         TokenizerFiles(broken)
     assert len(tokenizer_loads.FAST.loaded) == 2  # the failed parse was not kept

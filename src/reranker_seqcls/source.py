@@ -19,6 +19,7 @@ must not exist yet (see :func:`reranker_seqcls.safetensors_io.place.place_file`)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -210,3 +211,12 @@ def check_no_overlap(source: Source, output: Path) -> None:
             raise BadInput(
                 f"output {output} contains the source {source.directory}: choose another directory"
             )
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 4 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -56,9 +56,8 @@ def tokenizer_key(directory: Path) -> str:
     """The sha256 over the tokenizer files' names and sha256s and the config's class keys.
     The files are listed and resolved as every source file is (:class:`source.Source`: a
     symlink out of the directory is refused)."""
-    from reranker_seqcls.check.record import file_sha256
     from reranker_seqcls.names import CONFIG_FILE, TOKENIZER_PATTERNS
-    from reranker_seqcls.source import Source
+    from reranker_seqcls.source import Source, file_sha256
 
     files = Source(directory)
     digest = hashlib.sha256()
@@ -95,7 +94,7 @@ def fast_tokenizer(path: Path) -> Any:
     that does not parse raises what ``from_file`` raises, and is not kept."""
     from tokenizers import Tokenizer
 
-    from reranker_seqcls.check.record import file_sha256
+    from reranker_seqcls.source import file_sha256
 
     def load() -> Any:
         return Tokenizer.from_file(str(path))

@@ -9,7 +9,6 @@ tokenizer file changed, added or removed since makes the verdict stale.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from reranker_seqcls.check.report import ParityReport
 from reranker_seqcls.errors import BadInput
 from reranker_seqcls.names import PARITY_REPORT_FILE, README_FILE
 from reranker_seqcls.provenance import read_json_record
+from reranker_seqcls.source import file_sha256
 
 CHECKED_FILES = "checked_files"
 # check --gguf-file: each GGUF's name, sha256, type and whether its llama.cpp row passed, so
@@ -40,14 +40,6 @@ def checked_files(converted: Path, *, leave_out: tuple[Path, ...] = ()) -> dict[
             continue
         hashes[name] = file_sha256(path)
     return hashes
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_verdict(

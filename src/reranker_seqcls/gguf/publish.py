@@ -34,8 +34,9 @@ class CheckedGguf:
 def checked_ggufs(converted: Path, gguf_dir: Path) -> list[CheckedGguf]:
     """The GGUFs of ``gguf_dir``, each bound by name and sha256 to a passing llama.cpp row of
     ``converted``'s verdict; exit 2 for one that is not (or for a directory with none)."""
-    from reranker_seqcls.check.record import CHECKED_GGUFS, file_sha256
+    from reranker_seqcls.check.record import CHECKED_GGUFS
     from reranker_seqcls.provenance import read_json_record
+    from reranker_seqcls.source import file_sha256
 
     if not gguf_dir.is_dir():
         raise BadInput(f"--gguf-dir {gguf_dir} is not a directory: give the GGUFs' directory")
