@@ -89,9 +89,11 @@ def auto_tokenizer(directory: str | Path) -> Any:
 
 
 def fast_tokenizer(path: Path) -> Any:
-    """``tokenizers.Tokenizer.from_file(path)``, loaded once per distinct file content. The
-    caller has already resolved ``path`` (inside its directory) and bounded its size; a file
-    that does not parse raises what ``from_file`` raises, and is not kept."""
+    """``tokenizers.Tokenizer.from_file(path)``, loaded once per distinct file content; a file
+    that does not parse raises what ``from_file`` raises, and is not kept. Nothing here bounds
+    or resolves ``path``: a source's ``tokenizer.json`` comes through :class:`source.Source`
+    and ``MAX_TOKENIZER_BYTES`` (``convert/tokens.py``); the scoring length and the llama.cpp
+    rows read the converted directory's, as they did before this cache."""
     from tokenizers import Tokenizer
 
     from reranker_seqcls.source import file_sha256
