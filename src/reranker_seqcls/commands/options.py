@@ -157,9 +157,9 @@ def conversion_options(func: F) -> F:
 FULL_CHECK_HELP = (
     "Score every check pair on the real model too, not only a few short ones (the rest run on "
     "the structural twin). Costs a layerwise pass over all pairs: 27 built-in pairs take about "
-    "1 min on a 0.6B, 6 min on a 4B and 8.5 min on an 8B on two CPU cores, against 8-33 s for "
-    "the quick check's three pairs; a whole run of the 8B 741 s instead of 106 s "
-    "(bench/RUN_RESULTS.md)."
+    "1 min on a 0.6B, 6 min on a 4B and 8.5 min on an 8B on two AVX2 cores, against 8-33 s "
+    "for the quick check's three pairs; a whole run of the 8B 741 s instead of 106 s there, "
+    "241 s instead of 62 s on two AVX-512 cores (bench/RUN_RESULTS.md)."
 )
 
 
