@@ -356,9 +356,9 @@ def machine_facts(bench_dir: Path) -> dict[str, str]:
 
 
 def vector_units(flags: set[str]) -> str:
-    """The widest vector and matrix units the CPU flags name: the float32 layers of a check run
-    about twice as fast with AVX-512 as with AVX2 (GitHub's standard runners: AVX2), so a
-    timing is read beside this line, not beside the CPU's name alone."""
+    """The vector and matrix units the CPU flags name: a check's float32 layers run faster with
+    AVX-512 than with AVX2 (GitHub's standard runners: AVX2; bench/RUN_RESULTS.md has the 8B's
+    quick pass both ways), so a timing is read beside this line, not the CPU's name alone."""
     found = [
         name
         for name, flag in (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AMX-BF16", "amx_bf16"))
