@@ -49,7 +49,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -59,6 +58,7 @@ from bench_convert import machine_facts, package_versions  # noqa: E402
 from synthetic import SHAPES, cached_checkpoint, with_real_vocabulary  # noqa: E402
 
 from reranker_seqcls.stream.disk import disk_usage  # noqa: E402
+from tests.loopback_hub import LoopbackHubServer  # noqa: E402
 from tests.loopback_hub.fixtures import TEST_TOKEN, TEST_USER, make_hub_env, make_server  # noqa: E402
 
 GB = 1e9
@@ -276,10 +276,11 @@ def bench_shape(
 
         # each design of --before's source tree right before the same design of this one;
         # with --repeat, rounds of every design and the parts, each judged by its own parts
+        ordered = [d for d in designs if d != "parts"] + (["parts"] if "parts" in designs else [])
         runs = [
             (d, tree, round_label(k))
             for k in range(repeat)
-            for d in [d for d in designs if d != "parts"] + ["parts"] * ("parts" in designs)
+            for d in ordered
             for tree in ([before, None] if before is not None and d != "parts" else [None])
         ]
         for design, tree, suffix in runs:
@@ -339,7 +340,7 @@ def measure_parts(
     repo: str,
     source: Path,
     env_for: Callable[[str], tuple[dict[str, str], list[Path]]],
-    server: Any,
+    server: LoopbackHubServer,
     full_pass: bool,
     suffix: str,
 ) -> None:
